@@ -1,0 +1,195 @@
+//! The command-line definitions (clap derive). Names are fixed by SPEC.md: add, don't rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Atomic, durable file writes: if the final filename exists, its contents are complete.
+#[derive(Debug, Parser)]
+#[command(name = "atomwrite", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write stdin (or --from FILE) to DST atomically and durably: a sponge that never leaves a partial file.
+    #[command(after_help = WRITE_EXAMPLES)]
+    Write(WriteArgs),
+    /// Remove temporary files left in DIR by writers that crashed (never one a live writer holds).
+    #[command(after_help = CLEAN_EXAMPLES)]
+    Clean(CleanArgs),
+}
+
+const WRITE_EXAMPLES: &str = "\
+Examples:
+  curl -fsS https://example.org/data.json | atomwrite write data/latest.json
+  sort -u names.txt | atomwrite write names.txt          # in-place filter, safely
+  atomwrite write --from build/app.conf --mode 0640 /etc/app.conf
+  pg_dump db | atomwrite write --no-clobber backups/$(date +%F).sql   # exit 3 if it exists";
+
+const CLEAN_EXAMPLES: &str = "\
+Examples:
+  atomwrite clean /var/lib/etl --older-than 1h
+  atomwrite clean --dry-run --recursive --older-than 2d /data";
+
+/// Options shared by every command that writes a file (SPEC.md `OPTS`).
+#[derive(Debug, Clone, Args)]
+pub struct WriteOpts {
+    /// Durability: full = file and directory fsynced (survives power loss); integrity = file
+    /// fsynced (after power loss: old or new); none = no fsync (atomic against crashes only).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+    /// Final permission bits, in octal (e.g. 0644). Default: a new file gets 0666 & ~umask; a
+    /// replaced file keeps its mode and, where permitted, its owner and group.
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<u32>,
+    /// Create only: fail with exit code 3 if DST already exists (checked atomically).
+    #[arg(long)]
+    pub no_clobber: bool,
+    /// If DST is a symlink, replace the link itself instead of writing to its target.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Do not create missing parent directories (fail instead).
+    #[arg(long)]
+    pub no_create_dirs: bool,
+    /// Also write DST.manifest.json (size, sha256, written_at, run_id) atomically after the data.
+    #[arg(long)]
+    pub manifest: bool,
+    /// Run id recorded in the receipt and manifest (default: $ATOMWRITE_RUN_ID or a random id).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Show a progress bar on stderr (default: only when stderr is a terminal and the work is long).
+    #[arg(long)]
+    pub progress: bool,
+    /// Print the receipt (or the error) as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Full,
+    Integrity,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub opts: WriteOpts,
+    /// Read the contents from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// The destination file.
+    pub dst: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// The directory to sweep.
+    pub dir: PathBuf,
+    /// Only temps at least this old (e.g. 30s, 15m, 1h, 2d; a bare number is seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1h")]
+    pub older_than: std::time::Duration,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Descend into subdirectories (symlinks are never followed).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Parses an octal mode: `644`, `0644`, `0o644`; at most `7777`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|c| (b'0'..=b'7').contains(&c))
+    {
+        return Err(format!("`{s}` is not an octal mode (e.g. 644 or 0640)"));
+    }
+    let m = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
+    if m > 0o7777 {
+        return Err(format!("`{s}` is larger than 7777"));
+    }
+    Ok(m)
+}
+
+/// Parses a duration: `90`, `90s`, `15m`, `1h`, `2d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| format!("`{s}`: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration (e.g. 30s, 15m, 1h, 2d): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("644"), Ok(0o644));
+        assert_eq!(parse_mode("0o4755"), Ok(0o4755));
+        assert_eq!(parse_mode("07777"), Ok(0o7777));
+        for bad in ["", "8", "0x1", "-1", "17777", "644 ", "0o", "abc", "000000"] {
+            assert!(parse_mode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("1h"),
+            Ok(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(
+            parse_duration("2d"),
+            Ok(std::time::Duration::from_secs(172800))
+        );
+        for bad in ["", "h", "-1s", "1 fortnight", "99999999999999999999"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_mode_never_panics_and_accepts_only_octal(s in "\\PC{0,8}") {
+            if let Ok(m) = parse_mode(&s) {
+                proptest::prop_assert!(m <= 0o7777);
+            }
+        }
+
+        #[test]
+        fn parse_duration_never_panics(s in "\\PC{0,16}") {
+            let _ = parse_duration(&s);
+        }
+
+        #[test]
+        fn args_never_panic(args in proptest::collection::vec("[-a-z0-9=./]{0,12}", 0..6)) {
+            let argv = std::iter::once("atomwrite".to_string()).chain(args);
+            let _ = Cli::try_parse_from(argv);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! One module per subcommand; each returns an exit code or a [`Failure`].
+
+mod clean;
+mod write;
+
+use crate::cli::{Cli, Command};
+use crate::common;
+
+pub fn dispatch(cli: Cli) -> i32 {
+    let (json, result) = match cli.command {
+        Command::Write(a) => (a.opts.json, write::run(a)),
+        Command::Clean(a) => (a.json, clean::run(a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            common::report_failure(&f, json);
+            f.code
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `atomwrite write [OPTS] [--from FILE] DST`: stdin (or FILE) → DST, streamed.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use crate::cli::WriteArgs;
+use crate::common::{self, CmdResult, EXIT_OK, Failure};
+
+pub fn run(a: WriteArgs) -> CmdResult {
+    let mut opts = a.opts.to_options();
+    let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
+        Some(p) => {
+            let f = File::open(p)
+                .map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
+            let md = f.metadata().map_err(|e| {
+                Failure::failed(format!("failed to inspect `{}`: {e}", p.display()))
+            })?;
+            if md.is_dir() {
+                return Err(Failure::usage(format!("`{}` is a directory", p.display())));
+            }
+            if md.is_file() {
+                opts = opts.size_hint(md.len());
+            }
+            (Box::new(f), p.as_path())
+        }
+        None => {
+            let stdin = io::stdin();
+            // A regular file redirected to stdin has a known size: preallocate.
+            if let Ok(md) = File::open("/dev/stdin").and_then(|f| f.metadata()) {
+                if md.is_file() && !md.file_type().is_fifo() {
+                    opts = opts.size_hint(md.len());
+                }
+            }
+            (Box::new(stdin.lock()), Path::new("<stdin>"))
+        }
+    };
+    let mut file = opts.open(&a.dst)?;
+    common::track(&file);
+    file.copy_from(&mut input, source_name)?;
+    let receipt = common::commit_guarded(file)?;
+    common::report_receipt(&a.opts, &receipt);
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,159 @@
+//! What every command shares: options → library `Options`, receipts and errors → output and
+//! exit codes.
+
+use std::io::Write;
+
+use atomwrite::{AtomicFile, Durability, Options, Receipt, SymlinkPolicy};
+
+use crate::cli::{DurabilityArg, WriteOpts};
+use crate::signals;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_CONFLICT: i32 = 3;
+
+/// A failed command: what to print and which exit code to use.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+    pub error: Option<atomwrite::Error>,
+}
+
+impl Failure {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: msg.into(),
+            error: None,
+        }
+    }
+
+    pub fn failed(msg: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_FAILURE,
+            message: msg.into(),
+            error: None,
+        }
+    }
+}
+
+impl From<atomwrite::Error> for Failure {
+    fn from(e: atomwrite::Error) -> Self {
+        let code = if e.is_conflict() {
+            EXIT_CONFLICT
+        } else {
+            EXIT_FAILURE
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+            error: Some(e),
+        }
+    }
+}
+
+pub type CmdResult = Result<i32, Failure>;
+
+impl WriteOpts {
+    /// The library options these flags mean.
+    pub fn to_options(&self) -> Options {
+        let mut o = Options::new()
+            .durability(match self.durability {
+                DurabilityArg::Full => Durability::Full,
+                DurabilityArg::Integrity => Durability::Integrity,
+                DurabilityArg::None => Durability::None,
+            })
+            .no_clobber(self.no_clobber)
+            .symlinks(if self.no_follow {
+                SymlinkPolicy::Replace
+            } else {
+                SymlinkPolicy::Follow
+            })
+            .create_dirs(!self.no_create_dirs);
+        if let Some(m) = self.mode {
+            o = o.mode(m);
+        }
+        if let Some(id) = &self.run_id {
+            o = o.run_id(id.clone());
+        }
+        o
+    }
+}
+
+/// Registers the temp with the signal thread while the file is being written.
+pub fn track(file: &AtomicFile) {
+    signals::set_active(file.temp_path());
+}
+
+/// Commits while holding the signal lock, so a signal waits for the outcome.
+pub fn commit_guarded(file: AtomicFile) -> atomwrite::Result<Receipt> {
+    let mut guard = signals::ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let r = file.commit();
+    if r.is_ok() {
+        signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    *guard = None;
+    r
+}
+
+/// The JSON shape of a receipt (stable: documented in README).
+pub fn receipt_json(r: &Receipt) -> serde_json::Value {
+    serde_json::json!({
+        "path": r.path,
+        "size": r.size,
+        "sha256": r.sha256,
+        "written_at": r.written_at_rfc3339(),
+        "run_id": r.run_id,
+        "durability": r.durability,
+    })
+}
+
+/// Prints one JSON value on stdout; a closed pipe is not an error.
+pub fn print_json(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+}
+
+/// Prints the outcome of a write: JSON receipt, a short line, or nothing (`-q`).
+pub fn report_receipt(opts: &WriteOpts, r: &Receipt) {
+    if opts.json {
+        print_json(&receipt_json(r));
+    } else if !opts.quiet {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "atomwrite: wrote {} ({} bytes, sha256 {}, durability {})",
+            r.path.display(),
+            r.size,
+            r.sha256.as_deref().unwrap_or("-"),
+            r.durability
+        );
+    }
+}
+
+/// The JSON shape of an error.
+pub fn error_json(f: &Failure) -> serde_json::Value {
+    let mut v = serde_json::json!({ "error": { "message": f.message, "exit_code": f.code } });
+    if let Some(e) = &f.error {
+        v["error"]["operation"] = serde_json::json!(format!("{:?}", e.op()).to_lowercase());
+        v["error"]["path"] = serde_json::json!(e.path());
+        if let Some(p2) = e.path2() {
+            v["error"]["path2"] = serde_json::json!(p2);
+        }
+        v["error"]["kind"] = serde_json::json!(format!("{:?}", e.kind()));
+        if let Some(n) = e.raw_os_error() {
+            v["error"]["errno"] = serde_json::json!(n);
+        }
+    }
+    v
+}
+
+/// Prints a failure: one line on stderr (always), and the JSON object on stdout in JSON mode.
+pub fn report_failure(f: &Failure, json: bool) {
+    eprintln!("atomwrite: {}", f.message);
+    if json {
+        print_json(&error_json(f));
+    }
+}

@@ -1,0 +1,43 @@
+//! SIGINT/SIGTERM/SIGHUP during a write: remove the named temp (an anonymous `O_TMPFILE` inode
+//! disappears by itself when the process exits), never touch the destination, exit non-zero.
+//!
+//! A dedicated thread receives the signals (no work in async-signal context). It takes the
+//! commit lock first, so a signal that arrives during `commit()` waits for the commit to finish
+//! or fail: the destination is then the old or the new file, never anything else.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Set once a commit has returned successfully.
+pub static COMMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Held by the main thread while it commits; holds the named temp to remove, if any.
+pub static ACTIVE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+pub fn install() {
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = guard.as_ref() {
+                let _ = std::fs::remove_file(p);
+            }
+            if COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("atomwrite: interrupted by signal {sig} after the commit completed");
+            } else {
+                eprintln!("atomwrite: interrupted by signal {sig}; nothing was published");
+            }
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
+/// Registers the named temp of the write in progress (None when the temp is anonymous).
+pub fn set_active(p: Option<PathBuf>) {
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}

@@ -1,0 +1,298 @@
+//! The one error type: the operation that failed, the path(s) it touched, and the
+//! operating system's reason, with the original [`io::ErrorKind`] kept.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The step of an atomic write (or of a helper such as [`clean`](crate::clean)) that failed.
+///
+/// The list grows with the library; match it with a wildcard arm.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Opening (or validating) the destination's parent directory.
+    OpenDir,
+    /// Creating a missing parent directory.
+    CreateDir,
+    /// Inspecting the destination (`fstatat`, `readlinkat`).
+    Inspect,
+    /// Refusing a destination that is not a regular file or a symlink to one.
+    CheckDestination,
+    /// Creating the temporary file.
+    CreateTemp,
+    /// Writing bytes into the temporary file.
+    Write,
+    /// Seeking in, or reading back, the temporary file.
+    Seek,
+    /// Preallocating space for the temporary file.
+    Preallocate,
+    /// Setting the final owner/group (`fchown`).
+    Chown,
+    /// Setting the final permission bits (`fchmod`).
+    Chmod,
+    /// Flushing the temporary file's data and metadata to stable storage (`fsync`).
+    SyncFile,
+    /// Giving the anonymous (`O_TMPFILE`) file a name (`linkat`).
+    Link,
+    /// Making the new contents visible under the destination name (`renameat`).
+    Rename,
+    /// Flushing the directory so the rename survives power loss (`fsync` on the directory).
+    SyncDir,
+    /// Removing a temporary file.
+    RemoveTemp,
+    /// Reading a directory listing.
+    ReadDir,
+    /// Taking or testing a lock.
+    Lock,
+    /// Reading a source file.
+    Read,
+    /// Copying data between files (`FICLONE`, `copy_file_range`, or a buffered copy).
+    Copy,
+    /// Writing or reading a sidecar manifest.
+    Manifest,
+    /// Verifying contents against a manifest.
+    Verify,
+    /// Creating or replacing a symbolic link.
+    Symlink,
+    /// Publishing a version (pointer swap, compare-and-swap).
+    Publish,
+}
+
+impl Op {
+    /// The verb phrase used in messages: "failed to {verb} `path`".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Op::OpenDir => "open directory",
+            Op::CreateDir => "create directory",
+            Op::Inspect => "inspect",
+            Op::CheckDestination => "write to",
+            Op::CreateTemp => "create temporary file in",
+            Op::Write => "write temporary file for",
+            Op::Seek => "seek in temporary file for",
+            Op::Preallocate => "preallocate temporary file for",
+            Op::Chown => "set owner of temporary file for",
+            Op::Chmod => "set mode of temporary file for",
+            Op::SyncFile => "fsync temporary file for",
+            Op::Link => "link temporary file for",
+            Op::Rename => "rename",
+            Op::SyncDir => "fsync directory",
+            Op::RemoveTemp => "remove temporary file",
+            Op::ReadDir => "read directory",
+            Op::Lock => "lock",
+            Op::Read => "read",
+            Op::Copy => "copy",
+            Op::Manifest => "write manifest for",
+            Op::Verify => "verify",
+            Op::Symlink => "create symlink",
+            Op::Publish => "publish",
+        }
+    }
+}
+
+/// An atomwrite failure: which operation, on which path(s), and why.
+///
+/// `Display` is one line: ``failed to rename `a` to `b`: Device or resource busy (os error 16)``,
+/// followed by a hint where one helps (a bind mount, a name that is too long).
+/// [`kind`](Error::kind) is the original [`io::ErrorKind`]; converting into
+/// [`io::Error`] keeps it, so `?` works in functions returning `io::Result`.
+///
+/// An error from [`commit`](crate::AtomicFile::commit) before the rename means the destination is
+/// untouched and the temporary file was removed. The one exception is [`Op::SyncDir`]: the rename
+/// has already happened, so the new contents are visible but are not promised to survive a power
+/// loss; the error says so.
+#[derive(Debug)]
+pub struct Error {
+    op: Op,
+    path: PathBuf,
+    path2: Option<PathBuf>,
+    source: io::Error,
+    hint: Option<String>,
+}
+
+/// `Result<T, atomwrite::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error for `op` on `path` caused by `source`.
+    pub fn new(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let mut e = Error {
+            op,
+            path: path.into(),
+            path2: None,
+            source,
+            hint: None,
+        };
+        e.hint = default_hint(&e);
+        e
+    }
+
+    /// An error for `op` from `path` to `path2` (a rename or link).
+    pub fn new2(
+        op: Op,
+        path: impl Into<PathBuf>,
+        path2: impl Into<PathBuf>,
+        source: io::Error,
+    ) -> Self {
+        let mut e = Error {
+            op,
+            path: path.into(),
+            path2: Some(path2.into()),
+            source,
+            hint: None,
+        };
+        e.hint = default_hint(&e);
+        e
+    }
+
+    /// An error with a message of our own (no OS error behind it) of the given kind.
+    pub fn other(
+        op: Op,
+        path: impl Into<PathBuf>,
+        kind: io::ErrorKind,
+        msg: impl Into<String>,
+    ) -> Self {
+        Error::new(op, path, io::Error::new(kind, msg.into()))
+    }
+
+    /// Replaces the hint appended to the message.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The operation that failed.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The path the operation was applied to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The second path, for operations that have one (rename, link).
+    pub fn path2(&self) -> Option<&Path> {
+        self.path2.as_deref()
+    }
+
+    /// The original error kind (`NotFound`, `AlreadyExists`, `StorageFull`, ...).
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+
+    /// The OS error number, when there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+
+    /// The underlying I/O error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
+    }
+
+    /// True for conflicts: a create-only target that already exists, or a compare-and-swap
+    /// that lost the race. The CLI maps these to exit code 3.
+    pub fn is_conflict(&self) -> bool {
+        self.kind() == io::ErrorKind::AlreadyExists
+    }
+
+    /// A hint for the operator, when one is known.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+fn default_hint(e: &Error) -> Option<String> {
+    let errno = e.source.raw_os_error()?;
+    let busy = rustix::io::Errno::BUSY.raw_os_error();
+    let xdev = rustix::io::Errno::XDEV.raw_os_error();
+    let toolong = rustix::io::Errno::NAMETOOLONG.raw_os_error();
+    let acces = rustix::io::Errno::ACCESS.raw_os_error();
+    let rofs = rustix::io::Errno::ROFS.raw_os_error();
+    let exist = rustix::io::Errno::EXIST.raw_os_error();
+    if errno == exist && matches!(e.op, Op::Rename | Op::Link) {
+        Some("the destination already exists and the write is create-only (--no-clobber)".into())
+    } else if errno == busy && matches!(e.op, Op::Rename | Op::Link) {
+        Some(
+            "the destination is a mount point (e.g. a single file bind-mounted by Docker/Podman); \
+             a mounted file cannot be replaced atomically, and atomwrite never falls back to an \
+             in-place write"
+                .into(),
+        )
+    } else if errno == xdev {
+        Some("source and destination are on different filesystems; rename cannot cross them".into())
+    } else if errno == toolong {
+        Some("a path component exceeds the filesystem's NAME_MAX (usually 255 bytes)".into())
+    } else if errno == acces {
+        let dir = e
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(format!(
+            "check write and search permission on the directory `{}`",
+            dir.display()
+        ))
+    } else if errno == rofs {
+        Some("the filesystem is mounted read-only".into())
+    } else {
+        None
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "failed to {} `{}`", self.op.verb(), self.path.display())?;
+        if let Some(p2) = &self.path2 {
+            write!(f, " to `{}`", p2.display())?;
+        }
+        write!(f, ": {}", self.source)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+pub(crate) fn errno(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_operation_paths_and_reason() {
+        let e = Error::new2(Op::Rename, "a", "b", io::Error::from_raw_os_error(16));
+        let s = e.to_string();
+        assert!(s.starts_with("failed to rename `a` to `b`: "), "{s}");
+        assert!(s.contains("busy"), "{s}");
+        assert!(s.contains("mount point"), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn kind_survives_conversion_to_io_error() {
+        let e = Error::new(Op::CreateTemp, "d/x", io::Error::from_raw_os_error(28));
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::StorageFull);
+        assert!(
+            io.to_string()
+                .contains("failed to create temporary file in `d/x`")
+        );
+    }
+}

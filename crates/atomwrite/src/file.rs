@@ -1,0 +1,546 @@
+//! [`AtomicFile`]: a temporary file that becomes the destination on [`commit`](AtomicFile::commit).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+
+use crate::dest::{self, Existing};
+use crate::error::errno;
+use crate::options::{Durability, Options};
+use crate::receipt::{self, Receipt};
+use crate::sys::{self, Feature, FsInfo};
+use crate::tempname;
+use crate::{Error, Op, Result};
+
+/// How many random names to try before giving up on `EEXIST` (80 random bits each: a clash
+/// means something is deliberately squatting on names).
+const NAME_ATTEMPTS: usize = 64;
+
+#[derive(Debug)]
+enum Temp {
+    /// An `O_TMPFILE` inode with no name (Linux): nothing to remove after a crash.
+    Anonymous,
+    /// A named temporary in the destination directory, `flock`ed while we hold it.
+    Named(OsString),
+    /// Published or removed: nothing to clean up.
+    Gone,
+}
+
+/// A file being written that replaces (or creates) its destination atomically on
+/// [`commit`](AtomicFile::commit).
+///
+/// Bytes go to a temporary file in the destination's directory: an anonymous `O_TMPFILE` inode on
+/// Linux where the filesystem supports it, otherwise `.{name}.{random}.tmp` created with
+/// `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` and mode 0600, and held under an `flock` so
+/// [`clean`](crate::clean) never removes it. Nothing is visible at the destination until
+/// `commit`. Dropping an `AtomicFile` without committing removes the temporary file; so does
+/// [`discard`](AtomicFile::discard), which reports errors.
+///
+/// Writes are not buffered: wrap it in a [`std::io::BufWriter`] for many small writes.
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("report.csv");
+/// let mut f = atomwrite::Options::new().open(&path)?;
+/// writeln!(f, "id,value")?;
+/// writeln!(f, "1,42")?;
+/// assert!(!path.exists()); // nothing visible yet
+/// let receipt = f.commit()?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "id,value\n1,42\n");
+/// assert_eq!(receipt.size, 14);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: File,
+    dir: OwnedFd,
+    dir_path: PathBuf,
+    name: OsString,
+    dest: PathBuf,
+    temp: Temp,
+    existing: Option<Existing>,
+    fs: FsInfo,
+    opts: Options,
+    /// The anonymous inode was created with mode 0666 filtered by the kernel through the umask,
+    /// which is already the right final mode for a new file.
+    mode_is_final: bool,
+    hasher: Option<Sha256>,
+    hashed: u64,
+    hash_dirty: bool,
+    pos: u64,
+    len: u64,
+}
+
+fn portable_env() -> bool {
+    static P: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *P.get_or_init(|| std::env::var_os("ATOMWRITE_PORTABLE").is_some_and(|v| v == "1"))
+}
+
+impl AtomicFile {
+    /// Opens with default [`Options`]. See [`Options::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<AtomicFile> {
+        Options::new().open(path)
+    }
+
+    pub(crate) fn open_with(path: &Path, opts: &Options) -> Result<AtomicFile> {
+        let d = dest::resolve(path, opts)?;
+        let portable = opts.portable || portable_env();
+        let mut anon = None;
+        let mut mode_is_final = false;
+        if !portable && !sys::known_refused(d.fs.fs_type, Feature::Tmpfile) {
+            let new_file_default = opts.mode.is_none() && d.existing.is_none();
+            let create_mode = if new_file_default { 0o666 } else { 0o600 };
+            match sys::open_anonymous(d.dir.as_fd(), create_mode) {
+                Ok(Some(fd)) => {
+                    anon = Some(fd);
+                    mode_is_final = new_file_default;
+                }
+                Ok(None) => sys::remember_refused(d.fs.fs_type, Feature::Tmpfile),
+                Err(e) => return Err(Error::new(Op::CreateTemp, &d.path, e)),
+            }
+        }
+        let (fd, temp) = match anon {
+            Some(fd) => (fd, Temp::Anonymous),
+            None => {
+                let (fd, name) = create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
+                (fd, Temp::Named(name))
+            }
+        };
+        let f = AtomicFile {
+            file: File::from(fd),
+            dir: d.dir,
+            dir_path: d.dir_path,
+            name: d.name,
+            dest: d.path,
+            temp,
+            existing: d.existing,
+            fs: d.fs,
+            opts: opts.clone(),
+            mode_is_final,
+            hasher: if opts.no_checksum {
+                None
+            } else {
+                Some(Sha256::new())
+            },
+            hashed: 0,
+            hash_dirty: false,
+            pos: 0,
+            len: 0,
+        };
+        if let Temp::Named(_) = f.temp {
+            // Tells `clean` that a live writer owns this temp. Cannot block: the file is new.
+            rfs::flock(f.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| Error::new(Op::Lock, f.temp_display(), errno(e)))?;
+        }
+        if let Some(n) = opts.size_hint {
+            sys::preallocate(f.file.as_fd(), n)
+                .map_err(|e| Error::new(Op::Preallocate, &f.dest, e))?;
+        }
+        Ok(f)
+    }
+
+    /// The destination this file will replace (after following a symlink, if any).
+    pub fn destination(&self) -> &Path {
+        &self.dest
+    }
+
+    /// The path of the named temporary file, if one is in use (`None` for an anonymous
+    /// `O_TMPFILE` inode). Useful to remove it from a signal handler; the path is only
+    /// meaningful while the directory has not been renamed.
+    pub fn temp_path(&self) -> Option<PathBuf> {
+        match &self.temp {
+            Temp::Named(n) => Some(self.dir_path.join(n)),
+            _ => None,
+        }
+    }
+
+    /// Bytes written so far (the size the file will have).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Truncates or extends the temporary file (like [`File::set_len`]).
+    pub fn set_len(&mut self, size: u64) -> Result<()> {
+        self.file
+            .set_len(size)
+            .map_err(|e| Error::new(Op::Write, &self.dest, e))?;
+        if size != self.hashed {
+            self.hash_dirty = true;
+        }
+        self.len = size;
+        Ok(())
+    }
+
+    /// Writes all of `buf`, with errors naming the operation and path.
+    pub fn write_all_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        self.write_all(buf)
+            .map_err(|e| self.unwrap_io(Op::Write, e))
+    }
+
+    /// Sets the file's contents by copying from `reader` until EOF, in large chunks, hashing
+    /// as it goes. Returns the number of bytes copied. Errors reading `reader` are reported as
+    /// [`Op::Read`] on `source_name`.
+    pub fn copy_from(&mut self, reader: &mut dyn io::Read, source_name: &Path) -> Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::new(Op::Read, source_name, e)),
+            };
+            self.write_all_bytes(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+
+    fn unwrap_io(&self, op: Op, e: io::Error) -> Error {
+        // Our own Write impl already wrapped the error; keep the inner one.
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let kind = e.kind();
+            match e.into_inner().map(|b| b.downcast::<Error>()) {
+                Some(Ok(inner)) => return *inner,
+                _ => return Error::other(op, &self.dest, kind, "write failed"),
+            }
+        }
+        Error::new(op, &self.dest, e)
+    }
+
+    fn temp_display(&self) -> PathBuf {
+        match &self.temp {
+            Temp::Named(n) => self.dir_path.join(n),
+            _ => self.dir_path.join(format!(
+                "<anonymous temporary for {}>",
+                self.name.to_string_lossy()
+            )),
+        }
+    }
+
+    fn recompute_hash(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        while off < self.len {
+            let want = ((self.len - off) as usize).min(buf.len());
+            let n = self
+                .file
+                .read_at(&mut buf[..want], off)
+                .map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Makes the written bytes the destination's contents, atomically, with the configured
+    /// [`Durability`].
+    ///
+    /// The sequence (every step relative to the directory opened once): set owner and mode;
+    /// `fsync` the file (unless `Durability::None`); publish (`renameat`, or for create-only
+    /// `renameat2(RENAME_NOREPLACE)` / `linkat`); `fsync` the directory (`Durability::Full`).
+    ///
+    /// On error the temporary file is removed and the destination is byte-for-byte as it was,
+    /// except for a failed directory `fsync` ([`Op::SyncDir`]): the new contents are then
+    /// visible but not promised durable. A failed `fsync` is never retried: after one, the
+    /// kernel may have dropped the dirty pages, so a second "successful" `fsync` would prove
+    /// nothing (PostgreSQL's "fsyncgate"); write the data again from its source instead.
+    pub fn commit(mut self) -> Result<Receipt> {
+        let sha256 = self.prepare()?;
+        if self.opts.durability != Durability::None {
+            // The data and inode must be on stable storage before a name points at them;
+            // otherwise a power loss can leave the new name on an empty or partial file.
+            sys::sync_file(self.file.as_fd())
+                .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
+        }
+        self.publish()?;
+        if self.opts.durability == Durability::Full {
+            // The rename lives in the directory; until the directory is flushed a power loss
+            // can undo it (ext4 data=ordered, xfs, btrfs alike).
+            self.sync_dir()?;
+        }
+        Ok(self.receipt(sha256))
+    }
+
+    /// Everything before the data sync: the final hash, owner and mode.
+    pub(crate) fn prepare(&mut self) -> Result<Option<String>> {
+        let sha256 = match self.hasher.take() {
+            Some(_) if self.hash_dirty || self.hashed != self.len => Some(self.recompute_hash()?),
+            Some(h) => Some(hex::encode(h.finalize())),
+            None => None,
+        };
+        let fd = self.file.as_fd();
+        // Owner and group first: chown clears set-id bits, which the chmod below restores.
+        if let Some(ex) = self.existing {
+            let (euid, egid) = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
+            if ex.uid != euid || ex.gid != egid {
+                let r = rfs::fchown(
+                    fd,
+                    Some(rustix::fs::Uid::from_raw(ex.uid)),
+                    Some(rustix::fs::Gid::from_raw(ex.gid)),
+                );
+                match r {
+                    Ok(()) => {}
+                    Err(Errno::PERM | Errno::INVAL)
+                        if !self.opts.preserve_owner_strict && euid != 0 => {}
+                    Err(e) => return Err(Error::new(Op::Chown, &self.dest, errno(e))),
+                }
+            }
+        }
+        let mode = match (self.opts.mode, self.existing) {
+            (Some(m), _) => Some(m),
+            (None, Some(ex)) => Some(ex.mode),
+            (None, None) if self.mode_is_final => None,
+            (None, None) => Some(0o666 & !sys::umask()),
+        };
+        if let Some(m) = mode {
+            rfs::fchmod(fd, Mode::from_raw_mode(m))
+                .map_err(|e| Error::new(Op::Chmod, &self.dest, errno(e)))?;
+        }
+        Ok(sha256)
+    }
+
+    pub(crate) fn sync_dir(&self) -> Result<()> {
+        sys::sync_dir(self.dir.as_fd()).map_err(|e| {
+            Error::new(Op::SyncDir, &self.dir_path, e).with_hint(
+                "the new contents are visible but are not promised to survive a power loss; \
+                 write them again",
+            )
+        })
+    }
+
+    pub(crate) fn receipt(&self, sha256: Option<String>) -> Receipt {
+        Receipt {
+            path: self.dest.clone(),
+            size: self.len,
+            sha256,
+            written_at: SystemTime::now(),
+            run_id: self
+                .opts
+                .run_id
+                .clone()
+                .unwrap_or_else(|| receipt::process_run_id().to_string()),
+            durability: match self.opts.durability {
+                Durability::Full => "full",
+                Durability::Integrity => "integrity",
+                Durability::None => "none",
+            },
+        }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn dir_fd(&self) -> &OwnedFd {
+        &self.dir
+    }
+
+    pub(crate) fn fs_type(&self) -> u64 {
+        self.fs.fs_type
+    }
+
+    /// Batch phase A: give an anonymous temp a temporary name now, so that the data sync that
+    /// follows covers a linked inode (and the later publish is a plain rename).
+    pub(crate) fn link_early(&mut self) -> Result<()> {
+        if matches!(self.temp, Temp::Anonymous) && !self.opts.no_clobber {
+            let tmp = self.link_anonymous_to_temp()?;
+            self.temp = Temp::Named(tmp);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn publish_now(&mut self) -> Result<()> {
+        self.publish()
+    }
+
+    fn publish(&mut self) -> Result<()> {
+        let no_clobber = self.opts.no_clobber;
+        match std::mem::replace(&mut self.temp, Temp::Gone) {
+            Temp::Gone => unreachable!("publish called twice"),
+            Temp::Anonymous if no_clobber => {
+                // linkat fails with EEXIST if the name exists: an atomic create-only publish.
+                sys::link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+                    .map_err(|e| Error::new(Op::Link, &self.dest, e))?;
+                self.sync_after_link()?;
+                Ok(())
+            }
+            Temp::Anonymous => {
+                let tmp = self.link_anonymous_to_temp()?;
+                self.temp = Temp::Named(tmp.clone());
+                self.sync_after_link()?;
+                self.rename_over(&tmp)?;
+                self.temp = Temp::Gone;
+                Ok(())
+            }
+            Temp::Named(tmp) => {
+                self.temp = Temp::Named(tmp.clone());
+                if no_clobber {
+                    self.rename_noreplace(&tmp)?;
+                } else {
+                    self.rename_over(&tmp)?;
+                }
+                self.temp = Temp::Gone;
+                Ok(())
+            }
+        }
+    }
+
+    fn sync_after_link(&self) -> Result<()> {
+        if self.opts.durability != Durability::None && sys::needs_sync_after_link(self.fs.fs_type) {
+            // btrfs: an fsync of the unlinked O_TMPFILE inode does not carry its data into the
+            // log once the inode gets a name (atomic-write-file issue #6); sync it again.
+            sys::sync_data(self.file.as_fd())
+                .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
+        }
+        Ok(())
+    }
+
+    fn link_anonymous_to_temp(&self) -> Result<OsString> {
+        for _ in 0..NAME_ATTEMPTS {
+            let tmp = tempname::temp_name(&self.name, self.fs.name_max);
+            match sys::link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp) {
+                Ok(()) => return Ok(tmp),
+                Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
+                Err(e) => {
+                    return Err(Error::new2(
+                        Op::Link,
+                        &self.dest,
+                        self.dir_path.join(&tmp),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(Error::new(Op::Link, &self.dest, errno(Errno::EXIST)))
+    }
+
+    fn rename_over(&self, tmp: &OsString) -> Result<()> {
+        rfs::renameat(&self.dir, tmp, &self.dir, &self.name)
+            .map_err(|e| Error::new2(Op::Rename, self.dir_path.join(tmp), &self.dest, errno(e)))
+    }
+
+    fn rename_noreplace(&self, tmp: &OsString) -> Result<()> {
+        let try_fast = !(self.opts.portable || portable_env())
+            && !sys::known_refused(self.fs.fs_type, Feature::RenameNoreplace);
+        if try_fast {
+            match sys::rename_noreplace(self.dir.as_fd(), tmp, &self.name) {
+                Ok(true) => return Ok(()),
+                Ok(false) => sys::remember_refused(self.fs.fs_type, Feature::RenameNoreplace),
+                Err(e) => {
+                    return Err(Error::new2(
+                        Op::Rename,
+                        self.dir_path.join(tmp),
+                        &self.dest,
+                        e,
+                    ));
+                }
+            }
+        }
+        // Portable create-only: link fails with EEXIST if the name exists; then drop the temp
+        // name. A crash between the two leaves a second name for the same complete file, which
+        // `clean` removes.
+        rfs::linkat(&self.dir, tmp, &self.dir, &self.name, AtFlags::empty())
+            .map_err(|e| Error::new2(Op::Link, self.dir_path.join(tmp), &self.dest, errno(e)))?;
+        let _ = rfs::unlinkat(&self.dir, tmp, AtFlags::empty());
+        Ok(())
+    }
+
+    /// Abandons the write: removes the temporary file and leaves the destination untouched.
+    /// Dropping does the same but cannot report an error.
+    pub fn discard(mut self) -> Result<()> {
+        match std::mem::replace(&mut self.temp, Temp::Gone) {
+            Temp::Named(n) => rfs::unlinkat(&self.dir, &n, AtFlags::empty())
+                .map_err(|e| Error::new(Op::RemoveTemp, self.dir_path.join(&n), errno(e))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Creates `.{name}.{random}.tmp` in `dir` with `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode 0600.
+pub(crate) fn create_named(
+    dir: &OwnedFd,
+    dir_path: &Path,
+    name: &std::ffi::OsStr,
+    name_max: usize,
+) -> Result<(OwnedFd, OsString)> {
+    for _ in 0..NAME_ATTEMPTS {
+        let tmp = tempname::temp_name(name, name_max);
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
+        match rfs::openat(dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => return Ok((fd, tmp)),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
+        }
+    }
+    Err(Error::new(
+        Op::CreateTemp,
+        dir_path.join(name),
+        errno(Errno::EXIST),
+    ))
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if let Temp::Named(n) = std::mem::replace(&mut self.temp, Temp::Gone) {
+            let _ = rfs::unlinkat(&self.dir, &n, AtFlags::empty());
+        }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.file.write(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                return Err(io::Error::new(kind, Error::new(Op::Write, &self.dest, e)));
+            }
+        };
+        if let Some(h) = &mut self.hasher {
+            if self.pos == self.hashed && !self.hash_dirty {
+                h.update(&buf[..n]);
+                self.hashed += n as u64;
+            } else {
+                self.hash_dirty = true;
+            }
+        }
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let p = self.file.seek(pos)?;
+        self.pos = p;
+        Ok(p)
+    }
+}

@@ -1,0 +1,134 @@
+//! Atomic, durable file writes: **if the final filename exists, its contents are complete** —
+//! through process crashes, power loss and repeated overwrites.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("out.json");
+//! let receipt = atomwrite::write(&path, b"{\"rows\": 3}\n")?;
+//! assert_eq!(std::fs::read(&path)?, b"{\"rows\": 3}\n");
+//! println!("{} bytes, sha256 {}", receipt.size, receipt.sha256.unwrap());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! | [`Durability`] | after `commit()` returns | after a process crash | after power loss |
+//! |---|---|---|---|
+//! | `Full` (default) | new version durable | old or new, complete | old or new, complete; new if commit returned |
+//! | `Integrity` | new version visible | old or new, complete | old or new, complete (may be old) |
+//! | `None` | new version visible | old or new, complete | undefined: may be empty or old |
+//!
+//! In every case a reader that opens the destination sees the old complete contents or the new
+//! complete contents, never a prefix or a mix; a failed write leaves the destination
+//! byte-for-byte as it was and removes its temporary file.
+//!
+//! **Not guaranteed**: ordering between writers that do not coordinate (the last rename wins;
+//! use create-only or, for versions, compare-and-swap); protection against wrong bytes (the
+//! receipt's sha256 records what was written, it cannot judge it); atomicity across several
+//! files (publish them as one directory instead); hard links to the destination keep the old
+//! contents (a rename replaces the name, not the inode).
+//!
+//! # How it works
+//!
+//! On Linux, for `write(dst, bytes)` with the defaults:
+//!
+//! 1. `open(parent, O_DIRECTORY)` once; every later step is relative to this fd, so a concurrent
+//!    rename of the directory cannot misplace the file. Missing parents are created with
+//!    `mkdirat`, each made durable by an `fsync` of its own parent.
+//! 2. `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`: refuse directories, FIFOs (never opened, so
+//!    never blocked on), sockets and devices; follow a symlink to its target (or replace it,
+//!    per [`SymlinkPolicy`]); remember an existing file's mode and owner. `fstatfs` gives the
+//!    filesystem type and `NAME_MAX`.
+//! 3. `openat(dirfd, ".", O_TMPFILE|O_RDWR)`: an anonymous inode that vanishes if the process
+//!    dies. Where the filesystem refuses it (the errno is recognised and remembered per
+//!    filesystem type), a named temp `.{name}.{random}.tmp` is created with
+//!    `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode 0600, and `flock`ed; its name is shortened to
+//!    fit `NAME_MAX` even for a 255-byte destination name.
+//! 4. `write` the bytes (streamed; sha256 computed on the way); `fallocate` first when the size
+//!    is known.
+//! 5. `fchown` to the replaced file's owner/group where permitted, `fchmod` to its mode (new
+//!    files: `0666 & !umask`), before the file has a name.
+//! 6. `fsync(fd)` (`F_FULLFSYNC` on macOS) unless `Durability::None`.
+//! 7. Publish: `linkat("/proc/self/fd/N", dirfd, tmpname)` then `renameat(tmpname, name)`; for
+//!    create-only, `linkat` straight to `name` (fails with `EEXIST`). Named temps use `renameat`,
+//!    or `renameat2(RENAME_NOREPLACE)` for create-only with a `linkat`+`unlinkat` fallback where
+//!    the flag is refused (ZFS, FUSE). On btrfs the linked inode's data is synced once more.
+//! 8. `fsync(dirfd)` under `Durability::Full`: the rename itself survives power loss.
+//!
+//! Other Unix systems take the portable path (named temp, `renameat`, `linkat` for
+//! create-only); Linux runs it too with [`Options::portable`] or `ATOMWRITE_PORTABLE=1`.
+//!
+//! # Limitations
+//!
+//! - A failed `fsync` is final: the commit fails, the temp is removed, and the `fsync` is never
+//!   retried (after a failed `fsync` Linux may have dropped the dirty pages: "fsyncgate").
+//!   Write the data again from its source.
+//! - A failed directory `fsync` after the rename cannot be undone: the new contents are visible
+//!   and the error says they may not survive a power loss.
+//! - A destination that is a bind-mounted file (Docker, Podman) cannot be replaced atomically:
+//!   the rename fails with `EBUSY` and atomwrite reports it; it never writes in place.
+//! - Extended attributes, ACLs and SELinux labels of a replaced file are not carried over.
+//! - Network filesystems (NFS, SMB, FUSE) are used through the same syscalls, but their
+//!   rename and `fsync` semantics are theirs: no durability promise is made there.
+//! - Unix only; Windows support would be one more file under `src/sys/`.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod clean;
+mod dest;
+mod error;
+mod file;
+mod options;
+mod receipt;
+mod sys;
+mod tempname;
+
+pub use batch::{Batch, BatchReceipt, BatchSync};
+pub use clean::{CleanOptions, CleanReport, clean, clean_with};
+pub use error::{Error, Op, Result};
+pub use file::AtomicFile;
+pub use options::{Durability, Options, SymlinkPolicy};
+pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
+pub use tempname::is_temp_name;
+
+/// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
+pub mod platform;
+
+/// Writes `bytes` to `path` atomically and durably ([`Durability::Full`]), with the default
+/// [`Options`]. See the crate docs for the guarantee and the syscall sequence.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("a/b/config.toml");
+/// atomwrite::write(&path, b"x = 1\n")?; // parents created
+/// atomwrite::write(&path, b"x = 2\n")?; // replaced atomically
+/// assert_eq!(std::fs::read(&path)?, b"x = 2\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write(path: impl AsRef<std::path::Path>, bytes: &[u8]) -> Result<Receipt> {
+    Options::new().write(path, bytes)
+}
+
+/// Opens `path` with the default [`Options`], lets `fill` stream into it, and commits if `fill`
+/// returns `Ok`. If `fill` fails nothing is published and the error is returned.
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("numbers.txt");
+/// atomwrite::write_with(&path, |f| {
+///     for i in 0..3 {
+///         writeln!(f, "{i}")?;
+///     }
+///     Ok(())
+/// })?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "0\n1\n2\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_with<F>(path: impl AsRef<std::path::Path>, fill: F) -> Result<Receipt>
+where
+    F: FnOnce(&mut AtomicFile) -> std::io::Result<()>,
+{
+    Options::new().write_with(path, fill)
+}

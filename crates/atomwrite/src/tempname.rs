@@ -1,0 +1,130 @@
+//! Temporary names: `.{name}.{16 random chars}.tmp`, bounded by the filesystem's NAME_MAX.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// Length of the random part.
+pub(crate) const RANDOM_LEN: usize = 16;
+const SUFFIX: &[u8] = b".tmp";
+/// Bytes a temp name adds to the destination name: "." + "." + random + ".tmp".
+pub(crate) const OVERHEAD: usize = 2 + RANDOM_LEN + SUFFIX.len();
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// 16 characters from the kernel's CSPRNG (80 bits), so names cannot be predicted.
+pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
+    let mut raw = [0u8; RANDOM_LEN];
+    fill_random(&mut raw);
+    raw.map(|b| ALPHABET[(b & 31) as usize])
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => {
+                // getrandom(2) cannot fail on Linux >= 3.17 once the pool is initialised;
+                // fall back to /dev/urandom for exotic systems.
+                use std::io::Read;
+                let mut f = std::fs::File::open("/dev/urandom").expect("no source of randomness");
+                f.read_exact(&mut buf[filled..])
+                    .expect("no source of randomness");
+                return;
+            }
+        }
+    }
+}
+
+/// A temp name for `dest_name` that fits in `name_max` bytes: the embedded copy of the
+/// destination name is shortened (on a UTF-8 boundary when the name is UTF-8), never the
+/// random part, so a 255-byte destination name still gets a unique hidden temp.
+pub(crate) fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
+    let bytes = dest_name.as_bytes();
+    let room = name_max.saturating_sub(OVERHEAD);
+    let mut keep = bytes.len().min(room);
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        while keep > 0 && !s.is_char_boundary(keep) {
+            keep -= 1;
+        }
+    }
+    let mut out = Vec::with_capacity(keep + OVERHEAD);
+    out.push(b'.');
+    out.extend_from_slice(&bytes[..keep]);
+    out.push(b'.');
+    out.extend_from_slice(&random_token());
+    out.extend_from_slice(SUFFIX);
+    OsString::from_vec(out)
+}
+
+/// Whether `name` has the shape of one of our temporary names.
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    if b.len() < OVERHEAD || b[0] != b'.' || !b.ends_with(SUFFIX) {
+        return false;
+    }
+    let rand_end = b.len() - SUFFIX.len();
+    let rand_start = rand_end - RANDOM_LEN;
+    b[rand_start - 1] == b'.' && b[rand_start..rand_end].iter().all(|c| ALPHABET.contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn temp_name_of_255_byte_name_fits_name_max() {
+        let name = "x".repeat(255);
+        let t = temp_name(OsStr::new(&name), 255);
+        assert_eq!(t.len(), 255);
+        assert!(is_temp_name(&t));
+    }
+
+    #[test]
+    fn short_names_are_embedded_whole() {
+        let t = temp_name(OsStr::new("out.json"), 255);
+        let s = t.to_str().unwrap();
+        assert!(s.starts_with(".out.json."), "{s}");
+        assert!(s.ends_with(".tmp"));
+        assert!(is_temp_name(&t));
+    }
+
+    #[test]
+    fn utf8_names_are_cut_on_a_char_boundary() {
+        let name = "é".repeat(127); // 254 bytes
+        let t = temp_name(OsStr::new(&name), 255);
+        assert!(t.to_str().is_some(), "cut inside a UTF-8 sequence");
+        assert!(t.len() <= 255);
+    }
+
+    #[test]
+    fn ordinary_names_are_not_temp_names() {
+        for n in [
+            "out.tmp",
+            ".out.tmp",
+            "a.b.c",
+            ".x.ABCDEFGHIJKLMNOP.tmp",
+            ".x.abc.tmp",
+        ] {
+            assert!(!is_temp_name(OsStr::new(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn two_names_differ() {
+        let a = temp_name(OsStr::new("f"), 255);
+        let b = temp_name(OsStr::new("f"), 255);
+        assert_ne!(a, b);
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_any_limit_fits_and_is_recognised(name in proptest::collection::vec(1u8..=255, 1..300), max in 22usize..300) {
+            let name: Vec<u8> = name.into_iter().map(|c| if c == b'/' { b'_' } else { c }).collect();
+            let t = temp_name(OsStr::from_bytes(&name), max);
+            prop_assert!(t.len() <= max.max(OVERHEAD));
+            prop_assert!(is_temp_name(&t));
+        }
+    }
+}
