@@ -242,11 +242,9 @@ fn split_args(s: &str) -> Option<(Vec<String>, &str)> {
 
 /// Parse `N<path>` / `AT_FDCWD<path>` / `N` into (fd, annotation).
 fn parse_fd(s: &str) -> Option<(i64, Option<PathBuf>)> {
-    let (num, ann) = match s.find('<') {
-        Some(p) if s.ends_with('>') => (
-            &s[..p],
-            Some(bytes_to_path(unescape(&s[p + 1..s.len() - 1]))),
-        ),
+    // `N<path>`, possibly followed by `(deleted)` for unlinked files.
+    let (num, ann) = match (s.find('<'), s.rfind('>')) {
+        (Some(p), Some(q)) if q > p => (&s[..p], Some(bytes_to_path(unescape(&s[p + 1..q])))),
         _ => (s, None),
     };
     let fd = if num == "AT_FDCWD" {
@@ -1014,6 +1012,8 @@ mod tests {
         assert_eq!(parse_int("0x10"), Some(16));
         assert_eq!(parse_int("[5 => 10]"), Some(5));
         assert_eq!(parse_fd("AT_FDCWD").unwrap().0, libc::AT_FDCWD as i64);
+        let (fd, p) = parse_fd("4<\\x2f\\x23\\x31>(deleted)").unwrap();
+        assert_eq!((fd, p.as_deref()), (4, Some(Path::new("/#1"))));
         assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
         assert_eq!(proc_fd(Path::new("/proc/self/fd/7")), Some(7));
         assert_eq!(proc_fd(Path::new("/proc/123/fd/7")), Some(7));
