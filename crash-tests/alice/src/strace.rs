@@ -289,6 +289,45 @@ fn flags(s: &str) -> Vec<&str> {
     s.split('|').map(str::trim).collect()
 }
 
+/// A readable version of an strace line: hex-escaped strings and fd paths decoded,
+/// long or binary buffers replaced by their length.
+pub fn pretty(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = String::with_capacity(line.len().min(256));
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let close = match c {
+            b'"' => Some(b'"'),
+            b'<' if i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'D') => Some(b'>'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != close {
+                if b[j] == b'\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            let body = unescape(&line[i + 1..j.min(line.len())]);
+            let text = String::from_utf8_lossy(&body);
+            let printable = body.iter().all(|&x| (0x20..0x7f).contains(&x));
+            let (o, cl) = (c as char, close as char);
+            if printable && body.len() <= 80 {
+                out.push_str(&format!("{o}{text}{cl}"));
+            } else {
+                out.push_str(&format!("{o}<{} bytes>{cl}", body.len()));
+            }
+            i = j + 1;
+        } else {
+            out.push(c as char);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Parse a whole strace output into complete calls (joining unfinished/resumed halves).
 pub fn parse_calls(text: &str) -> Result<Vec<Call>, ParseError> {
     let mut pending: HashMap<u32, String> = HashMap::new();
@@ -542,7 +581,7 @@ impl Replayer {
             return Ok(());
         }
         self.stats.in_scope += 1;
-        let src = c.line.clone();
+        let src = pretty(&c.line);
         if has("O_TMPFILE") {
             let ino = self
                 .b
@@ -592,7 +631,7 @@ impl Replayer {
         };
         if let Target::Model(ino) = target {
             self.stats.in_scope += 1;
-            self.b.write(ino, at, data, &c.line);
+            self.b.write(ino, at, data, &pretty(&c.line));
         }
         if off.is_none() {
             self.ofds[o].pos = at + data.len() as u64;
@@ -651,7 +690,7 @@ impl Replayer {
             Some(r) if r >= 0 => r,
             _ => return Ok(()), // failed or unknown: no effect
         };
-        let src = c.line.clone();
+        let src = pretty(&c.line);
         let map = |e: crate::oplog::ModelError| ParseError(format!("{e}: {src}"));
         match c.name.as_str() {
             "open" => {
@@ -1004,6 +1043,15 @@ mod tests {
         assert_eq!(calls[2].name, "write");
         assert_eq!(parse_str(&calls[2].args[1]).unwrap().0, b"hi");
         assert_eq!(calls[3].ret, Some(-1));
+    }
+
+    #[test]
+    fn pretty_decodes_paths_and_summarizes_data() {
+        let l = "renameat(5<\\x2f\\x74>, \"\\x61\", 5<\\x2f\\x74>, \"\\x00\\x01\") = 0";
+        assert_eq!(
+            pretty(l),
+            "renameat(5</t>, \"a\", 5</t>, \"<2 bytes>\") = 0"
+        );
     }
 
     #[test]
