@@ -224,3 +224,31 @@ fn broken_sequence_reports_torn_states_precisely() {
     let texts: Vec<String> = rep.examples.iter().map(|v| v.detail.clone()).collect();
     assert!(texts.iter().any(|t| t.contains("EMPTY")), "{texts:#?}");
 }
+
+#[test]
+fn large_writes_hit_the_bound_but_still_catch_violations() {
+    // 64 KiB written as 16 page units: more than the exhaustive limit (10), so the data
+    // variants of one inode are prefixes, single omissions and single inclusions.
+    let new = payload(64 * 1024, 9);
+    let log = build(Some(OLD), &new, &["inplace", "write", "fsync", "close"]);
+    let rep = explore_and_print(
+        "hand/broken-inplace-64KiB",
+        &log,
+        &inv(Some(OLD), &new, &log, true),
+    );
+    assert!(rep.bounded, "16 volatile units exceed the exhaustive bound");
+    assert!(rep.atomicity_violations > 0);
+    // The correct sequence never exposes the volatile units at the destination, so it is
+    // explored exhaustively and passes.
+    let log = build(
+        Some(OLD),
+        &new,
+        &["tmp-named", "write", "fsync", "rename", "dirsync", "close"],
+    );
+    let rep = explore_and_print(
+        "hand/correct-named-64KiB",
+        &log,
+        &inv(Some(OLD), &new, &log, true),
+    );
+    assert_eq!(rep.violations(), 0, "{:#?}", rep.examples);
+}
