@@ -555,6 +555,36 @@ impl Replayer {
         })
     }
 
+    /// fds the program did not open itself (inherited stdin/stdout, or opened in another
+    /// traced process): adopt them from strace's `-y` annotation, at offset 0.
+    fn adopt_inherited_fds(&mut self, c: &Call) {
+        for a in &c.args {
+            let Some(lt) = a.find('<') else { continue };
+            if lt == 0 || !a[..lt].bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Some((fd, Some(path))) = parse_fd(a) else {
+                continue;
+            };
+            if self.fds.contains_key(&fd) {
+                continue;
+            }
+            let target = match self.b.lookup(&path) {
+                Some(ino) => Target::Model(ino),
+                None => {
+                    if self.b.in_scope(&path) {
+                        self.stats.warnings.push(format!(
+                            "fd {fd} names {} which the model does not know",
+                            path.display()
+                        ));
+                    }
+                    Target::Outside(path)
+                }
+            };
+            self.install(fd, target, false);
+        }
+    }
+
     fn install(&mut self, fd: i64, target: Target, append: bool) {
         self.ofds.push(Ofd {
             target,
@@ -690,6 +720,7 @@ impl Replayer {
             Some(r) if r >= 0 => r,
             _ => return Ok(()), // failed or unknown: no effect
         };
+        self.adopt_inherited_fds(c);
         let src = pretty(&c.line);
         let map = |e: crate::oplog::ModelError| ParseError(format!("{e}: {src}"));
         match c.name.as_str() {

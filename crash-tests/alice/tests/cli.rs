@@ -76,8 +76,12 @@ fn cli(name: &str, portable: bool, durability: &str, old: Option<&[u8]>) -> Opti
     assert_eq!(
         has_tmpfile,
         !portable,
-        "{name}: expected the {} path; ops: {ops:?}",
-        if portable { "portable" } else { "O_TMPFILE" }
+        "{name}: expected the {} path; ops: {}",
+        if portable { "portable" } else { "O_TMPFILE" },
+        ops.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     println!(
         "    {name}: recorded ops: {}",
