@@ -86,6 +86,8 @@ enum Cmd {
 #[derive(Serialize)]
 struct Report {
     machine: util::Machine,
+    /// Device flushes completed during the run and their mean latency (ms).
+    flushes_during_run: Option<(u64, f64)>,
     features: Vec<&'static str>,
     scenarios: Vec<Scenario>,
     rss: Vec<cli::RssRow>,
@@ -162,6 +164,8 @@ fn run(args: &Args, dir: &Path) -> i32 {
     let mut skipped = Vec::new();
     let mut hard_errors = 0usize;
     let log = |m: &str| eprintln!("[atomwrite-bench] {m}");
+    let flush_counter = util::FlushCounter::for_path(dir);
+    let flush_start = flush_counter.read_with_ms();
     if !cfg!(feature = "atomwrite") {
         skipped.push("atomwrite library: built without the `atomwrite` feature".into());
     }
@@ -307,8 +311,15 @@ fn run(args: &Args, dir: &Path) -> i32 {
         }
     }
 
+    let flushes_during_run = match (flush_start, flush_counter.read_with_ms()) {
+        (Some((n0, t0)), Some((n1, t1))) if n1 > n0 => {
+            Some((n1 - n0, (t1 - t0) as f64 / (n1 - n0) as f64))
+        }
+        _ => None,
+    };
     let report = Report {
         machine: util::machine(dir),
+        flushes_during_run,
         features: features(),
         scenarios,
         rss,

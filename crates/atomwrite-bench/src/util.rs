@@ -110,8 +110,14 @@ impl FlushCounter {
 
     /// Current count, or `None` when unavailable.
     pub fn read(&self) -> Option<u64> {
+        self.read_with_ms().map(|(n, _)| n)
+    }
+
+    /// Current count and cumulative milliseconds spent flushing (field 17).
+    pub fn read_with_ms(&self) -> Option<(u64, u64)> {
         let s = std::fs::read_to_string(self.stat_path.as_ref()?).ok()?;
-        s.split_whitespace().nth(15)?.parse().ok()
+        let mut it = s.split_whitespace().skip(15);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     }
 }
 
