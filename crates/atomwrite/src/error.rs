@@ -223,7 +223,7 @@ fn default_hint(e: &Error) -> Option<String> {
     } else if errno == xdev {
         Some("source and destination are on different filesystems; rename cannot cross them".into())
     } else if errno == toolong {
-        Some("a path component exceeds the filesystem's NAME_MAX (usually 255 bytes)".into())
+        Some(name_too_long_hint(&e.path, e.path2.as_deref()))
     } else if errno == acces {
         let dir = e
             .path
@@ -238,6 +238,39 @@ fn default_hint(e: &Error) -> Option<String> {
         Some("the filesystem is mounted read-only".into())
     } else {
         None
+    }
+}
+
+/// Names the component (or the path) that is too long and the limit it breaks.
+fn name_too_long_hint(path: &Path, path2: Option<&Path>) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let longest = [Some(path), path2]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p.components())
+        .map(|c| c.as_os_str())
+        .max_by_key(|c| c.len());
+    let total = [Some(path), path2]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_os_str().len())
+        .max()
+        .unwrap_or(0);
+    match longest {
+        Some(c) if c.len() > 255 => {
+            let shown = String::from_utf8_lossy(&c.as_bytes()[..24]);
+            format!(
+                "the name `{shown}...` is {} bytes; the filesystem limits a file name to NAME_MAX \
+                 = 255 bytes on most filesystems (`atomwrite doctor DIR` shows the limit there)",
+                c.len()
+            )
+        }
+        _ if total >= 4096 => format!(
+            "the path is {total} bytes; Linux limits a path to PATH_MAX = 4096 bytes"
+        ),
+        _ => "a file name exceeds the filesystem's NAME_MAX (255 bytes on most filesystems; \
+              `atomwrite doctor DIR` shows the limit there)"
+            .into(),
     }
 }
 
@@ -283,6 +316,18 @@ mod tests {
         assert!(s.contains("busy"), "{s}");
         assert!(s.contains("mount point"), "{s}");
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn hints_name_the_limit_and_the_directory() {
+        let long = format!("d/{}", "n".repeat(256));
+        let e = Error::new(Op::Inspect, &long, io::Error::from_raw_os_error(36));
+        let s = e.to_string();
+        assert!(s.contains("is 256 bytes") && s.contains("NAME_MAX = 255"), "{s}");
+        let e = Error::new(Op::CreateTemp, "ro/x", io::Error::from_raw_os_error(13));
+        assert!(e.to_string().contains("directory `ro`"), "{e}");
+        let e = Error::new2(Op::Rename, "a", "/mnt/b", io::Error::from_raw_os_error(18));
+        assert!(e.to_string().contains("different filesystems"), "{e}");
     }
 
     #[test]

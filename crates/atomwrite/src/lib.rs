@@ -77,6 +77,7 @@
 mod batch;
 mod clean;
 mod dest;
+pub mod doctor;
 mod error;
 mod file;
 mod options;
@@ -86,6 +87,7 @@ mod tempname;
 
 pub use batch::{Batch, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
+pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::AtomicFile;
 pub use options::{Durability, Options, SymlinkPolicy};
