@@ -59,6 +59,18 @@ pub(crate) fn resolve(path: &Path, opts: &Options) -> Result<Dest> {
         let (parent, name) = split(&cur)?;
         let dir = open_dir(&parent, !opts.no_create_dirs, opts.durability)?;
         let full = parent.join(&name);
+        let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &parent, e))?;
+        if name.len() > fs.name_max {
+            return Err(
+                Error::new(Op::CheckDestination, &full, errno(Errno::NAMETOOLONG)).with_hint(
+                    format!(
+                        "the file name is {} bytes; this filesystem allows at most {}",
+                        name.len(),
+                        fs.name_max
+                    ),
+                ),
+            );
+        }
         let st = match fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
             Err(Errno::NOENT) => None,
@@ -113,18 +125,6 @@ pub(crate) fn resolve(path: &Path, opts: &Options) -> Result<Dest> {
                 }
             },
         };
-        let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &parent, e))?;
-        if name.len() > fs.name_max {
-            return Err(
-                Error::new(Op::CheckDestination, &full, errno(Errno::NAMETOOLONG)).with_hint(
-                    format!(
-                        "the file name is {} bytes; this filesystem allows at most {}",
-                        name.len(),
-                        fs.name_max
-                    ),
-                ),
-            );
-        }
         return Ok(Dest {
             dir,
             dir_path: parent,

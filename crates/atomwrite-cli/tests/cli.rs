@@ -1,0 +1,375 @@
+//! The `atomwrite` binary as users run it: stdin streaming, exit codes, one-line errors,
+//! signals, and the syscall order (checked with strace). Honours `TEST_DIR`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn tmp() -> tempfile::TempDir {
+    match std::env::var_os("TEST_DIR") {
+        Some(d) => tempfile::tempdir_in(d).expect("TEST_DIR must be a writable directory"),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn bin() -> Command {
+    Command::cargo_bin("atomwrite").unwrap()
+}
+
+fn temps_in(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| atomwrite::is_temp_name(&e.file_name()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Runs `atomwrite ARGS` with `input` on stdin; returns (exit code, stdout, stderr).
+fn run(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = bin();
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+const MODES: [&[(&str, &str)]; 2] = [&[], &[("ATOMWRITE_PORTABLE", "1")]];
+
+#[test]
+fn write_streams_stdin_to_the_destination() {
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("out.txt");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (code, _, err) = run(&["write", p.to_str().unwrap()], &data, env);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn write_from_a_file() {
+    let d = tmp();
+    let src = d.path().join("src");
+    fs::write(&src, b"from file\n").unwrap();
+    let p = d.path().join("dst");
+    let (code, _, err) = run(&["write", "--from", src.to_str().unwrap(), p.to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"from file\n");
+}
+
+#[test]
+fn json_prints_the_receipt() {
+    let d = tmp();
+    let p = d.path().join("r");
+    let (code, out, _) = run(&["write", "--json", "--run-id", "nightly-42", p.to_str().unwrap()], b"abc", &[]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["size"], 3);
+    assert_eq!(v["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(v["run_id"], "nightly-42");
+    assert_eq!(v["durability"], "full");
+    assert_eq!(v["path"], p.to_str().unwrap());
+    assert!(v["written_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn quiet_prints_nothing_on_success() {
+    let d = tmp();
+    let (code, out, err) = run(&["write", "-q", d.path().join("q").to_str().unwrap()], b"x", &[]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+}
+
+#[test]
+fn no_clobber_on_an_existing_file_exits_3_and_changes_nothing() {
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("once");
+        fs::write(&p, b"first").unwrap();
+        let (code, _, err) = run(&["write", "--no-clobber", p.to_str().unwrap()], b"second", env);
+        assert_eq!(code, 3, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains(p.to_str().unwrap()), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = tmp();
+    let p = d.path().join("x");
+    for args in [
+        vec!["write"],
+        vec!["write", "--mode", "999", p.to_str().unwrap()],
+        vec!["write", "--durability", "maybe", p.to_str().unwrap()],
+        vec!["frobnicate"],
+        vec!["clean", d.path().to_str().unwrap(), "--older-than", "soon"],
+    ] {
+        let (code, _, err) = run(&args, b"", &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!p.exists());
+    }
+}
+
+#[test]
+fn a_directory_destination_fails_with_one_line_naming_the_path() {
+    let d = tmp();
+    let sub = d.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let (code, _, err) = run(&["write", sub.to_str().unwrap()], b"x", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is a directory") && err.contains(sub.to_str().unwrap()), "{err}");
+    assert!(fs::read_dir(&sub).unwrap().next().is_none());
+    assert!(temps_in(d.path()).is_empty());
+}
+
+#[test]
+fn a_fifo_destination_is_refused_without_blocking() {
+    let d = tmp();
+    let p = d.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+    let mut child = bin().args(["write", p.to_str().unwrap()]).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("atomwrite blocked on a FIFO destination");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn no_create_dirs_fails_when_the_parent_is_missing() {
+    let d = tmp();
+    let p = d.path().join("missing/out");
+    let (code, _, err) = run(&["write", "--no-create-dirs", p.to_str().unwrap()], b"x", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("open directory") && err.contains("missing"), "{err}");
+    assert!(!d.path().join("missing").exists());
+    let (code, _, _) = run(&["write", p.to_str().unwrap()], b"x", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(fs::read(&p).unwrap(), b"x");
+}
+
+#[test]
+fn umask_is_honoured_for_new_files_and_mode_is_exact() {
+    let d = tmp();
+    let bin = assert_cmd::cargo::cargo_bin("atomwrite");
+    for (umask, want) in [("022", 0o644), ("077", 0o600), ("002", 0o664)] {
+        let p = d.path().join(format!("u{umask}"));
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; echo hi | '{}' write '{}'", bin.display(), p.display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, want, "umask {umask}");
+    }
+    let p = d.path().join("exact");
+    let (code, _, _) = run(&["write", "--mode", "0751", p.to_str().unwrap()], b"x", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o751);
+}
+
+#[test]
+fn no_follow_replaces_the_link() {
+    let d = tmp();
+    let target = d.path().join("target");
+    fs::write(&target, b"keep").unwrap();
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink("target", &link).unwrap();
+    assert_eq!(run(&["write", link.to_str().unwrap()], b"via link", &[]).0, 0);
+    assert_eq!(fs::read(&target).unwrap(), b"via link");
+    assert_eq!(run(&["write", "--no-follow", link.to_str().unwrap()], b"own file", &[]).0, 0);
+    assert!(fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(fs::read(&target).unwrap(), b"via link");
+}
+
+/// Starts a writer, feeds part of the stream, sends `sig` mid-stream.
+fn interrupt_mid_stream(sig: i32, env: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, Option<i32>) {
+    let d = tmp();
+    let p = d.path().join("dst");
+    fs::write(&p, b"old complete version").unwrap();
+    let mut c = bin();
+    c.args(["write", p.to_str().unwrap()]).stdin(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&vec![b'n'; 1 << 20]).unwrap();
+    stdin.flush().unwrap();
+    // Wait until the temp exists (named) or the bytes are written, then signal.
+    std::thread::sleep(Duration::from_millis(300));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::from_named_raw(sig).unwrap(),
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    (d, p, status.code())
+}
+
+#[test]
+fn sigterm_and_sigint_mid_stream_leave_the_destination_and_no_temp() {
+    for env in MODES {
+        for (sig, code) in [(15, 143), (2, 130)] {
+            let (d, p, got) = interrupt_mid_stream(sig, env);
+            assert_eq!(got, Some(code), "signal {sig} {env:?}");
+            assert_eq!(fs::read(&p).unwrap(), b"old complete version");
+            assert!(temps_in(d.path()).is_empty(), "signal {sig} {env:?}: temp left");
+        }
+    }
+}
+
+#[test]
+fn sigkill_mid_stream_leaves_the_destination_and_clean_removes_any_temp() {
+    for env in MODES {
+        let (d, p, got) = interrupt_mid_stream(9, env);
+        assert_eq!(got, None, "killed by a signal");
+        assert_eq!(fs::read(&p).unwrap(), b"old complete version");
+        if env.is_empty() {
+            assert!(temps_in(d.path()).is_empty(), "O_TMPFILE leaves nothing on SIGKILL");
+        }
+        let (code, _, err) = run(&["clean", "--older-than", "0s", d.path().to_str().unwrap()], b"", &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(temps_in(d.path()).is_empty());
+        assert_eq!(fs::read(&p).unwrap(), b"old complete version");
+    }
+}
+
+#[test]
+fn clean_json_reports_and_dry_run_keeps() {
+    let d = tmp();
+    let stale = d.path().join(".x.abcdefghijklmnop.tmp");
+    fs::write(&stale, b"12345").unwrap();
+    let dir = d.path().to_str().unwrap();
+    let (code, out, _) = run(&["clean", "--dry-run", "--json", "--older-than", "0", dir], b"", &[]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["removed"][0], stale.to_str().unwrap());
+    assert_eq!(v["bytes"], 5);
+    assert!(stale.exists());
+    assert_eq!(run(&["clean", "-q", "--older-than", "0", dir], b"", &[]).0, 0);
+    assert!(!stale.exists());
+}
+
+// ---- syscall order, observed with strace ---------------------------------------------------
+
+fn strace_available() -> bool {
+    let ok = Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must have strace installed");
+        eprintln!("SKIP: strace not installed");
+    }
+    ok
+}
+
+/// The file/dir syscalls of one `atomwrite write`, as (name, first-arg) lines.
+fn trace(durability: &str, env: &[(&str, &str)], dst: &Path) -> Vec<String> {
+    let log = dst.with_extension("strace");
+    let bin = assert_cmd::cargo::cargo_bin("atomwrite");
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o"]).arg(&log);
+    c.args(["-e", "trace=openat,write,fsync,fdatasync,syncfs,rename,renameat,renameat2,linkat,fchmod"]);
+    c.arg(&bin).args(["write", "--durability", durability]).arg(dst);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"payload").unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = fs::read_to_string(&log).unwrap();
+    fs::remove_file(&log).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let l = l.split_once(' ').map(|(_, r)| r).unwrap_or(l).trim_start();
+            let name = l.split('(').next()?;
+            match name {
+                "write" if l.contains("\"payload\"") => Some("write-data".to_string()),
+                "fsync" | "fdatasync" | "syncfs" | "renameat" | "renameat2" | "rename" | "fchmod" => Some(name.to_string()),
+                "linkat" => Some("linkat".to_string()),
+                "openat" if l.contains("O_TMPFILE") || l.contains("O_EXCL") => Some("create-temp".to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn pos(t: &[String], what: &str) -> usize {
+    t.iter().position(|s| s == what).unwrap_or_else(|| panic!("{what} missing from {t:?}"))
+}
+
+#[test]
+fn syscall_order_data_fsync_before_rename_dir_fsync_after() {
+    if !strace_available() {
+        return;
+    }
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("f");
+        fs::write(&p, b"old").unwrap();
+        let t = trace("full", env, &p);
+        let (create, write, rename) = (pos(&t, "create-temp"), pos(&t, "write-data"), pos(&t, "renameat"));
+        let fsyncs: Vec<usize> = t.iter().enumerate().filter(|(_, s)| *s == "fsync").map(|(i, _)| i).collect();
+        assert_eq!(fsyncs.len(), 2, "{env:?}: {t:?}");
+        assert!(create < write && write < fsyncs[0] && fsyncs[0] < rename && rename < fsyncs[1], "{env:?}: {t:?}");
+        assert!(pos(&t, "fchmod") < rename, "mode must be set before the file is visible: {t:?}");
+        if env.is_empty() {
+            assert!(pos(&t, "linkat") < rename, "{t:?}");
+        }
+    }
+}
+
+#[test]
+fn syscall_order_integrity_has_no_directory_fsync() {
+    if !strace_available() {
+        return;
+    }
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("f");
+        let t = trace("integrity", env, &p);
+        let fsyncs = t.iter().filter(|s| *s == "fsync").count();
+        assert_eq!(fsyncs, 1, "{env:?}: {t:?}");
+        assert!(pos(&t, "fsync") < pos(&t, "renameat"), "{t:?}");
+    }
+}
+
+#[test]
+fn syscall_order_none_has_no_fsync_at_all() {
+    if !strace_available() {
+        return;
+    }
+    for env in MODES {
+        let d = tmp();
+        let t = trace("none", env, &d.path().join("f"));
+        assert!(!t.iter().any(|s| s == "fsync" || s == "fdatasync" || s == "syncfs"), "{env:?}: {t:?}");
+        pos(&t, "renameat");
+    }
+}
