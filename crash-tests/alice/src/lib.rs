@@ -4,7 +4,7 @@
 //! 1. **Record** a program's file-system calls with strace ([`record`], [`strace`]) into
 //!    an abstract operation log ([`oplog`]).
 //! 2. **Enumerate** every on-disk state a crash could leave after each prefix of the log
-//!    under a conservative persistence model ([`explore`]; the model is in `MODEL.md`).
+//!    under a conservative persistence model ([`mod@explore`]; the model is in `MODEL.md`).
 //! 3. **Check** the atomic-replace invariant in each state ([`explore::Invariant`]).
 
 pub mod explore;
