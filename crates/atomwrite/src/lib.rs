@@ -58,6 +58,14 @@
 //! Other Unix systems take the portable path (named temp, `renameat`, `linkat` for
 //! create-only); Linux runs it too with [`Options::portable`] or `ATOMWRITE_PORTABLE=1`.
 //!
+//! # Knowing which version you have
+//!
+//! An atomic write guarantees integrity, not freshness. Three tools say *which* contents are there:
+//! every commit returns a [`Receipt`] (size, sha256, `written_at`, run id); [`write_manifest`]
+//! adds a sidecar `DST.manifest.json` that [`verify`] checks (a torn data/manifest pair is reported
+//! as a mismatch); and [`Publisher`] keeps numbered versions behind an atomic `latest` symlink, with
+//! compare-and-swap between publishers and whole-directory versions (see [`versions`](mod@versions)).
+//!
 //! # Limitations
 //!
 //! - A failed `fsync` is final: the commit fails, the temp is removed, and the `fsync` is never
@@ -85,6 +93,9 @@ mod receipt;
 mod sys;
 mod tempname;
 
+pub mod manifest;
+pub mod versions;
+
 pub use batch::{Batch, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use doctor::{DoctorReport, doctor};
@@ -93,6 +104,11 @@ pub use file::AtomicFile;
 pub use options::{Durability, Options, SymlinkPolicy};
 pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
+pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
+pub use versions::{
+    PendingVersion, Published, Publisher, VersionInfo, VersionRef, VersionsCleanReport,
+    clean_versions, latest, versions,
+};
 
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
 pub mod platform;

@@ -1,0 +1,495 @@
+//! Sidecar manifests (`DST.manifest.json`) and [`verify`]: knowing *which* contents a file
+//! holds, and detecting a data file and manifest that do not belong together.
+//!
+//! A manifest is written atomically (through atomwrite itself) **after** the data it describes.
+//! A crash between the two leaves new data beside the old manifest (or no manifest): a "torn
+//! pair", which [`verify`] reports as a mismatch. That is the point of the design: the pair is
+//! never silently wrong, it is detectably wrong.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("daily.csv");
+//! use atomwrite::{Options, VerifyStatus};
+//! let opts = Options::new().run_id("nightly-2026-01-01");
+//! let receipt = opts.write(&path, b"id,total\n1,42\n")?;
+//! atomwrite::write_manifest(&path, &receipt, &opts)?;
+//! assert!(dir.path().join("daily.csv.manifest.json").exists());
+//!
+//! let v = atomwrite::verify(&path);
+//! assert_eq!(v.status, VerifyStatus::Ok);
+//! assert_eq!(v.manifest.unwrap().run_id, "nightly-2026-01-01");
+//!
+//! // New data without a new manifest: the torn pair is detected.
+//! atomwrite::write(&path, b"id,total\n1,43\n")?;
+//! assert_eq!(atomwrite::verify(&path).status, VerifyStatus::Mismatch);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Op, Options, Receipt, Result, SymlinkPolicy};
+
+/// The `format` tag of every manifest this version writes.
+pub const MANIFEST_FORMAT: &str = "atomwrite-manifest/1";
+
+/// Suffix appended to a file name to name its manifest.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// The contents of a sidecar manifest (`DST.manifest.json`), in this field order on disk.
+///
+/// For a directory published with [`Publisher::publish_dir`](crate::Publisher::publish_dir),
+/// `kind` is `"directory"`, `size` is the total of the regular files, `sha256` is the hash of
+/// the canonical listing (see [`Manifest::files`]) and `files` lists every entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`] for manifests written by this version.
+    pub format: String,
+    /// The file name (last path component) of the data the manifest describes.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256 of the contents.
+    pub sha256: String,
+    /// When the data was committed, RFC 3339 in UTC.
+    pub written_at: String,
+    /// The run id of the writer (`--run-id`, `ATOMWRITE_RUN_ID`, or a random per-process id).
+    pub run_id: String,
+    /// The atomwrite version that wrote the manifest.
+    pub atomwrite_version: String,
+    /// `"directory"` for a directory version; absent for a regular file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For a directory: every entry, sorted by path bytes. The directory's `sha256` is the
+    /// sha256 of the lines `D path`, `F sha256 size path`, `L target path` in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<DirEntry>>,
+}
+
+/// One entry of a directory manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Path relative to the directory, `/`-separated.
+    pub path: String,
+    /// `"file"`, `"dir"` or `"symlink"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size of a regular file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// sha256 of a regular file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Target of a symlink (never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest describing a committed file: `name` is the last component of `dst`.
+    pub fn for_receipt(dst: &Path, receipt: &Receipt, sha256: String) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT.into(),
+            name: file_name_string(dst),
+            size: receipt.size,
+            sha256,
+            written_at: receipt.written_at_rfc3339(),
+            run_id: receipt.run_id.clone(),
+            atomwrite_version: env!("CARGO_PKG_VERSION").into(),
+            kind: None,
+            files: None,
+        }
+    }
+
+    /// The JSON text written to disk (pretty-printed, with a final newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Reads and parses a manifest file, checking its `format` tag.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read(path).map_err(|e| Error::new(Op::Manifest, path, e))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
+            Error::other(
+                Op::Manifest,
+                path,
+                io::ErrorKind::InvalidData,
+                format!("not a valid manifest: {e}"),
+            )
+        })?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(Error::other(
+                Op::Manifest,
+                path,
+                io::ErrorKind::InvalidData,
+                format!(
+                    "unknown manifest format `{}` (expected `{MANIFEST_FORMAT}`)",
+                    m.format
+                ),
+            ));
+        }
+        Ok(m)
+    }
+}
+
+pub(crate) fn file_name_string(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `path` with [`MANIFEST_SUFFIX`] appended to its file name: `out.csv` → `out.csv.manifest.json`.
+pub fn manifest_path(path: &Path) -> PathBuf {
+    let mut s: OsString = path.as_os_str().to_os_string();
+    s.push(MANIFEST_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Writes `DST.manifest.json` for a file that was just committed to `dst`, atomically and with
+/// the durability of `opts` (the manifest is replaced if it exists, even when `opts` is
+/// create-only). Call it **after** the data's commit returned.
+///
+/// Guarantees: the manifest file is complete or absent (it is an atomic write itself); under
+/// [`Durability::Full`](crate::Durability::Full) it is durable when this returns, and it was
+/// created after the data became durable, so after any crash the pair is either matching or
+/// detectably torn (old or missing manifest beside new data), never silently wrong.
+///
+/// Does not guarantee that the data still matches when the manifest is written (a writer that
+/// replaced `dst` in between goes unnoticed here; [`verify`] will notice). When the receipt
+/// carries no sha256 (checksums turned off) the file at `receipt.path` is read once to hash it.
+pub fn write_manifest(dst: &Path, receipt: &Receipt, opts: &Options) -> Result<Manifest> {
+    let sha = match &receipt.sha256 {
+        Some(s) => s.clone(),
+        None => hash_file(&receipt.path)?.1,
+    };
+    let m = Manifest::for_receipt(dst, receipt, sha);
+    write_manifest_file(&manifest_path(dst), &m, opts)?;
+    Ok(m)
+}
+
+/// Writes `m` to `manifest_file` atomically with `opts` (create-only and size hint dropped).
+pub(crate) fn write_manifest_file(
+    manifest_file: &Path,
+    m: &Manifest,
+    opts: &Options,
+) -> Result<()> {
+    let mut o = opts.clone();
+    o.no_clobber = false;
+    o.size_hint = None;
+    o.mode = None;
+    o.symlinks = SymlinkPolicy::Replace;
+    o.write(manifest_file, m.to_json().as_bytes())
+        .map_err(|e| relabel_manifest(e, manifest_file))?;
+    Ok(())
+}
+
+fn relabel_manifest(e: Error, path: &Path) -> Error {
+    match e.op() {
+        // Keep the step for the lower-level operations that explain themselves.
+        Op::SyncFile | Op::SyncDir | Op::Rename | Op::Link => e,
+        _ => Error::new(
+            Op::Manifest,
+            path,
+            io::Error::new(e.kind(), e.io_error().to_string()),
+        ),
+    }
+}
+
+/// Streams `path` through sha256 in 1 MiB chunks: `(size, hex sha256)`. Constant memory.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let f = File::open(path).map_err(|e| Error::new(Op::Read, path, e))?;
+    hash_reader(f, path)
+}
+
+fn hash_reader(mut r: impl Read, path: &Path) -> Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                n_total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::new(Op::Read, path, e)),
+        }
+    }
+    Ok((n_total, hex::encode(h.finalize())))
+}
+
+/// Hashes a directory tree the way directory manifests record it: `(total size, listing sha256,
+/// entries)`. Symlinks are recorded, never followed; other special files are refused.
+pub fn hash_dir(dir: &Path) -> Result<(u64, String, Vec<DirEntry>)> {
+    let mut entries = Vec::new();
+    walk(dir, "", &mut entries)?;
+    let mut h = Sha256::new();
+    let mut total = 0u64;
+    for e in &entries {
+        let line = match e.kind.as_str() {
+            "dir" => format!("D {}\n", e.path),
+            "symlink" => format!("L {} {}\n", e.target.as_deref().unwrap_or(""), e.path),
+            _ => {
+                total += e.size.unwrap_or(0);
+                format!(
+                    "F {} {} {}\n",
+                    e.sha256.as_deref().unwrap_or(""),
+                    e.size.unwrap_or(0),
+                    e.path
+                )
+            }
+        };
+        h.update(line.as_bytes());
+    }
+    Ok((total, hex::encode(h.finalize()), entries))
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<DirEntry>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::new(Op::ReadDir, dir, e))?;
+    let mut names = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::new(Op::ReadDir, dir, e))?;
+        names.push(ent.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let p = dir.join(&name);
+        let r = if rel.is_empty() {
+            name.to_string_lossy().into_owned()
+        } else {
+            format!("{rel}/{}", name.to_string_lossy())
+        };
+        let md = std::fs::symlink_metadata(&p).map_err(|e| Error::new(Op::Inspect, &p, e))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            out.push(DirEntry {
+                path: r.clone(),
+                kind: "dir".into(),
+                size: None,
+                sha256: None,
+                target: None,
+            });
+            walk(&p, &r, out)?;
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&p).map_err(|e| Error::new(Op::Inspect, &p, e))?;
+            out.push(DirEntry {
+                path: r,
+                kind: "symlink".into(),
+                size: None,
+                sha256: None,
+                target: Some(t.to_string_lossy().into_owned()),
+            });
+        } else if ft.is_file() {
+            let (size, sha) = hash_file(&p)?;
+            out.push(DirEntry {
+                path: r,
+                kind: "file".into(),
+                size: Some(size),
+                sha256: Some(sha),
+                target: None,
+            });
+        } else {
+            return Err(Error::other(
+                Op::Inspect,
+                &p,
+                io::ErrorKind::InvalidInput,
+                "not a regular file, directory or symlink",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The outcome of [`verify`] for one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyStatus {
+    /// The data matches its manifest (name, size and sha256).
+    Ok,
+    /// The data differs from its manifest: new data beside an old manifest (a torn pair), a
+    /// manifest copied from another file, or corrupted bytes.
+    Mismatch,
+    /// No manifest was found for the path.
+    MissingManifest,
+    /// A manifest exists but cannot be read or parsed, or has an unknown format.
+    BadManifest,
+    /// The data itself is missing or unreadable.
+    MissingData,
+}
+
+impl VerifyStatus {
+    /// `"ok"`, `"mismatch"`, `"missing_manifest"`, `"bad_manifest"`, `"missing_data"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyStatus::Ok => "ok",
+            VerifyStatus::Mismatch => "mismatch",
+            VerifyStatus::MissingManifest => "missing_manifest",
+            VerifyStatus::BadManifest => "bad_manifest",
+            VerifyStatus::MissingData => "missing_data",
+        }
+    }
+}
+
+/// What [`verify`] found for one path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// The path asked about.
+    pub path: PathBuf,
+    /// The data actually hashed (the path itself, or a published version it points to).
+    pub data_path: PathBuf,
+    /// The manifest consulted (or looked for).
+    pub manifest_path: PathBuf,
+    /// The verdict.
+    pub status: VerifyStatus,
+    /// One line explaining the verdict.
+    pub detail: String,
+    /// The manifest, when it could be read.
+    pub manifest: Option<Manifest>,
+    /// Size measured now.
+    pub size: Option<u64>,
+    /// sha256 measured now.
+    pub sha256: Option<String>,
+}
+
+impl Verification {
+    /// True only for [`VerifyStatus::Ok`].
+    pub fn is_ok(&self) -> bool {
+        self.status == VerifyStatus::Ok
+    }
+}
+
+/// Recomputes the size and sha256 of `path` and compares them (and the file name) with its
+/// manifest. Reads the data in 1 MiB chunks: constant memory whatever the size.
+///
+/// The manifest looked for is `PATH.manifest.json`; when that does not exist and `PATH` is a
+/// symlink (for instance a pointer made by [`Publisher`](crate::Publisher)), the manifest
+/// beside the link's target is used, so `verify DST` works on published destinations.
+///
+/// Guarantees: a data file and a manifest that differ in name, size or sha256 are never
+/// reported `Ok`; every problem is a [`Verification`] (this never panics or returns early on one
+/// path). Does not guarantee that the data is still the same a moment later (a writer may replace
+/// it after the check), and cannot judge whether matching bytes are *right*.
+pub fn verify(path: impl AsRef<Path>) -> Verification {
+    let path = path.as_ref();
+    let mut data_path = path.to_path_buf();
+    let mut mpath = manifest_path(path);
+    if !exists_nofollow(&mpath) {
+        if let Ok(target) = std::fs::read_link(path) {
+            let target = match path.parent() {
+                Some(p) if target.is_relative() => p.join(target),
+                _ => target,
+            };
+            let alt = manifest_path(&target);
+            if exists_nofollow(&alt) {
+                data_path = target;
+                mpath = alt;
+            }
+        }
+    }
+    let mut v = Verification {
+        path: path.to_path_buf(),
+        data_path: data_path.clone(),
+        manifest_path: mpath.clone(),
+        status: VerifyStatus::Ok,
+        detail: String::new(),
+        manifest: None,
+        size: None,
+        sha256: None,
+    };
+    let m = match std::fs::symlink_metadata(&mpath) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            v.status = VerifyStatus::MissingManifest;
+            v.detail = format!("no manifest at `{}`", mpath.display());
+            return v;
+        }
+        _ => match Manifest::read(&mpath) {
+            Ok(m) => m,
+            Err(e) => {
+                v.status = VerifyStatus::BadManifest;
+                v.detail = e.to_string();
+                return v;
+            }
+        },
+    };
+    let is_dir = m.kind.as_deref() == Some("directory");
+    let measured = if is_dir {
+        hash_dir(&data_path).map(|(s, h, _)| (s, h))
+    } else {
+        match std::fs::metadata(&data_path) {
+            Ok(md) if md.is_dir() => Err(Error::other(
+                Op::Verify,
+                &data_path,
+                io::ErrorKind::IsADirectory,
+                "is a directory but its manifest describes a file",
+            )),
+            _ => hash_file(&data_path),
+        }
+    };
+    v.manifest = Some(m.clone());
+    let (size, sha) = match measured {
+        Ok(x) => x,
+        Err(e) => {
+            v.status = VerifyStatus::MissingData;
+            v.detail = e.to_string();
+            return v;
+        }
+    };
+    v.size = Some(size);
+    v.sha256 = Some(sha.clone());
+    let name = file_name_string(&data_path);
+    let mut why = Vec::new();
+    if m.name != name {
+        why.push(format!("the manifest describes `{}`, not `{name}`", m.name));
+    }
+    if m.size != size {
+        why.push(format!("size is {size}, manifest says {}", m.size));
+    }
+    if m.sha256 != sha {
+        why.push(format!(
+            "sha256 is {}, manifest says {}",
+            short(&sha),
+            short(&m.sha256)
+        ));
+    }
+    if why.is_empty() {
+        v.detail = format!(
+            "{} bytes, sha256 {}, written_at {}, run_id {}",
+            size,
+            short(&sha),
+            m.written_at,
+            m.run_id
+        );
+    } else {
+        v.status = VerifyStatus::Mismatch;
+        v.detail = format!(
+            "{} (manifest written_at {}, run_id {})",
+            why.join("; "),
+            m.written_at,
+            m.run_id
+        );
+    }
+    v
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(16)]
+}
+
+fn exists_nofollow(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Formats a `SystemTime` for a manifest (RFC 3339, UTC).
+pub(crate) fn time_str(t: SystemTime) -> String {
+    crate::rfc3339(t)
+}
