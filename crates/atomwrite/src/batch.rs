@@ -125,6 +125,14 @@ impl Batch {
         Ok(self.files.last_mut().expect("just pushed"))
     }
 
+    /// Opens a file with its own options (its durability is the batch's: the batch decides the
+    /// flushes). Used by `cp` to give each copy its source's mode.
+    pub fn open_with(&mut self, path: impl AsRef<Path>, opts: Options) -> Result<&mut AtomicFile> {
+        let f = opts.durability(self.opts.durability).open(path)?;
+        self.files.push(f);
+        Ok(self.files.last_mut().expect("just pushed"))
+    }
+
     /// Publishes every file (see the type docs for the sequence and what a crash can leave).
     pub fn commit(mut self) -> Result<BatchReceipt> {
         let durability = self.opts.durability;

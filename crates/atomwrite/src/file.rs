@@ -24,6 +24,18 @@ use crate::{Error, Op, Result};
 /// means something is deliberately squatting on names).
 const NAME_ATTEMPTS: usize = 64;
 
+/// How [`AtomicFile::copy_from_file`] moved the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyMethod {
+    /// `ioctl(FICLONE)`: extents shared, no data copied.
+    Reflink,
+    /// `copy_file_range(2)`: copied inside the kernel.
+    CopyFileRange,
+    /// `read` + `write` through a 1 MiB buffer (and the hasher).
+    Buffered,
+}
+
 #[derive(Debug)]
 enum Temp {
     /// An `O_TMPFILE` inode with no name (Linux): nothing to remove after a crash.
@@ -97,7 +109,8 @@ impl AtomicFile {
         let mut anon = None;
         let mut mode_is_final = false;
         if !portable && !sys::known_refused(d.fs.fs_type, Feature::Tmpfile) {
-            let new_file_default = opts.mode.is_none() && d.existing.is_none();
+            let new_file_default =
+                opts.mode.is_none() && opts.default_mode.is_none() && d.existing.is_none();
             let create_mode = if new_file_default { 0o666 } else { 0o600 };
             match sys::open_anonymous(d.dir.as_fd(), create_mode) {
                 Ok(Some(fd)) => {
@@ -209,6 +222,58 @@ impl AtomicFile {
         }
     }
 
+    /// Copies the whole of `src` (from its start) into this file, by the fastest means the
+    /// filesystems allow: `FICLONE` (a reflink: O(1), shares extents, btrfs/xfs), else
+    /// `copy_file_range` (in-kernel), else a buffered copy. When checksums are on, the bytes
+    /// must pass through the hasher, so a single buffered pass is used instead (a reflink
+    /// followed by a full read would cost the same and touch the data twice).
+    /// Returns the number of bytes copied and how ([`CopyMethod`]).
+    pub fn copy_from_file(&mut self, src: &File, src_name: &Path) -> Result<(u64, CopyMethod)> {
+        let size = src.metadata().map_err(|e| Error::new(Op::Read, src_name, e))?.len();
+        if self.hasher.is_some() {
+            let mut r = src;
+            let n = self.copy_from(&mut r, src_name)?;
+            return Ok((n, CopyMethod::Buffered));
+        }
+        if self.len == 0 && self.pos == 0 {
+            match sys::reflink(src.as_fd(), self.file.as_fd()) {
+                Ok(true) => {
+                    self.len = size;
+                    self.pos = size;
+                    self.file.seek(SeekFrom::Start(size)).map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
+                    return Ok((size, CopyMethod::Reflink));
+                }
+                Ok(false) => {}
+                Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
+            }
+        }
+        let mut copied = 0u64;
+        let mut method = CopyMethod::CopyFileRange;
+        loop {
+            let chunk = (1usize << 30).min((size.saturating_sub(copied)).max(1 << 20) as usize);
+            match sys::copy_range(src.as_fd(), self.file.as_fd(), chunk) {
+                Ok(Some(0)) => break,
+                Ok(Some(n)) => {
+                    copied += n as u64;
+                    self.pos += n as u64;
+                    self.len = self.len.max(self.pos);
+                }
+                Ok(None) if copied == 0 => {
+                    method = CopyMethod::Buffered;
+                    break;
+                }
+                Ok(None) => return Err(Error::new2(Op::Copy, src_name, &self.dest, errno(Errno::XDEV))),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
+            }
+        }
+        if method == CopyMethod::Buffered {
+            let mut r = src;
+            copied = self.copy_from(&mut r, src_name)?;
+        }
+        Ok((copied, method))
+    }
+
     fn unwrap_io(&self, op: Op, e: io::Error) -> Error {
         // Our own Write impl already wrapped the error; keep the inner one.
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
@@ -310,6 +375,7 @@ impl AtomicFile {
         let mode = match (self.opts.mode, self.existing) {
             (Some(m), _) => Some(m),
             (None, Some(ex)) => Some(ex.mode),
+            (None, None) if self.opts.default_mode.is_some() => self.opts.default_mode,
             (None, None) if self.mode_is_final => None,
             (None, None) => Some(0o666 & !sys::umask()),
         };

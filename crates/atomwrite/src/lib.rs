@@ -100,7 +100,7 @@ pub use batch::{Batch, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
-pub use file::AtomicFile;
+pub use file::{AtomicFile, CopyMethod};
 pub use options::{Durability, Options, SymlinkPolicy};
 pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;

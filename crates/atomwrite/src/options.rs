@@ -63,6 +63,7 @@ pub struct Options {
     pub(crate) portable: bool,
     pub(crate) size_hint: Option<u64>,
     pub(crate) preserve_owner_strict: bool,
+    pub(crate) default_mode: Option<u32>,
 }
 
 impl Options {
@@ -83,6 +84,14 @@ impl Options {
     /// files alike. Bits outside `0o7777` are ignored.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// The mode for a newly created file instead of `0666 & !umask` (an existing file still
+    /// keeps its own; [`mode`](Options::mode) overrides both). `cp` uses it to give a new copy
+    /// the source's mode, as `cp(1)` does.
+    pub fn default_mode(mut self, mode: u32) -> Self {
+        self.default_mode = Some(mode & 0o7777);
         self
     }
 
