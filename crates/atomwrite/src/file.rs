@@ -24,6 +24,9 @@ use crate::{Error, Op, Result};
 /// means something is deliberately squatting on names).
 const NAME_ATTEMPTS: usize = 64;
 
+/// Size hints below this are not preallocated.
+const PREALLOCATE_MIN: u64 = 1 << 20;
+
 /// How [`AtomicFile::copy_from_file`] moved the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -154,7 +157,9 @@ impl AtomicFile {
             rfs::flock(f.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
                 .map_err(|e| Error::new(Op::Lock, f.temp_display(), errno(e)))?;
         }
-        if let Some(n) = opts.size_hint {
+        // Small files are not worth a syscall: preallocation pays off (early ENOSPC, less
+        // fragmentation) only for large ones.
+        if let Some(n) = opts.size_hint.filter(|n| *n >= PREALLOCATE_MIN) {
             sys::preallocate(f.file.as_fd(), n)
                 .map_err(|e| Error::new(Op::Preallocate, &f.dest, e))?;
         }

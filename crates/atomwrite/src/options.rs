@@ -139,7 +139,7 @@ impl Options {
         self
     }
 
-    /// The expected size in bytes. Space is reserved up front (`fallocate` with
+    /// The expected size in bytes. From 1 MiB up, space is reserved up front (`fallocate` with
     /// `FALLOC_FL_KEEP_SIZE` on Linux), so a full disk is reported before any byte is written.
     /// A wrong hint is harmless: the file's size is what was written.
     pub fn size_hint(mut self, bytes: u64) -> Self {
