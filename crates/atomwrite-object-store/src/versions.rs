@@ -454,7 +454,7 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
                 // Jittered backoff, then start again on top of the winner.
                 let jitter = crate::write::nonce()
                     .bytes()
-                    .fold(0u64, |a, b| a * 31 + b as u64);
+                    .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
                 let ms = (5u64 << attempt.min(6)) + jitter % 20;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 state = read_pointer(t).await?;
