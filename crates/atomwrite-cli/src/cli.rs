@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Atomic, durable file writes: if the final filename exists, its contents are complete.
 #[derive(Debug, Parser)]
 #[command(name = "atomwrite", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = TOP_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +21,15 @@ pub enum Command {
     /// Remove temporary files left in DIR by writers that crashed (never one a live writer holds).
     #[command(after_help = CLEAN_EXAMPLES)]
     Clean(CleanArgs),
+    /// Probe DIR's filesystem: what atomwrite can do there and what durability it can promise.
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per command into a directory.
+    #[command(hide = true, after_help = MAN_EXAMPLES)]
+    Man(ManArgs),
 }
 
 const WRITE_EXAMPLES: &str = "\
@@ -32,7 +42,71 @@ Examples:
 const CLEAN_EXAMPLES: &str = "\
 Examples:
   atomwrite clean /var/lib/etl --older-than 1h
-  atomwrite clean --dry-run --recursive --older-than 2d /data";
+  atomwrite clean --dry-run --recursive --older-than 2d /data
+  17 * * * *  atomwrite clean -q --recursive /srv/exports   # crontab: hourly sweep";
+
+const TOP_HELP: &str = "\
+Exit codes: 0 success, 1 failure (I/O error, verify mismatch), 2 usage error, 3 conflict
+(--no-clobber target exists, --expect lost the race); run: the child's status, 125 if atomwrite
+itself failed. Errors are one line on stderr; with --json also a JSON object on stdout.
+
+Examples:
+  make_report | atomwrite write reports/daily.csv
+  atomwrite write --json --from model.bin ckpt/model.bin | jq -r .sha256
+  atomwrite doctor /data
+
+Run `atomwrite COMMAND --help` for each command's options and examples.";
+
+const DOCTOR_EXAMPLES: &str = "\
+Probe files are created inside DIR (named like atomwrite temporaries) and removed again.
+Exit code 0 when an atomic write works in DIR, 1 when it does not (the report says why).
+
+Examples:
+  atomwrite doctor /var/lib/etl
+  atomwrite doctor --json /mnt/nfs/exports | jq .durability.level
+  atomwrite doctor -q /data || echo 'atomwrite cannot publish in /data' >&2   # CI precheck";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  atomwrite completions bash > ~/.local/share/bash-completion/completions/atomwrite
+  atomwrite completions zsh > \"${fpath[1]}/_atomwrite\"
+  atomwrite completions fish > ~/.config/fish/completions/atomwrite.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  atomwrite man | man -l -
+  atomwrite man --out-dir target/man   # atomwrite.1, atomwrite-write.1, ... for packaging";
+
+/// `atomwrite doctor [DIR]`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The directory to probe (default: the current directory).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing; only the exit code tells whether atomic writes work in DIR.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `atomwrite completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `atomwrite man [--out-dir DIR]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write atomwrite.1 and one atomwrite-COMMAND.1 per command into DIR instead of printing
+    /// atomwrite.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
 
 /// Options shared by every command that writes a file (SPEC.md `OPTS`).
 #[derive(Debug, Clone, Args)]
@@ -60,7 +134,9 @@ pub struct WriteOpts {
     /// Run id recorded in the receipt and manifest (default: $ATOMWRITE_RUN_ID or a random id).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
-    /// Show a progress bar on stderr (default: only when stderr is a terminal and the work is long).
+    /// Show the progress bar (bytes, rate; percentage and ETA when the size is known) from the
+    /// start. It is drawn only when stderr is a terminal and never with -q; without this flag it
+    /// appears once the work has taken more than a second.
     #[arg(long)]
     pub progress: bool,
     /// Print the receipt (or the error) as one JSON object on stdout.
@@ -85,7 +161,12 @@ pub struct WriteArgs {
     /// Read the contents from FILE instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
+    /// Expected size of the input (e.g. 512M, 2G), for the progress bar's percentage and ETA when
+    /// reading a pipe (like `pv -s`). Only a display hint: more or fewer bytes are fine.
+    #[arg(long, value_name = "SIZE", value_parser = crate::progress::parse_size)]
+    pub expected_size: Option<u64>,
     /// The destination file.
+
     pub dst: PathBuf,
 }
 

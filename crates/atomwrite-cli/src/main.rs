@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod common;
+mod progress;
 mod signals;
 
 use clap::Parser;
@@ -16,6 +17,13 @@ fn main() {
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
+            if e.use_stderr() && json_requested() {
+                common::print_json(&serde_json::json!({ "error": {
+                    "message": usage_message(&e),
+                    "exit_code": common::EXIT_USAGE,
+                    "kind": "usage",
+                }}));
+            }
             std::process::exit(if e.use_stderr() {
                 common::EXIT_USAGE
             } else {
@@ -26,4 +34,19 @@ fn main() {
     signals::install();
     let code = cmd::dispatch(cli);
     std::process::exit(code);
+}
+
+/// `--json` among the arguments (before any `--`): usage errors are then JSON on stdout too.
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+fn usage_message(e: &clap::Error) -> String {
+    let s = e.to_string();
+    let first = s.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }

@@ -1,6 +1,8 @@
 //! One module per subcommand; each returns an exit code or a [`Failure`].
 
 mod clean;
+mod completions;
+mod doctor;
 mod write;
 
 use crate::cli::{Cli, Command};
@@ -10,6 +12,9 @@ pub fn dispatch(cli: Cli) -> i32 {
     let (json, result) = match cli.command {
         Command::Write(a) => (a.opts.json, write::run(a)),
         Command::Clean(a) => (a.json, clean::run(a)),
+        Command::Doctor(a) => (a.json, doctor::run(a)),
+        Command::Completions(a) => (false, completions::completions(a)),
+        Command::Man(a) => (false, completions::man(a)),
     };
     match result {
         Ok(code) => code,

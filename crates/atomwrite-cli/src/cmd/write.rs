@@ -7,9 +7,11 @@ use std::path::Path;
 
 use crate::cli::WriteArgs;
 use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::progress::{self, Progress};
 
 pub fn run(a: WriteArgs) -> CmdResult {
     let mut opts = a.opts.to_options();
+    let mut known_size = a.expected_size;
     let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
         Some(p) => {
             let f = File::open(p)
@@ -22,6 +24,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
             }
             if md.is_file() {
                 opts = opts.size_hint(md.len());
+                known_size = Some(md.len());
             }
             (Box::new(f), p.as_path())
         }
@@ -31,6 +34,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
             if let Ok(md) = File::open("/dev/stdin").and_then(|f| f.metadata()) {
                 if md.is_file() && !md.file_type().is_fifo() {
                     opts = opts.size_hint(md.len());
+                    known_size = Some(md.len());
                 }
             }
             (Box::new(stdin.lock()), Path::new("<stdin>"))
@@ -38,7 +42,14 @@ pub fn run(a: WriteArgs) -> CmdResult {
     };
     let mut file = opts.open(&a.dst)?;
     common::track(&file);
-    file.copy_from(&mut input, source_name)?;
+    let label = a.dst.file_name().unwrap_or(a.dst.as_os_str()).to_string_lossy();
+    let flags = progress::Flags {
+        force: a.opts.progress,
+        quiet: a.opts.quiet,
+    };
+    let mut bar = Progress::bytes(known_size, flags, &label);
+    file.copy_from(&mut bar.wrap(&mut input), source_name)?;
+    bar.finish();
     let receipt = common::commit_guarded(file)?;
     common::report_receipt(&a.opts, &receipt);
     Ok(EXIT_OK)
