@@ -167,6 +167,7 @@ pub fn manifest_path(path: &Path) -> PathBuf {
 /// replaced `dst` in between goes unnoticed here; [`verify`] will notice). When the receipt
 /// carries no sha256 (checksums turned off) the file at `receipt.path` is read once to hash it.
 pub fn write_manifest(dst: &Path, receipt: &Receipt, opts: &Options) -> Result<Manifest> {
+    crate::versions::test_pause("data-committed");
     let sha = match &receipt.sha256 {
         Some(s) => s.clone(),
         None => hash_file(&receipt.path)?.1,
@@ -383,17 +384,17 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     let path = path.as_ref();
     let mut data_path = path.to_path_buf();
     let mut mpath = manifest_path(path);
-    if !exists_nofollow(&mpath) {
-        if let Ok(target) = std::fs::read_link(path) {
-            let target = match path.parent() {
-                Some(p) if target.is_relative() => p.join(target),
-                _ => target,
-            };
-            let alt = manifest_path(&target);
-            if exists_nofollow(&alt) {
-                data_path = target;
-                mpath = alt;
-            }
+    if !exists_nofollow(&mpath)
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let target = match path.parent() {
+            Some(p) if target.is_relative() => p.join(target),
+            _ => target,
+        };
+        let alt = manifest_path(&target);
+        if exists_nofollow(&alt) {
+            data_path = target;
+            mpath = alt;
         }
     }
     let mut v = Verification {

@@ -431,6 +431,8 @@ struct Ctx {
 
 struct Layout {
     parent: PathBuf,
+    /// The parent as the caller wrote it (empty for a bare name): used to build displayed paths.
+    shown_parent: PathBuf,
     name: OsString,
     vdir_name: OsString,
     ext: String,
@@ -441,8 +443,10 @@ fn layout(dst: &Path) -> Result<Layout> {
     let mut vdir_name = name.clone();
     vdir_name.push(VERSIONS_SUFFIX);
     let ext = extension_of(&name);
+    let shown_parent = dst.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Layout {
         parent,
+        shown_parent,
         name,
         vdir_name,
         ext,
@@ -601,7 +605,7 @@ impl Ctx {
         let l = layout(dst)?;
         let durability = p.opts.durability;
         let parent_fd = crate::dest::open_dir(&l.parent, !p.opts.no_create_dirs, durability)?;
-        let vdir = l.parent.join(&l.vdir_name);
+        let vdir = l.shown_parent.join(&l.vdir_name);
         match rfs::mkdirat(&parent_fd, &l.vdir_name, Mode::from_raw_mode(0o777)) {
             Ok(()) => {
                 if durability == Durability::Full {
@@ -614,34 +618,32 @@ impl Ctx {
         }
         let vdir_fd = open_dir_at(&parent_fd, &l.vdir_name, &vdir)?;
         let lock_fd = lock(&vdir_fd, &vdir, true)?.expect("a blocking lock returns a lock");
-        let dst = l.parent.join(&l.name);
+        let dst = l.shown_parent.join(&l.name);
         let current = read_current(&parent_fd, &l, &dst)?;
         let cur_n = match current {
             Current::Version(n) => n,
             _ => 0,
         };
-        if let Some(want) = p.expect {
-            if want != cur_n {
-                let what = match current {
-                    Current::Version(_) => format!("the current version is {cur_n}"),
-                    Current::Regular => {
-                        "it is a regular file not yet published (version 0)".to_string()
-                    }
-                    Current::Directory => {
-                        "it is a directory not yet published (version 0)".to_string()
-                    }
-                    Current::Missing => "nothing has been published yet (version 0)".to_string(),
-                };
-                return Err(Error::other(
-                    Op::Publish,
-                    &dst,
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "expected version {want}, but {what}; nothing was published \
+        if let Some(want) = p.expect
+            && want != cur_n
+        {
+            let what = match current {
+                Current::Version(_) => format!("the current version is {cur_n}"),
+                Current::Regular => {
+                    "it is a regular file not yet published (version 0)".to_string()
+                }
+                Current::Directory => "it is a directory not yet published (version 0)".to_string(),
+                Current::Missing => "nothing has been published yet (version 0)".to_string(),
+            };
+            return Err(Error::other(
+                Op::Publish,
+                &dst,
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "expected version {want}, but {what}; nothing was published \
                          (compare-and-swap lost)"
-                    ),
-                ));
-            }
+                ),
+            ));
         }
         if matches!(current, Current::Directory) && !dir_version {
             return Err(Error::other(
@@ -795,11 +797,12 @@ impl Ctx {
         let mut written_at = manifest::time_str(md.modified().unwrap_or(std::time::UNIX_EPOCH));
         let mut run_id = "migrated".to_string();
         // Keep what an earlier `write --manifest` recorded, if it still matches the bytes.
-        if let Ok(old) = Manifest::read(&manifest_path(&self.dst)) {
-            if old.sha256 == sha && old.size == size {
-                written_at = old.written_at;
-                run_id = old.run_id;
-            }
+        if let Ok(old) = Manifest::read(&manifest_path(&self.dst))
+            && old.sha256 == sha
+            && old.size == size
+        {
+            written_at = old.written_at;
+            run_id = old.run_id;
         }
         Ok(Manifest {
             format: manifest::MANIFEST_FORMAT.into(),
@@ -851,7 +854,7 @@ impl Ctx {
     /// `DST` in one `renameat2(RENAME_EXCHANGE)`.
     fn exchange_directory(&self, mname: &OsStr) -> Result<()> {
         let mpath = self.vdir.join(mname);
-        rfs::symlinkat(&self.target(), &self.vdir_fd, mname)
+        rfs::symlinkat(self.target(), &self.vdir_fd, mname)
             .map_err(|e| Error::new(Op::Symlink, &mpath, errno(e)))?;
         let ok = crate::platform::rename_exchange(
             &self.vdir_fd,
@@ -1058,7 +1061,7 @@ pub fn latest(dst: impl AsRef<Path>) -> Result<Option<VersionRef>> {
     let parent_fd = crate::dest::open_dir(&l.parent, false, Durability::None)?;
     match read_current(&parent_fd, &l, dst)? {
         Current::Version(n) => {
-            let mut path = l.parent.join(&l.vdir_name);
+            let mut path = l.shown_parent.join(&l.vdir_name);
             let t = rfs::readlinkat(&parent_fd, &l.name, Vec::new())
                 .map_err(|e| Error::new(Op::Inspect, dst, errno(e)))?;
             let t = PathBuf::from(OsString::from_vec(t.into_bytes()));
@@ -1086,7 +1089,7 @@ pub fn versions(dst: impl AsRef<Path>) -> Result<Vec<VersionInfo>> {
         Current::Version(n) => n,
         _ => 0,
     };
-    let vdir = l.parent.join(&l.vdir_name);
+    let vdir = l.shown_parent.join(&l.vdir_name);
     let vdir_fd = match rfs::openat(
         &parent_fd,
         &l.vdir_name,
@@ -1131,7 +1134,7 @@ pub fn clean_versions(dst: impl AsRef<Path>, dry_run: bool) -> Result<VersionsCl
     let dst = dst.as_ref();
     let l = layout(dst)?;
     let parent_fd = crate::dest::open_dir(&l.parent, false, Durability::None)?;
-    let vdir = l.parent.join(&l.vdir_name);
+    let vdir = l.shown_parent.join(&l.vdir_name);
     let vdir_fd = match rfs::openat(
         &parent_fd,
         &l.vdir_name,
