@@ -21,6 +21,21 @@ pub enum Command {
     /// Remove temporary files left in DIR by writers that crashed (never one a live writer holds).
     #[command(after_help = CLEAN_EXAMPLES)]
     Clean(CleanArgs),
+    /// Publish stdin (--from FILE, --dir DIR) as a new version DST.versions/vN and atomically repoint the DST symlink.
+    #[command(after_help = crate::cmd::publish::PUBLISH_EXAMPLES)]
+    Publish(crate::cmd::publish::PublishArgs),
+    /// Print the version DST points at (0 if none) and its path.
+    #[command(after_help = crate::cmd::latest::LATEST_EXAMPLES)]
+    Latest(crate::cmd::latest::LatestArgs),
+    /// List every version of DST with size, sha256, written_at and run_id.
+    #[command(after_help = crate::cmd::versions::VERSIONS_EXAMPLES)]
+    Versions(crate::cmd::versions::VersionsArgs),
+    /// Check files against their manifests (PATH.manifest.json): ok, mismatch, missing.
+    #[command(after_help = crate::cmd::verify::VERIFY_EXAMPLES)]
+    Verify(crate::cmd::verify::VerifyArgs),
+    /// Run CMD; its stdout becomes DST (or a new version with --publish) only if it exits 0.
+    #[command(after_help = crate::cmd::run::RUN_EXAMPLES)]
+    Run(crate::cmd::run::RunArgs),
     /// Probe DIR's filesystem: what atomwrite can do there and what durability it can promise.
     #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),

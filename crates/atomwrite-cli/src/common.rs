@@ -98,6 +98,14 @@ pub fn commit_guarded(file: AtomicFile) -> atomwrite::Result<Receipt> {
     r
 }
 
+/// What follows a successful commit: the sidecar manifest when `--manifest` was given.
+pub fn after_commit(opts: &WriteOpts, r: &Receipt) -> Result<(), Failure> {
+    if opts.manifest {
+        atomwrite::write_manifest(&r.path, r, &opts.to_options())?;
+    }
+    Ok(())
+}
+
 /// The JSON shape of a receipt (stable: documented in README).
 pub fn receipt_json(r: &Receipt) -> serde_json::Value {
     serde_json::json!({

@@ -23,6 +23,7 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            forward_to_child(sig);
             let guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(p) = guard.as_ref() {
                 let _ = std::fs::remove_file(p);
@@ -40,4 +41,18 @@ pub fn install() {
 /// Registers the named temp of the write in progress (None when the temp is anonymous).
 pub fn set_active(p: Option<PathBuf>) {
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+/// The pid of the child run by `atomwrite run` (0: none). Signals are forwarded to it before
+/// this process exits, and nothing is committed.
+pub static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+fn forward_to_child(sig: i32) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
 }

@@ -3,6 +3,11 @@
 mod clean;
 mod completions;
 mod doctor;
+pub mod latest;
+pub mod publish;
+pub mod run;
+pub mod verify;
+pub mod versions;
 mod write;
 
 use crate::cli::{Cli, Command};
@@ -12,6 +17,11 @@ pub fn dispatch(cli: Cli) -> i32 {
     let (json, result) = match cli.command {
         Command::Write(a) => (a.opts.json, write::run(a)),
         Command::Clean(a) => (a.json, clean::run(a)),
+        Command::Publish(a) => (a.opts.json, publish::run(a)),
+        Command::Latest(a) => (a.json, latest::run(a)),
+        Command::Versions(a) => (a.json, versions::run(a)),
+        Command::Verify(a) => (a.json, verify::run(a)),
+        Command::Run(a) => (a.opts.json, run::run(a)),
         Command::Doctor(a) => (a.json, doctor::run(a)),
         Command::Completions(a) => (false, completions::completions(a)),
         Command::Man(a) => (false, completions::man(a)),

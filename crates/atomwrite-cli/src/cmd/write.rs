@@ -51,6 +51,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
     file.copy_from(&mut bar.wrap(&mut input), source_name)?;
     bar.finish();
     let receipt = common::commit_guarded(file)?;
+    common::after_commit(&a.opts, &receipt)?;
     common::report_receipt(&a.opts, &receipt);
     Ok(EXIT_OK)
 }

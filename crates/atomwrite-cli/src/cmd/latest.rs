@@ -1,0 +1,42 @@
+//! `atomwrite latest DST`: the current version number and its path.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::common::{self, CmdResult, EXIT_OK};
+
+#[derive(Debug, Args)]
+pub struct LatestArgs {
+    /// The published pointer.
+    pub dst: PathBuf,
+    /// Print {"dst", "version", "path"} as JSON (version 0 and path null when nothing is published).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub const LATEST_EXAMPLES: &str = "\
+Prints `VERSION PATH`, e.g. `3 reports/daily.csv.versions/v0000000003.csv`; `0` when nothing has
+been published yet (DST missing, or still a regular file).
+
+Examples:
+  atomwrite latest reports/daily.csv
+  V=$(atomwrite latest reports/daily.csv | cut -d' ' -f1)
+  atomwrite latest --json reports/daily.csv | jq .version";
+
+pub fn run(a: LatestArgs) -> CmdResult {
+    let l = atomwrite::latest(&a.dst)?;
+    if a.json {
+        common::print_json(&serde_json::json!({
+            "dst": a.dst,
+            "version": l.as_ref().map_or(0, |v| v.version),
+            "path": l.as_ref().map(|v| &v.path),
+        }));
+    } else {
+        match &l {
+            Some(v) => println!("{} {}", v.version, v.path.display()),
+            None => println!("0"),
+        }
+    }
+    Ok(EXIT_OK)
+}

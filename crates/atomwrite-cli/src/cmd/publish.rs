@@ -1,0 +1,145 @@
+//! `atomwrite publish [OPTS] [--keep N] [--expect V] [--from FILE | --dir DIR] DST`: a new
+//! version under `DST.versions/`, then an atomic swap of the `DST` symlink.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use atomwrite::{Published, Publisher};
+use clap::Args;
+
+use crate::cli::WriteOpts;
+use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::signals;
+
+pub const PUBLISH_EXAMPLES: &str = "\
+DST becomes a symlink to DST.versions/vNNNNNNNNNN[.ext] (relative target); readers just open DST.
+A DST that is still a regular file (or directory) is migrated into the first version.
+Publishers of one DST are serialized by an flock on DST.versions/.lock.
+
+Examples:
+  make_report | atomwrite publish --keep 7 reports/daily.csv
+  V=$(atomwrite latest reports/daily.csv | cut -d' ' -f1)
+  make_report | atomwrite publish --expect \"$V\" reports/daily.csv   # exit 3 if someone published first
+  atomwrite publish --dir build/site --keep 3 /srv/www/site          # a whole tree, one version";
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub opts: WriteOpts,
+    /// After the swap keep only the N newest versions (the new one and the one it replaced are
+    /// always kept); also removes versions left unreferenced by crashed publishers.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Compare-and-swap: publish only if the current version is V (as `atomwrite latest` prints
+    /// it; 0 = nothing published yet). Otherwise publish nothing and exit 3.
+    #[arg(long, value_name = "V")]
+    pub expect: Option<u64>,
+    /// Read the contents from FILE instead of stdin.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    pub from: Option<PathBuf>,
+    /// Publish the directory tree DIR as one version (files and directories made durable
+    /// bottom-up before the pointer swap).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The pointer: a symlink to the current version.
+    pub dst: PathBuf,
+}
+
+/// The publisher these flags describe (also used by `run --publish`).
+pub fn publisher(opts: &WriteOpts, keep: Option<usize>, expect: Option<u64>) -> Publisher {
+    let mut p = Publisher::new().options(opts.to_options());
+    if let Some(k) = keep {
+        p = p.keep(k);
+    }
+    if let Some(v) = expect {
+        p = p.expect(v);
+    }
+    p
+}
+
+/// Commits a pending version while holding the signal lock (a signal waits for the outcome).
+pub fn commit_guarded(pv: atomwrite::PendingVersion) -> atomwrite::Result<Published> {
+    let mut guard = signals::ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let r = pv.commit();
+    if r.is_ok() {
+        signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    *guard = None;
+    r
+}
+
+/// The JSON shape of a publish (documented in docs/freshness.md).
+pub fn published_json(p: &Published) -> serde_json::Value {
+    serde_json::json!({
+        "dst": p.dst,
+        "version": p.version,
+        "previous": p.previous,
+        "path": p.path,
+        "size": p.manifest.size,
+        "sha256": p.manifest.sha256,
+        "written_at": p.manifest.written_at,
+        "run_id": p.manifest.run_id,
+        "migrated": p.migrated,
+        "removed": p.removed,
+    })
+}
+
+pub fn report_published(opts: &WriteOpts, p: &Published) {
+    if opts.json {
+        common::print_json(&published_json(p));
+    } else if !opts.quiet {
+        eprintln!(
+            "atomwrite: published {} version {} ({}, {} bytes, sha256 {}){}{}",
+            p.dst.display(),
+            p.version,
+            p.path.display(),
+            p.manifest.size,
+            p.manifest.sha256,
+            match p.migrated {
+                Some(m) => format!("; the previous regular file became version {m}"),
+                None => String::new(),
+            },
+            if p.removed.is_empty() {
+                String::new()
+            } else {
+                format!("; removed {} old path(s)", p.removed.len())
+            }
+        );
+    }
+}
+
+pub fn run(a: PublishArgs) -> CmdResult {
+    if a.opts.no_clobber {
+        return Err(Failure::usage(
+            "--no-clobber does not apply to publish; use --expect 0 to publish only if nothing \
+             was published yet",
+        ));
+    }
+    let p = publisher(&a.opts, a.keep, a.expect);
+    let published = if let Some(dir) = &a.dir {
+        p.publish_dir(&a.dst, dir)?
+    } else {
+        let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
+            Some(f) => {
+                let file = File::open(f).map_err(|e| {
+                    Failure::failed(format!("failed to open `{}`: {e}", f.display()))
+                })?;
+                if file.metadata().is_ok_and(|m| m.is_dir()) {
+                    return Err(Failure::usage(format!(
+                        "`{}` is a directory (use --dir to publish a tree)",
+                        f.display()
+                    )));
+                }
+                (Box::new(file), f.as_path())
+            }
+            None => (Box::new(io::stdin().lock()), Path::new("<stdin>")),
+        };
+        let mut pv = p.begin(&a.dst)?;
+        signals::set_active(pv.temp_path());
+        pv.file().copy_from(&mut input, source_name)?;
+        commit_guarded(pv)?
+    };
+    report_published(&a.opts, &published);
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,191 @@
+//! `atomwrite run [OPTS] [--publish] DST -- CMD ARGS`: CMD's stdout becomes DST (or a new
+//! version of DST) only if CMD exits 0.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+
+use atomwrite::{AtomicFile, PendingVersion};
+use clap::Args;
+
+use crate::cli::WriteOpts;
+use crate::cmd::publish;
+use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::signals;
+
+/// Exit code when atomwrite itself fails (as `env`, `timeout`, `nice` do).
+pub const EXIT_RUN_FAILED: i32 = 125;
+
+pub const RUN_EXAMPLES: &str = "\
+CMD gets ATOMWRITE_RUN_ID and ATOMWRITE_STARTED_AT (RFC 3339, UTC) in its environment; the
+receipt and the manifest (--manifest) record the same run id. CMD's stdin and stderr are
+inherited. Exit code: 0 when committed; CMD's own status when it fails (128+N if killed by
+signal N), nothing committed; 126/127 when CMD cannot be executed / is not found; 125 when
+atomwrite itself fails. SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
+With --publish the publisher lock is held (and --expect checked) before CMD starts.
+
+Examples:
+  atomwrite run --manifest out/daily.csv -- psql -Atc 'select * from daily'
+  atomwrite run --publish --keep 7 reports/daily.json -- ./make_report --date today
+  atomwrite run out/stamp.txt -- sh -c 'echo \"built by $ATOMWRITE_RUN_ID at $ATOMWRITE_STARTED_AT\"'";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: WriteOpts,
+    /// Publish CMD's output as a new version of DST (see `atomwrite publish`) instead of
+    /// replacing DST.
+    #[arg(long)]
+    pub publish: bool,
+    /// With --publish: keep only the N newest versions.
+    #[arg(long, value_name = "N", requires = "publish")]
+    pub keep: Option<usize>,
+    /// With --publish: compare-and-swap against version V (checked before CMD starts).
+    #[arg(long, value_name = "V", requires = "publish")]
+    pub expect: Option<u64>,
+    /// The destination.
+    pub dst: PathBuf,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+enum Sink {
+    File(AtomicFile),
+    Version(PendingVersion),
+}
+
+impl Sink {
+    fn file(&mut self) -> &mut AtomicFile {
+        match self {
+            Sink::File(f) => f,
+            Sink::Version(v) => v.file(),
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> CmdResult {
+    inner(&a)
+}
+
+fn own_failure(f: Failure) -> Failure {
+    Failure {
+        code: EXIT_RUN_FAILED,
+        ..f
+    }
+}
+
+fn inner(a: &RunArgs) -> CmdResult {
+    if a.publish && a.opts.no_clobber {
+        return Err(own_failure(Failure::usage(
+            "--no-clobber does not apply with --publish; use --expect 0",
+        )));
+    }
+    let run_id = a
+        .opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| atomwrite::process_run_id().to_string());
+    let mut wopts = a.opts.clone();
+    wopts.run_id = Some(run_id.clone());
+    let started = std::time::SystemTime::now();
+
+    // Open the destination first: a bad DST (or a lost --expect) fails before CMD runs.
+    let mut sink = if a.publish {
+        let p = publish::publisher(&wopts, a.keep, a.expect);
+        Sink::Version(p.begin(&a.dst).map_err(|e| own_failure(e.into()))?)
+    } else {
+        Sink::File(
+            wopts
+                .to_options()
+                .open(&a.dst)
+                .map_err(|e| own_failure(e.into()))?,
+        )
+    };
+    signals::set_active(sink.file().temp_path());
+
+    let prog = &a.cmd[0];
+    let shown = a
+        .cmd
+        .iter()
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = match Command::new(prog)
+        .args(&a.cmd[1..])
+        .env("ATOMWRITE_RUN_ID", &run_id)
+        .env("ATOMWRITE_STARTED_AT", atomwrite::rfc3339(started))
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                std::io::ErrorKind::PermissionDenied => 126,
+                _ => EXIT_RUN_FAILED,
+            };
+            return Err(Failure {
+                code,
+                message: format!(
+                    "failed to run `{}`: {e}; nothing was written to `{}`",
+                    prog.to_string_lossy(),
+                    a.dst.display()
+                ),
+                error: None,
+            });
+        }
+    };
+    signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let copied = sink
+        .file()
+        .copy_from(&mut out, Path::new("<stdout of CMD>"));
+    drop(out);
+    if copied.is_err() {
+        // Our own failure (disk full, ...): CMD's work cannot be kept; stop it.
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        );
+    }
+    let status = child.wait();
+    signals::CHILD.store(0, Ordering::SeqCst);
+    if let Err(e) = copied {
+        return Err(own_failure(e.into()));
+    }
+    let status = status.map_err(|e| {
+        own_failure(Failure::failed(format!("failed to wait for `{shown}`: {e}")))
+    })?;
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        let (code, how) = match (status.code(), status.signal()) {
+            (Some(c), _) => (c, format!("exited with status {c}")),
+            (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
+            _ => (EXIT_RUN_FAILED, "failed".to_string()),
+        };
+        drop(sink);
+        signals::set_active(None);
+        return Err(Failure {
+            code,
+            message: format!(
+                "`{shown}` {how}; nothing was committed to `{}`",
+                a.dst.display()
+            ),
+            error: None,
+        });
+    }
+    match sink {
+        Sink::File(f) => {
+            let receipt = common::commit_guarded(f).map_err(|e| own_failure(e.into()))?;
+            common::after_commit(&wopts, &receipt).map_err(own_failure)?;
+            common::report_receipt(&a.opts, &receipt);
+        }
+        Sink::Version(v) => {
+            let p = publish::commit_guarded(v).map_err(|e| own_failure(e.into()))?;
+            publish::report_published(&a.opts, &p);
+        }
+    }
+    Ok(EXIT_OK)
+}
