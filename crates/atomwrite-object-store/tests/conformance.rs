@@ -319,6 +319,7 @@ async fn create_only_large(b: &str) {
         }
         Err(e) => {
             // Allowed only as the documented, explicit refusal.
+            eprintln!("create-only large write refused on this store (documented): {e}");
             assert_eq!(e.error_kind(), ErrorKind::Unsupported, "{e}");
             assert!(e.to_string().contains("publish"), "{e}");
             assert!(get(&url).await.is_none());
