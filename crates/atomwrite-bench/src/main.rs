@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod contenders;
+mod slowflush;
 mod stats;
 mod syscalls;
 mod util;
@@ -29,8 +30,9 @@ struct Args {
     /// Print results as JSON on stdout (the smoke summary goes to stderr).
     #[arg(long, global = true)]
     json: bool,
-    /// Scenarios to run: a,b,c,d,e (see BENCHMARKS.md) and s (strace lists).
-    #[arg(long, default_value = "a,b,c,d,e,s")]
+    /// Scenarios to run: a,b,c,d,e (see BENCHMARKS.md), s (strace lists),
+    /// f (a and b again on ext4 over an emulated slow-flush device).
+    #[arg(long, default_value = "a,b,c,d,e,s,f")]
     only: String,
     /// (a) writes per contender [300; quick 20].
     #[arg(long)]
@@ -62,6 +64,18 @@ struct Args {
     /// (e) filesystems to loop-mount.
     #[arg(long, value_delimiter = ',', default_value = "btrfs,xfs,ext4")]
     cp_fs: Vec<String>,
+    /// (f) added latency per device flush, ms [0,1,4; quick 2].
+    #[arg(long, value_delimiter = ',')]
+    flush_delays_ms: Option<Vec<f64>>,
+    /// (f) single writes per contender [60; quick 10].
+    #[arg(long)]
+    slow_single_n: Option<usize>,
+    /// (f) files per batch [300; quick 20].
+    #[arg(long)]
+    slow_batch_files: Option<usize>,
+    /// (f) batch rounds [3; quick 1].
+    #[arg(long)]
+    slow_batch_rounds: Option<usize>,
     /// The atomwrite CLI binary (default: next to this binary).
     #[arg(long)]
     cli: Option<PathBuf>,
@@ -92,6 +106,7 @@ struct Report {
     scenarios: Vec<Scenario>,
     rss: Vec<cli::RssRow>,
     cp: Vec<cli::CpResult>,
+    slowflush: Vec<slowflush::SlowResult>,
     syscalls: Vec<syscalls::Trace>,
     skipped: Vec<String>,
     passed: usize,
@@ -241,6 +256,24 @@ fn run(args: &Args, dir: &Path) -> i32 {
         log(&format!("(e) cp of {mib} MiB on {:?} × {reps}", args.cp_fs));
         cp = cli::cp(dir, cli_path.as_deref(), &args.cp_fs, mib << 20, reps);
     }
+    let mut slow = Vec::new();
+    if want("f") {
+        let delays =
+            args.flush_delays_ms
+                .clone()
+                .unwrap_or(if q { vec![2.0] } else { vec![0.0, 1.0, 4.0] });
+        log(&format!(
+            "(f) slow-flush emulation at +{delays:?} ms per flush"
+        ));
+        slow = slowflush::run(
+            dir,
+            &delays,
+            args.slow_single_n.unwrap_or(if q { 10 } else { 60 }),
+            args.slow_batch_files.unwrap_or(if q { 20 } else { 300 }),
+            args.slow_batch_rounds.unwrap_or(if q { 1 } else { 3 }),
+            args.par_threads,
+        );
+    }
     if want("s") {
         log("(s) strace syscall lists");
         traces = syscalls::table(dir, args.par_threads, 3);
@@ -286,6 +319,13 @@ fn run(args: &Args, dir: &Path) -> i32 {
             tally(&s.id, r);
         }
     }
+    for sr in &slow {
+        for s in &sr.scenarios {
+            for r in &s.rows {
+                tally(&s.id, r);
+            }
+        }
+    }
     for c in &cp {
         for r in &c.rows {
             tally(&format!("e-{}", c.fs), r);
@@ -297,6 +337,11 @@ fn run(args: &Args, dir: &Path) -> i32 {
         } else {
             failed += 1;
             eprintln!("[atomwrite-bench] FAILED d/{}: {:?}", r.name, r.error);
+        }
+    }
+    for sr in &slow {
+        if let Some(u) = &sr.unavailable {
+            skipped.push(format!("(f) +{} ms: not available: {u}", sr.delay_ms));
         }
     }
     for c in &cp {
@@ -324,6 +369,7 @@ fn run(args: &Args, dir: &Path) -> i32 {
         scenarios,
         rss,
         cp,
+        slowflush: slow,
         syscalls: traces,
         skipped,
         passed,
@@ -520,6 +566,29 @@ fn markdown(r: &Report) -> String {
                 o += &scenario_md(&s, None);
             }
         }
+    }
+    for sr in &r.slowflush {
+        if let Some(u) = &sr.unavailable {
+            o += &format!(
+                "### (f) +{} ms per flush: not available ({u})\n\n",
+                sr.delay_ms
+            );
+            continue;
+        }
+        for s in &sr.scenarios {
+            let per = s.id.starts_with('b').then(|| {
+                s.title
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1)
+            });
+            o += &scenario_md(s, per);
+        }
+        o += &format!(
+            "Emulated device flushes (FUSE fsyncs) during the +{} ms measurements: {}\n\n",
+            sr.delay_ms, sr.device_flushes
+        );
     }
     if !r.syscalls.is_empty() {
         o += "### Syscalls per write (strace -f, one warmed-up replacement of a 4 KiB file; batches: 3 files)\n\n";
