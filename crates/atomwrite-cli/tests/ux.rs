@@ -143,7 +143,10 @@ fn subcommands() -> Vec<String> {
 fn every_subcommand_has_a_purpose_explained_options_and_examples() {
     let subs = subcommands();
     for want in ["write", "clean", "doctor", "completions"] {
-        assert!(subs.iter().any(|s| s == want), "{want} missing from {subs:?}");
+        assert!(
+            subs.iter().any(|s| s == want),
+            "{want} missing from {subs:?}"
+        );
     }
     for sub in &subs {
         let out = run(&[sub, "--help"], b"");
@@ -162,7 +165,10 @@ fn every_subcommand_has_a_purpose_explained_options_and_examples() {
             .lines()
             .filter(|l| l.trim_start().starts_with("atomwrite ") || l.contains("| atomwrite "))
             .count();
-        let n = n + examples.lines().filter(|l| l.contains("* atomwrite ")).count();
+        let n = n + examples
+            .lines()
+            .filter(|l| l.contains("* atomwrite "))
+            .count();
         assert!(n >= 2, "{sub}: fewer than two examples:\n{help}");
         // Every option and argument row carries an explanation after the flag/value spec.
         let mut rows = 0;
@@ -177,7 +183,10 @@ fn every_subcommand_has_a_purpose_explained_options_and_examples() {
             rows += 1;
             let spec_end = t.find("  ").unwrap_or(t.len());
             let desc = t[spec_end..].trim();
-            assert!(!desc.is_empty(), "{sub}: option without explanation: {line:?}\n{help}");
+            assert!(
+                !desc.is_empty(),
+                "{sub}: option without explanation: {line:?}\n{help}"
+            );
         }
         assert!(rows >= 1, "{sub}: no option rows found:\n{help}");
     }
@@ -232,7 +241,11 @@ fn write_json_receipt_has_the_documented_shape() {
     let p = d.path().join("r.json");
     let out = run(&["write", "--json", p.to_str().unwrap()], b"hello\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.is_empty(), "JSON mode prints no summary: {}", out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "JSON mode prints no summary: {}",
+        out.stderr
+    );
     let v = json(&out.stdout);
     assert_eq!(v["path"], p.to_str().unwrap());
     assert_eq!(v["size"], 6);
@@ -251,7 +264,10 @@ fn conflict_exits_3_with_a_json_error() {
     let d = tmp();
     let p = d.path().join("once");
     fs::write(&p, b"old").unwrap();
-    let out = run(&["write", "--json", "--no-clobber", p.to_str().unwrap()], b"new");
+    let out = run(
+        &["write", "--json", "--no-clobber", p.to_str().unwrap()],
+        b"new",
+    );
     assert_eq!(out.code, 3, "{}", out.stderr);
     let v = json(&out.stdout);
     assert_eq!(v["error"]["exit_code"], 3);
@@ -299,7 +315,13 @@ fn completions_generate_for_bash_zsh_fish_and_parse() {
         let out = run(&["completions", shell], b"");
         assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
         // fish spells long options `-l durability`.
-        for word in ["atomwrite", "doctor", "durability", "no-clobber", "integrity"] {
+        for word in [
+            "atomwrite",
+            "doctor",
+            "durability",
+            "no-clobber",
+            "integrity",
+        ] {
             assert!(out.stdout.contains(word), "{shell} completion lacks {word}");
         }
         if !have(checker) {
@@ -309,11 +331,7 @@ fn completions_generate_for_bash_zsh_fish_and_parse() {
         let d = tmp();
         let f = d.path().join(format!("atomwrite.{shell}"));
         fs::write(&f, &out.stdout).unwrap();
-        let st = Command::new(checker)
-            .arg("-n")
-            .arg(&f)
-            .output()
-            .unwrap();
+        let st = Command::new(checker).arg("-n").arg(&f).output().unwrap();
         assert!(
             st.status.success(),
             "{shell} -n rejects the script: {}",
@@ -452,15 +470,26 @@ fn doctor_on_a_missing_dir_fails_naming_it() {
 fn doctor_in_namespace(dir: &Path, mount_cmd: &str) -> Out {
     let script = format!("D=\"$1\"; {mount_cmd} && exec \"$2\" doctor --json \"$1\"");
     let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
-        .arg(dir)
-        .arg(bin_path());
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(dir)
+    .arg(bin_path());
     run_cmd(c, b"")
 }
 
 #[test]
 fn doctor_on_tmpfs_reports_memory_and_a_crash_only_promise() {
-    if !require(is_root() && have("unshare"), "root with unshare (to mount a tmpfs)") {
+    if !require(
+        is_root() && have("unshare"),
+        "root with unshare (to mount a tmpfs)",
+    ) {
         return;
     }
     let d = tmp();
@@ -488,7 +517,10 @@ fn doctor_on_tmpfs_reports_memory_and_a_crash_only_promise() {
 
 #[test]
 fn doctor_on_a_read_only_mount_exits_1_and_says_why() {
-    if !require(is_root() && have("unshare"), "root with unshare (to mount a tmpfs)") {
+    if !require(
+        is_root() && have("unshare"),
+        "root with unshare (to mount a tmpfs)",
+    ) {
         return;
     }
     let d = tmp();
@@ -556,7 +588,10 @@ fn enametoolong_hint_names_the_limit() {
 
 #[test]
 fn ebusy_hint_explains_bind_mounts() {
-    if !require(is_root() && have("unshare"), "root with unshare (for a bind mount)") {
+    if !require(
+        is_root() && have("unshare"),
+        "root with unshare (for a bind mount)",
+    ) {
         return;
     }
     let d = tmp();
@@ -579,7 +614,11 @@ fn ebusy_hint_explains_bind_mounts() {
     .arg(bin_path());
     let out = run_cmd(c, b"new\n");
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("Device or resource busy"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Device or resource busy"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("bind-mounted"), "{}", out.stderr);
     assert!(out.stderr.contains("never falls back"), "{}", out.stderr);
     assert_eq!(fs::read(&src).unwrap(), b"host\n");
@@ -598,13 +637,27 @@ fn no_progress_escape_codes_when_stderr_is_a_pipe() {
     let data = vec![7u8; 8 << 20];
     for args in [
         vec!["write", "--progress", p.to_str().unwrap()],
-        vec!["write", "--progress", "--expected-size", "8M", p.to_str().unwrap()],
+        vec![
+            "write",
+            "--progress",
+            "--expected-size",
+            "8M",
+            p.to_str().unwrap(),
+        ],
         vec!["write", p.to_str().unwrap()],
     ] {
         let out = run(&args, &data);
         assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(!out.stderr.contains('\x1b'), "escape codes: {:?}", out.stderr);
-        assert!(!out.stderr.contains('\r'), "carriage returns: {:?}", out.stderr);
+        assert!(
+            !out.stderr.contains('\x1b'),
+            "escape codes: {:?}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains('\r'),
+            "carriage returns: {:?}",
+            out.stderr
+        );
         assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
         assert!(out.stderr.starts_with("atomwrite: wrote "));
     }
@@ -629,7 +682,16 @@ impl Tmux {
     fn start() -> Tmux {
         let socket = format!("atomwrite-ux-{}", std::process::id());
         let st = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-s", "t"])
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
             .args(["-x", "160", "-y", "30", "sh"])
             .env("TERM", "xterm-256color")
             .status()
@@ -712,7 +774,10 @@ fn progress_bar_in_a_real_terminal() {
         out1.display()
     ));
     let pane = t.wait_for("a known-size bar", |p| p.contains("4.00 MiB/8.00 MiB"));
-    let bar_line = pane.lines().find(|l| l.contains("4.00 MiB/8.00 MiB")).unwrap();
+    let bar_line = pane
+        .lines()
+        .find(|l| l.contains("4.00 MiB/8.00 MiB"))
+        .unwrap();
     assert!(bar_line.contains("known.bin"), "{bar_line}");
     assert!(bar_line.contains("50%"), "{bar_line}");
     assert!(bar_line.contains("ETA"), "{bar_line}");
@@ -737,10 +802,108 @@ fn progress_bar_in_a_real_terminal() {
         out2.display()
     ));
     let pane = t.wait_for("an automatic bar", |p| p.contains("stream.bin 3.00 MiB"));
-    let bar_line = pane.lines().find(|l| l.contains("stream.bin 3.00 MiB")).unwrap();
+    let bar_line = pane
+        .lines()
+        .find(|l| l.contains("stream.bin 3.00 MiB"))
+        .unwrap();
     assert!(bar_line.contains("/s"), "{bar_line}");
     assert!(!bar_line.contains('%'), "{bar_line}");
     release(&gate);
     t.wait_for("the second write to end", |p| p.contains("EXIT2=0"));
     assert_eq!(fs::metadata(&out2).unwrap().len(), 3 << 20);
+}
+
+// ---------------------------------------------------------------- the other commands' JSON
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn publish_latest_versions_verify_run_json_shapes() {
+    let d = tmp();
+    let dst = d.path().join("daily.csv");
+    let dst_s = dst.to_str().unwrap();
+    for (i, body) in [b"a\n", b"b\n"].iter().enumerate() {
+        let out = run(&["publish", "--json", dst_s], *body);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v = json(&out.stdout);
+        for k in [
+            "dst",
+            "version",
+            "previous",
+            "path",
+            "size",
+            "sha256",
+            "written_at",
+            "run_id",
+            "migrated",
+            "removed",
+        ] {
+            assert!(v.get(k).is_some(), "publish lacks {k}: {v}");
+        }
+        assert_eq!(v["version"], i as u64 + 1);
+        assert_eq!(v["previous"], i as u64);
+        assert!(v["removed"].is_array());
+    }
+
+    let v = json(&run(&["latest", "--json", dst_s], b"").stdout);
+    assert_eq!(keys(&v), ["dst", "path", "version"]);
+    assert_eq!(v["version"], 2);
+
+    let out = run(&["versions", "--json", dst_s], b"");
+    assert_eq!(out.code, 0);
+    let v = json(&out.stdout);
+    let list = v.as_array().expect("versions --json is an array");
+    assert_eq!(list.len(), 2);
+    for k in [
+        "version",
+        "path",
+        "current",
+        "size",
+        "sha256",
+        "written_at",
+        "run_id",
+    ] {
+        assert!(list[1].get(k).is_some(), "versions entry lacks {k}: {v}");
+    }
+    assert_eq!(list[1]["current"], true);
+
+    let out = run(&["verify", "--json", dst_s], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    assert_eq!(v["status"], "ok");
+    for k in [
+        "path",
+        "detail",
+        "data_path",
+        "manifest_path",
+        "size",
+        "sha256",
+        "manifest",
+    ] {
+        assert!(v.get(k).is_some(), "verify lacks {k}: {v}");
+    }
+
+    let r = d.path().join("r.txt");
+    let out = run(
+        &["run", "--json", r.to_str().unwrap(), "--", "echo", "hi"],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    assert_eq!(
+        keys(&v),
+        [
+            "durability",
+            "path",
+            "run_id",
+            "sha256",
+            "size",
+            "written_at"
+        ]
+    );
+    assert_eq!(v["size"], 3);
 }
