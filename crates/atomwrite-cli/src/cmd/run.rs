@@ -52,8 +52,8 @@ pub struct RunArgs {
 }
 
 enum Sink {
-    File(AtomicFile),
-    Version(PendingVersion),
+    File(Box<AtomicFile>),
+    Version(Box<PendingVersion>),
 }
 
 impl Sink {
@@ -94,14 +94,16 @@ fn inner(a: &RunArgs) -> CmdResult {
     // Open the destination first: a bad DST (or a lost --expect) fails before CMD runs.
     let mut sink = if a.publish {
         let p = publish::publisher(&wopts, a.keep, a.expect);
-        Sink::Version(p.begin(&a.dst).map_err(|e| own_failure(e.into()))?)
+        Sink::Version(Box::new(
+            p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
+        ))
     } else {
-        Sink::File(
+        Sink::File(Box::new(
             wopts
                 .to_options()
                 .open(&a.dst)
                 .map_err(|e| own_failure(e.into()))?,
-        )
+        ))
     };
     signals::set_active(sink.file().temp_path());
 
@@ -156,7 +158,9 @@ fn inner(a: &RunArgs) -> CmdResult {
         return Err(own_failure(e.into()));
     }
     let status = status.map_err(|e| {
-        own_failure(Failure::failed(format!("failed to wait for `{shown}`: {e}")))
+        own_failure(Failure::failed(format!(
+            "failed to wait for `{shown}`: {e}"
+        )))
     })?;
     if !status.success() {
         use std::os::unix::process::ExitStatusExt;
@@ -178,12 +182,12 @@ fn inner(a: &RunArgs) -> CmdResult {
     }
     match sink {
         Sink::File(f) => {
-            let receipt = common::commit_guarded(f).map_err(|e| own_failure(e.into()))?;
+            let receipt = common::commit_guarded(*f).map_err(|e| own_failure(e.into()))?;
             common::after_commit(&wopts, &receipt).map_err(own_failure)?;
             common::report_receipt(&a.opts, &receipt);
         }
         Sink::Version(v) => {
-            let p = publish::commit_guarded(v).map_err(|e| own_failure(e.into()))?;
+            let p = publish::commit_guarded(*v).map_err(|e| own_failure(e.into()))?;
             publish::report_published(&a.opts, &p);
         }
     }
