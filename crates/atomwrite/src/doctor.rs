@@ -489,11 +489,17 @@ fn parse_mountinfo(s: &str) -> Vec<MountInfo> {
         if fields.len() < 6 || fields.len() < sep + 3 {
             continue;
         }
-        let mut options = fields[5].to_string();
-        if let Some(sup) = fields.get(sep + 3) {
-            options.push(',');
-            options.push_str(sup);
+        // Per-mount options, then the superblock's, without repeats (`rw` is in both).
+        let mut opts: Vec<&str> = Vec::new();
+        for o in fields[5]
+            .split(',')
+            .chain(fields.get(sep + 3).into_iter().flat_map(|s| s.split(',')))
+        {
+            if !o.is_empty() && !opts.contains(&o) {
+                opts.push(o);
+            }
         }
+        let options = opts.join(",");
         out.push(MountInfo {
             mount_point: unescape(fields[4]),
             fs_type: fields[sep + 1].to_string(),

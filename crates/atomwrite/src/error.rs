@@ -225,20 +225,61 @@ fn default_hint(e: &Error) -> Option<String> {
     } else if errno == toolong {
         Some(name_too_long_hint(&e.path, e.path2.as_deref()))
     } else if errno == acces {
-        let dir = e
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        Some(format!(
-            "check write and search permission on the directory `{}`",
-            dir.display()
-        ))
+        Some(permission_hint(e.op, &e.path))
     } else if errno == rofs {
         Some("the filesystem is mounted read-only".into())
     } else {
         None
     }
+}
+
+/// Finds the directory that denies access and the permission it lacks: the first ancestor
+/// without search (x) permission, else the directory itself without read (to open it) or write
+/// (to create or rename in it) permission. Falls back to naming the parent directory.
+fn permission_hint(op: Op, path: &Path) -> String {
+    use rustix::fs::{Access, AtFlags, CWD, accessat};
+    let nonempty = |p: &Path| -> PathBuf {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let opens_itself = matches!(op, Op::OpenDir | Op::ReadDir);
+    let dir = if opens_itself {
+        nonempty(path)
+    } else {
+        nonempty(path.parent().unwrap_or(Path::new(".")))
+    };
+    let denied = |p: &Path, a: Access| accessat(CWD, p, a, AtFlags::EACCESS).is_err();
+    let uid = rustix::process::geteuid().as_raw();
+    let mut chain: Vec<&Path> = dir.ancestors().filter(|a| !a.as_os_str().is_empty()).collect();
+    chain.reverse();
+    // Every directory above the one used must be searchable; so must the one used.
+    for a in chain {
+        if denied(a, Access::EXEC_OK) {
+            return format!(
+                "missing search (x) permission on the directory `{}` for uid {uid}",
+                a.display()
+            );
+        }
+    }
+    let (need, what) = if opens_itself {
+        (Access::READ_OK, "read (r)")
+    } else {
+        (Access::WRITE_OK, "write (w)")
+    };
+    if denied(&dir, need) {
+        return format!(
+            "missing {what} permission on the directory `{}` for uid {uid}",
+            dir.display()
+        );
+    }
+    format!(
+        "check write and search permission on the directory `{}` (and any ACL or security \
+         module policy)",
+        dir.display()
+    )
 }
 
 /// Names the component (or the path) that is too long and the limit it breaks.
@@ -326,6 +367,8 @@ mod tests {
         assert!(s.contains("is 256 bytes") && s.contains("NAME_MAX = 255"), "{s}");
         let e = Error::new(Op::CreateTemp, "ro/x", io::Error::from_raw_os_error(13));
         assert!(e.to_string().contains("directory `ro`"), "{e}");
+        let e = Error::new(Op::OpenDir, "/x/y", io::Error::from_raw_os_error(13));
+        assert!(e.to_string().contains("directory `/"), "{e}");
         let e = Error::new2(Op::Rename, "a", "/mnt/b", io::Error::from_raw_os_error(18));
         assert!(e.to_string().contains("different filesystems"), "{e}");
     }
