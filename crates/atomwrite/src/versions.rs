@@ -195,7 +195,7 @@ pub struct VersionsCleanReport {
 }
 
 /// Publishes versions of a destination behind an atomic `latest` symlink. See the
-/// [module docs](crate::versions) for the layout, the steps and the guarantees.
+/// [module docs](mod@crate::versions) for the layout, the steps and the guarantees.
 #[derive(Debug, Clone, Default)]
 pub struct Publisher {
     opts: Options,
@@ -270,6 +270,20 @@ impl Publisher {
     /// `fsync`ed, directories `fsync`ed bottom-up, renamed to `vN`, then the pointer swap. A
     /// `dst` that is a real directory is migrated with `renameat2(RENAME_EXCHANGE)` (see the
     /// module docs). On failure the staging copy is removed and `dst` is untouched.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let build = dir.path().join("build");
+    /// # std::fs::create_dir_all(build.join("css"))?;
+    /// # std::fs::write(build.join("index.html"), "<h1>v1</h1>")?;
+    /// # std::fs::write(build.join("css/site.css"), "h1{}")?;
+    /// let site = dir.path().join("site");
+    /// let p = atomwrite::Publisher::new().keep(3).publish_dir(&site, &build)?;
+    /// assert_eq!(std::fs::read_to_string(site.join("index.html"))?, "<h1>v1</h1>");
+    /// assert_eq!(atomwrite::verify(&site).status, atomwrite::VerifyStatus::Ok);
+    /// assert_eq!(p.manifest.kind.as_deref(), Some("directory"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn publish_dir(&self, dst: impl AsRef<Path>, src: impl AsRef<Path>) -> Result<Published> {
         let src = src.as_ref();
         let md = std::fs::metadata(src).map_err(|e| Error::new(Op::Read, src, e))?;
@@ -1130,6 +1144,18 @@ pub fn versions(dst: impl AsRef<Path>) -> Result<Vec<VersionInfo>> {
 /// Guarantees: never removes the current version or any version at or below it; never runs
 /// while a publisher of `dst` is active (that is what makes an age threshold unnecessary).
 /// Does not apply retention to old versions (that is [`Publisher::keep`]).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let dst = dir.path().join("out.txt");
+/// atomwrite::Publisher::new().publish(&dst, b"1")?;
+/// // A publisher that crashed after writing version 2 but before the swap left it behind:
+/// # std::fs::write(dir.path().join("out.txt.versions/v0000000002.txt"), b"2")?;
+/// let report = atomwrite::clean_versions(&dst, false)?;
+/// assert_eq!(report.removed.len(), 1);
+/// assert_eq!(atomwrite::latest(&dst)?.unwrap().version, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn clean_versions(dst: impl AsRef<Path>, dry_run: bool) -> Result<VersionsCleanReport> {
     let dst = dst.as_ref();
     let l = layout(dst)?;
