@@ -18,6 +18,10 @@ pub enum Command {
     /// Write stdin (or --from FILE) to DST atomically and durably: a sponge that never leaves a partial file.
     #[command(after_help = WRITE_EXAMPLES)]
     Write(WriteArgs),
+    /// Copy SRC to DST atomically and durably (reflink or copy_file_range when possible);
+    /// several sources go into a directory as one batch.
+    #[command(after_help = crate::cmd::cp::CP_EXAMPLES)]
+    Cp(crate::cmd::cp::CpArgs),
     /// Remove temporary files left in DIR by writers that crashed (never one a live writer holds).
     #[command(after_help = CLEAN_EXAMPLES)]
     Clean(CleanArgs),
@@ -181,7 +185,6 @@ pub struct WriteArgs {
     #[arg(long, value_name = "SIZE", value_parser = crate::progress::parse_size)]
     pub expected_size: Option<u64>,
     /// The destination file.
-
     pub dst: PathBuf,
 }
 

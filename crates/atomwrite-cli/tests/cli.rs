@@ -373,3 +373,87 @@ fn syscall_order_none_has_no_fsync_at_all() {
         pos(&t, "renameat");
     }
 }
+
+// ---- cp ----------------------------------------------------------------------------------
+
+#[test]
+fn cp_copies_bytes_and_gives_a_new_file_the_source_mode() {
+    for env in MODES {
+        let d = tmp();
+        let src = d.path().join("src");
+        let data: Vec<u8> = (0..2_500_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o750)).unwrap();
+        let dst = d.path().join("dst");
+        let (code, out, err) = run(&["cp", "--json", src.to_str().unwrap(), dst.to_str().unwrap()], b"", env);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o7777, 0o750);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(["reflink", "copy_file_range", "buffered"].contains(&v["method"].as_str().unwrap()));
+        // An existing destination keeps its own mode.
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(run(&["cp", "-q", src.to_str().unwrap(), dst.to_str().unwrap()], b"", env).0, 0);
+        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn cp_checksum_matches_the_source() {
+    let d = tmp();
+    let src = d.path().join("src");
+    fs::write(&src, b"abc").unwrap();
+    let (code, out, _) = run(&["cp", "--json", "--checksum", src.to_str().unwrap(), d.path().join("x").to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(v["method"], "buffered");
+}
+
+#[test]
+fn cp_many_sources_into_a_directory_is_one_batch() {
+    let d = tmp();
+    let out_dir = d.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let mut args = vec!["cp".to_string(), "--json".to_string()];
+    for i in 0..20 {
+        let p = d.path().join(format!("part-{i:02}.csv"));
+        fs::write(&p, format!("row {i}\n")).unwrap();
+        args.push(p.to_str().unwrap().to_string());
+    }
+    args.push(out_dir.to_str().unwrap().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&argv, b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["files"].as_array().unwrap().len(), 20);
+    assert_eq!(v["dir_syncs"], 1);
+    for i in 0..20 {
+        assert_eq!(fs::read_to_string(out_dir.join(format!("part-{i:02}.csv"))).unwrap(), format!("row {i}\n"));
+    }
+}
+
+#[test]
+fn cp_failures_are_clean() {
+    let d = tmp();
+    let dst = d.path().join("dst");
+    fs::write(&dst, b"old").unwrap();
+    // Missing source: exit 1, destination unchanged.
+    let (code, _, err) = run(&["cp", d.path().join("nope").to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nope") && err.lines().count() == 1, "{err}");
+    // A directory as source: usage error.
+    let (code, _, _) = run(&["cp", d.path().to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 2);
+    // Several sources into a non-directory: usage error.
+    let (code, _, _) = run(&["cp", dst.to_str().unwrap(), dst.to_str().unwrap(), d.path().join("f").to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 2);
+    // Create-only conflict: exit 3.
+    let src = d.path().join("src");
+    fs::write(&src, b"new").unwrap();
+    let (code, _, _) = run(&["cp", "--no-clobber", src.to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 3);
+    assert_eq!(fs::read(&dst).unwrap(), b"old");
+    assert!(temps_in(d.path()).is_empty());
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns an exit code or a [`Failure`].
 
 mod clean;
+pub mod cp;
 mod completions;
 mod doctor;
 pub mod latest;
@@ -16,6 +17,7 @@ use crate::common;
 pub fn dispatch(cli: Cli) -> i32 {
     let (json, result) = match cli.command {
         Command::Write(a) => (a.opts.json, write::run(a)),
+        Command::Cp(a) => (a.opts.json, cp::run(a)),
         Command::Clean(a) => (a.json, clean::run(a)),
         Command::Publish(a) => (a.opts.json, publish::run(a)),
         Command::Latest(a) => (a.json, latest::run(a)),

@@ -1,0 +1,126 @@
+//! `atomwrite cp [OPTS] SRC DST` and `atomwrite cp [OPTS] SRC... DIR`.
+//!
+//! One source: an atomic, durable copy (reflink, `copy_file_range`, or a buffered copy).
+//! Several sources into a directory: one [`atomwrite::Batch`], so the flush barriers are paid
+//! once for all files.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use atomwrite::{AtomicFile, Batch, CopyMethod, Options};
+use clap::Args;
+
+use crate::cli::WriteOpts;
+use crate::common::{self, CmdResult, EXIT_OK, Failure};
+
+pub const CP_EXAMPLES: &str = "\
+Examples:
+  atomwrite cp build/model.bin /srv/models/model.bin      # reflink on btrfs/xfs: instant
+  atomwrite cp --json --checksum data.parquet out/ | jq -r .sha256
+  atomwrite cp part-*.csv /data/export/                   # many files, one flush for all";
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    #[command(flatten)]
+    pub opts: WriteOpts,
+    /// Compute the sha256 of every copy (reads every byte: disables reflink/copy_file_range).
+    /// Implied by --manifest.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Source file(s), then the destination file or directory.
+    #[arg(required = true, num_args = 2.., value_name = "SRC... DST")]
+    pub paths: Vec<PathBuf>,
+}
+
+fn open_source(p: &Path) -> Result<(File, u32), Failure> {
+    let f = File::open(p).map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
+    let md = f.metadata().map_err(|e| Failure::failed(format!("failed to inspect `{}`: {e}", p.display())))?;
+    if !md.is_file() {
+        return Err(Failure::usage(format!("`{}` is not a regular file", p.display())));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    Ok((f, md.permissions().mode() & 0o7777))
+}
+
+fn options_for(a: &CpArgs, src_mode: u32, size: u64) -> Options {
+    a.opts
+        .to_options()
+        .checksum(a.checksum || a.opts.manifest)
+        .default_mode(src_mode)
+        .size_hint(size)
+}
+
+fn copy_into(f: &mut AtomicFile, src: &File, name: &Path) -> Result<CopyMethod, Failure> {
+    Ok(f.copy_from_file(src, name)?.1)
+}
+
+pub fn run(a: CpArgs) -> CmdResult {
+    let (dst, sources) = a.paths.split_last().expect("clap requires two paths");
+    let dst_is_dir = dst.is_dir() || dst.as_os_str().to_string_lossy().ends_with('/');
+    if sources.len() > 1 && !dst_is_dir {
+        return Err(Failure::usage(format!(
+            "copying {} files: the destination `{}` must be an existing directory",
+            sources.len(),
+            dst.display()
+        )));
+    }
+    let target = |src: &Path| -> Result<PathBuf, Failure> {
+        if dst_is_dir {
+            let name = src
+                .file_name()
+                .ok_or_else(|| Failure::usage(format!("`{}` has no file name", src.display())))?;
+            Ok(dst.join(name))
+        } else {
+            Ok(dst.clone())
+        }
+    };
+    if sources.len() == 1 {
+        let src = &sources[0];
+        let (file, mode) = open_source(src)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut out = options_for(&a, mode, size).open(target(src)?)?;
+        common::track(&out);
+        let method = copy_into(&mut out, &file, src)?;
+        let receipt = common::commit_guarded(out)?;
+        common::after_commit(&a.opts, &receipt)?;
+        if a.opts.json {
+            let mut v = common::receipt_json(&receipt);
+            v["method"] = serde_json::json!(method);
+            common::print_json(&v);
+        } else {
+            common::report_receipt(&a.opts, &receipt);
+        }
+        return Ok(EXIT_OK);
+    }
+    // Many sources: one batch, one data flush, one directory fsync.
+    let mut batch = Batch::new(a.opts.to_options().checksum(a.checksum || a.opts.manifest));
+    let mut methods = Vec::new();
+    for src in sources {
+        let (file, mode) = open_source(src)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let f = batch.open_with(target(src)?, options_for(&a, mode, size))?;
+        methods.push(copy_into(f, &file, src)?);
+    }
+    let receipts = batch.commit()?;
+    for r in &receipts.files {
+        common::after_commit(&a.opts, r)?;
+    }
+    if a.opts.json {
+        let files: Vec<_> = receipts
+            .files
+            .iter()
+            .zip(&methods)
+            .map(|(r, m)| {
+                let mut v = common::receipt_json(r);
+                v["method"] = serde_json::json!(m);
+                v
+            })
+            .collect();
+        common::print_json(&serde_json::json!({ "files": files, "dir_syncs": receipts.dir_syncs, "data_syncs": receipts.data_syncs }));
+    } else {
+        for r in &receipts.files {
+            common::report_receipt(&a.opts, r);
+        }
+    }
+    Ok(EXIT_OK)
+}
