@@ -512,8 +512,9 @@ impl AtomicFile {
     }
 
     fn rename_noreplace(&self, tmp: &OsString) -> Result<()> {
-        let try_fast = !(self.opts.portable || portable_env())
-            && !sys::known_refused(self.fs.fs_type, Feature::RenameNoreplace);
+        let try_fast = !(self.opts.portable
+            || portable_env()
+            || sys::known_refused(self.fs.fs_type, Feature::RenameNoreplace));
         if try_fast {
             match sys::rename_noreplace(self.dir.as_fd(), tmp, &self.name) {
                 Ok(true) => return Ok(()),

@@ -31,11 +31,13 @@ pub fn run(a: WriteArgs) -> CmdResult {
         None => {
             let stdin = io::stdin();
             // A regular file redirected to stdin has a known size: preallocate.
-            if let Ok(md) = File::open("/dev/stdin").and_then(|f| f.metadata()) {
-                if md.is_file() && !md.file_type().is_fifo() {
-                    opts = opts.size_hint(md.len());
-                    known_size = Some(md.len());
-                }
+            if let Ok(md) = File::open("/dev/stdin").and_then(|f| f.metadata())
+                && md.is_file()
+                && !md.file_type().is_fifo()
+            {
+                opts = opts.size_hint(md.len());
+                known_size = Some(md.len());
+            }
             }
             (Box::new(stdin.lock()), Path::new("<stdin>"))
         }

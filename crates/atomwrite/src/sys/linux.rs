@@ -144,12 +144,11 @@ pub(crate) fn preallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 /// The process umask, read from `/proc/self/status` (Linux 4.7+) without changing it; falls back
 /// to the portable set-and-restore.
 pub(crate) fn umask() -> u32 {
-    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(line) = s.lines().find(|l| l.starts_with("Umask:")) {
-            if let Ok(m) = u32::from_str_radix(line["Umask:".len()..].trim(), 8) {
-                return m;
-            }
-        }
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = s.lines().find(|l| l.starts_with("Umask:"))
+        && let Ok(m) = u32::from_str_radix(line["Umask:".len()..].trim(), 8)
+    {
+        return m;
     }
     super_umask_swap()
 }
