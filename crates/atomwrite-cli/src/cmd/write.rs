@@ -38,7 +38,6 @@ pub fn run(a: WriteArgs) -> CmdResult {
                 opts = opts.size_hint(md.len());
                 known_size = Some(md.len());
             }
-            }
             (Box::new(stdin.lock()), Path::new("<stdin>"))
         }
     };
