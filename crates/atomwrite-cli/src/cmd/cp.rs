@@ -12,6 +12,7 @@ use clap::Args;
 
 use crate::cli::WriteOpts;
 use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::progress::{self, Progress};
 
 pub const CP_EXAMPLES: &str = "\
 Examples:
@@ -50,8 +51,25 @@ fn options_for(a: &CpArgs, src_mode: u32, size: u64) -> Options {
         .size_hint(size)
 }
 
-fn copy_into(f: &mut AtomicFile, src: &File, name: &Path) -> Result<CopyMethod, Failure> {
-    Ok(f.copy_from_file(src, name)?.1)
+/// Copies `src` into `f`. With a checksum the bytes pass through the hasher anyway, so they
+/// are streamed through the progress bar; otherwise the kernel copies them (reflink or
+/// `copy_file_range`) and the bar just records the total.
+fn copy_into(f: &mut AtomicFile, src: &File, name: &Path, a: &CpArgs) -> Result<CopyMethod, Failure> {
+    let size = src.metadata().map(|m| m.len()).ok();
+    let flags = progress::Flags { force: a.opts.progress, quiet: a.opts.quiet };
+    let label = name.file_name().unwrap_or(name.as_os_str()).to_string_lossy().into_owned();
+    let mut bar = Progress::bytes(size, flags, &label);
+    let method = if a.checksum || a.opts.manifest {
+        let mut reader = src;
+        f.copy_from(&mut bar.wrap(&mut reader), name)?;
+        CopyMethod::Buffered
+    } else {
+        let (n, m) = f.copy_from_file(src, name)?;
+        bar.inc(n);
+        m
+    };
+    bar.finish();
+    Ok(method)
 }
 
 pub fn run(a: CpArgs) -> CmdResult {
@@ -80,7 +98,7 @@ pub fn run(a: CpArgs) -> CmdResult {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut out = options_for(&a, mode, size).open(target(src)?)?;
         common::track(&out);
-        let method = copy_into(&mut out, &file, src)?;
+        let method = copy_into(&mut out, &file, src, &a)?;
         let receipt = common::commit_guarded(out)?;
         common::after_commit(&a.opts, &receipt)?;
         if a.opts.json {
@@ -99,7 +117,7 @@ pub fn run(a: CpArgs) -> CmdResult {
         let (file, mode) = open_source(src)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let f = batch.open_with(target(src)?, options_for(&a, mode, size))?;
-        methods.push(copy_into(f, &file, src)?);
+        methods.push(copy_into(f, &file, src, &a)?);
     }
     let receipts = batch.commit()?;
     for r in &receipts.files {
