@@ -228,7 +228,7 @@ async fn cas_pointer(t: &Target, from: Option<&PointerState>, to: &Pointer) -> R
     body.push(b'\n');
     let payload = PutPayload::from(Bytes::from(body));
     if t.backend == Backend::Local {
-        return cas_pointer_local(t, from, to, &key, payload).await;
+        return cas_pointer_local(t, from, &key, payload).await;
     }
     let mode = match from {
         None => PutMode::Create,
@@ -264,7 +264,6 @@ async fn cas_pointer(t: &Target, from: Option<&PointerState>, to: &Pointer) -> R
 async fn cas_pointer_local(
     t: &Target,
     from: Option<&PointerState>,
-    to: &Pointer,
     key: &Path,
     payload: PutPayload,
 ) -> Result<()> {
@@ -308,7 +307,6 @@ async fn cas_pointer_local(
         .await
         .map_err(|e| Error::store("move pointer", &url, e));
     drop(lock);
-    let _ = to;
     r.map(|_| ())
 }
 
@@ -400,14 +398,7 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
         let (n, key, up) =
             claim_and_upload(t, cur, small.as_ref(), &mut head, reader, &opts.write).await?;
         let written_at = SystemTime::now();
-        let mut m = Manifest::new(
-            key.filename().unwrap_or_default().to_string(),
-            up.size,
-            up.sha256.clone(),
-            written_at,
-            &run_id,
-        );
-        m.name = t.name();
+        let mut m = Manifest::new(t.name(), up.size, up.sha256.clone(), written_at, &run_id);
         m.version = Some(n);
         m.parent = Some(cur);
         let mkey = manifest_key_of(&key);
