@@ -506,7 +506,7 @@ fn markdown(r: &Report) -> String {
     let m = &r.machine;
     let mut o = String::from("## atomwrite-bench results\n\n");
     o += &format!(
-        "- date: {}\n- machine: {} × {} ({}), kernel {}\n- directory: `{}` — {} ({})\n- disk: {}\n- command: `{}`\n- features: {:?}\n\n",
+        "- date: {}\n- machine: {} × {} ({}), kernel {}\n- directory: `{}` — {} ({})\n- disk: {}\n- command: `{}`\n- features: {:?}\n- load average at the end (1/5/15 min; other work on the machine): {}\n",
         m.date,
         m.nproc,
         m.cpu,
@@ -517,8 +517,15 @@ fn markdown(r: &Report) -> String {
         m.device,
         m.disk,
         m.command,
-        r.features
+        r.features,
+        m.loadavg
     );
+    if let Some((n, ms)) = r.flushes_during_run {
+        o += &format!(
+            "- device flushes during this run: {n}, mean flush latency {ms:.3} ms (from /sys/dev/block/*/stat)\n"
+        );
+    }
+    o += "\n";
     for s in &r.scenarios {
         let per = (s.id == "b").then(|| {
             s.title

@@ -144,6 +144,8 @@ pub struct Machine {
     pub date: String,
     /// Command line.
     pub command: String,
+    /// /proc/loadavg when the report was assembled (other load on the machine).
+    pub loadavg: String,
 }
 
 fn first_line_with(path: &str, key: &str) -> String {
@@ -263,6 +265,9 @@ pub fn machine(dir: &Path) -> Machine {
         disk: disk_facts(dir),
         date,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        loadavg: std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into()),
     }
 }
 
