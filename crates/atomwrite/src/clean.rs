@@ -48,7 +48,9 @@ pub struct CleanReport {
 }
 
 /// Removes atomwrite temporary files (`.{name}.{random}.tmp`) in `dir` that are at least
-/// `older_than` old and not held by a live writer.
+/// `older_than` old and not held by a live writer, and the leftovers of crashed publishers in
+/// any `NAME.versions/` directory (versions newer than the current one and staging
+/// directories, found under the publishers' lock, so never one a live publisher is writing).
 ///
 /// Guarantees: only regular files whose names have the exact shape of atomwrite's temps are
 /// touched; a temp whose `flock` is held (every live writer holds one on its named temp) is
@@ -101,6 +103,14 @@ fn clean_dir(
             continue;
         }
         let path = dir.join(name);
+        if entry.file_type() == FileType::Directory
+            && let Some(dst) = name.as_bytes().strip_suffix(b".versions").filter(|d| !d.is_empty())
+        {
+            // A publisher that crashed between writing a version and swapping the pointer left
+            // an unreferenced version: found and removed under the publishers' lock.
+            let r = crate::versions::clean_versions(dir.join(std::ffi::OsStr::from_bytes(dst)), opts.dry_run)?;
+            report.removed.extend(r.removed);
+        }
         if is_temp_name(name) {
             if clean_one(fd, name, &path, opts, report, now)? {
                 removed_any = true;

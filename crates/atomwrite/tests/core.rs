@@ -642,3 +642,17 @@ fn owner_and_group_of_a_replaced_file_are_preserved() {
         assert_eq!(md.mode() & 0o7777, 0o2750, "set-gid bit lost by chown");
     }
 }
+
+#[test]
+fn clean_removes_versions_a_crashed_publisher_left_unreferenced() {
+    let d = tmp();
+    let dst = d.path().join("out.txt");
+    atomwrite::Publisher::new().publish(&dst, b"v1").unwrap();
+    // A publisher killed after writing version 2 but before the pointer swap:
+    fs::write(d.path().join("out.txt.versions/v0000000002.txt"), b"v2").unwrap();
+    let r = atomwrite::clean(d.path(), Duration::from_secs(3600)).unwrap();
+    assert_eq!(r.removed.len(), 1, "{r:?}");
+    assert!(!d.path().join("out.txt.versions/v0000000002.txt").exists());
+    assert_eq!(fs::read(&dst).unwrap(), b"v1");
+    assert!(d.path().join("out.txt.versions/v0000000001.txt").exists());
+}
