@@ -155,6 +155,8 @@ fn write_manifest_then_verify_ok_mismatch_missing() {
     let o = aw(d.path(), &["verify", "--json", "out.csv"], b"");
     assert_eq!(code(&o), 1);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    let v = &v["results"][0];
     assert_eq!(v["status"], "mismatch");
     assert_eq!(v["manifest"]["run_id"], "R7");
 
@@ -234,6 +236,8 @@ fn publish_latest_versions_and_json() {
     );
     let o = aw(d.path(), &["versions", "--json", "r.csv"], b"");
     let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(j["current"], 3);
+    let j = &j["versions"];
     assert_eq!(j.as_array().unwrap().len(), 3);
     assert_eq!(j[0]["run_id"], "migrated");
     assert_eq!(j[1]["run_id"], "A");

@@ -856,7 +856,8 @@ fn publish_latest_versions_verify_run_json_shapes() {
     let out = run(&["versions", "--json", dst_s], b"");
     assert_eq!(out.code, 0);
     let v = json(&out.stdout);
-    let list = v.as_array().expect("versions --json is an array");
+    assert_eq!(keys(&v), ["current", "dst", "versions"]);
+    let list = v["versions"].as_array().expect("versions --json has a versions array");
     assert_eq!(list.len(), 2);
     for k in [
         "version",
@@ -874,6 +875,9 @@ fn publish_latest_versions_verify_run_json_shapes() {
     let out = run(&["verify", "--json", dst_s], b"");
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = json(&out.stdout);
+    assert_eq!(keys(&v), ["ok", "results"]);
+    assert_eq!(v["ok"], true);
+    let v = v["results"][0].clone();
     assert_eq!(v["status"], "ok");
     for k in [
         "path",

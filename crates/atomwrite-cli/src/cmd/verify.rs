@@ -12,7 +12,7 @@ pub struct VerifyArgs {
     /// Files (or published pointers) to check against PATH.manifest.json.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Print one JSON object per path (JSON Lines) on stdout.
+    /// Print one JSON object on stdout: {"ok": bool, "results": [one object per path]}.
     #[arg(long)]
     pub json: bool,
     /// Print only problems.
@@ -27,16 +27,17 @@ Exit code 0 when every path is ok, 1 otherwise. Reads in 1 MiB chunks (constant 
 
 Examples:
   atomwrite verify out/daily.csv
-  atomwrite verify reports/*.csv --json | jq -c 'select(.status != \"ok\")'
+  atomwrite verify reports/*.csv --json | jq -c '.results[] | select(.status != \"ok\")'
   atomwrite verify reports/daily.csv.versions/v0000000003.csv";
 
 pub fn run(a: VerifyArgs) -> CmdResult {
     let mut all_ok = true;
+    let mut results = Vec::new();
     for p in &a.paths {
         let v = atomwrite::verify(p);
         all_ok &= v.is_ok();
         if a.json {
-            common::print_json(&serde_json::json!({
+            results.push(serde_json::json!({
                 "path": v.path,
                 "status": v.status.as_str(),
                 "detail": v.detail,
@@ -56,6 +57,9 @@ pub fn run(a: VerifyArgs) -> CmdResult {
             };
             println!("{tag} {}: {}", v.path.display(), v.detail);
         }
+    }
+    if a.json {
+        common::print_json(&serde_json::json!({ "ok": all_ok, "results": results }));
     }
     Ok(if all_ok { EXIT_OK } else { EXIT_FAILURE })
 }

@@ -21,12 +21,13 @@ version's manifest (`-` when it is missing: run `atomwrite verify` on the versio
 
 Examples:
   atomwrite versions reports/daily.csv
-  atomwrite versions --json reports/daily.csv | jq -r '.[] | select(.current) | .run_id'";
+  atomwrite versions --json reports/daily.csv | jq -r '.versions[] | select(.current) | .run_id'";
 
 pub fn run(a: VersionsArgs) -> CmdResult {
     let list = atomwrite::versions(&a.dst)?;
     if a.json {
-        common::print_json(&serde_json::to_value(&list).unwrap_or_default());
+        let current = list.iter().find(|v| v.current).map_or(0, |v| v.version);
+        common::print_json(&serde_json::json!({ "dst": a.dst, "current": current, "versions": list }));
         return Ok(EXIT_OK);
     }
     use std::io::Write;
