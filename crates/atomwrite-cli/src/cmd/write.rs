@@ -2,12 +2,16 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+
+use rustix::fs::FileType;
 
 use crate::cli::WriteArgs;
 use crate::common::{self, CmdResult, EXIT_OK, Failure};
 use crate::progress::{self, Progress};
+
+/// The pipe buffer requested for stdin.
+const PIPE_BUFFER: usize = 1 << 20;
 
 pub fn run(a: WriteArgs) -> CmdResult {
     let mut opts = a.opts.to_options();
@@ -30,13 +34,19 @@ pub fn run(a: WriteArgs) -> CmdResult {
         }
         None => {
             let stdin = io::stdin();
-            // A regular file redirected to stdin has a known size: preallocate.
-            if let Ok(md) = File::open("/dev/stdin").and_then(|f| f.metadata())
-                && md.is_file()
-                && !md.file_type().is_fifo()
-            {
-                opts = opts.size_hint(md.len());
-                known_size = Some(md.len());
+            match rustix::fs::fstat(&stdin) {
+                // A regular file redirected to stdin has a known size: preallocate.
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                    opts = opts.size_hint(st.st_size as u64);
+                    known_size = Some(st.st_size as u64);
+                }
+                // A pipe: ask for a 1 MiB pipe buffer, so a fast producer and this reader
+                // wake each other up 16x less often than with the default 64 KiB. Best effort
+                // (capped by /proc/sys/fs/pipe-max-size for unprivileged users).
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Fifo => {
+                    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_BUFFER);
+                }
+                _ => {}
             }
             (Box::new(stdin.lock()), Path::new("<stdin>"))
         }
