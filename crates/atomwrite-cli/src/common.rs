@@ -145,7 +145,7 @@ pub fn report_receipt(opts: &WriteOpts, r: &Receipt) {
 pub fn error_json(f: &Failure) -> serde_json::Value {
     let mut v = serde_json::json!({ "error": { "message": f.message, "exit_code": f.code } });
     if let Some(e) = &f.error {
-        v["error"]["operation"] = serde_json::json!(format!("{:?}", e.op()).to_lowercase());
+        v["error"]["operation"] = serde_json::json!(e.op().as_str());
         v["error"]["path"] = serde_json::json!(e.path());
         if let Some(p2) = e.path2() {
             v["error"]["path2"] = serde_json::json!(p2);

@@ -28,6 +28,10 @@ pub fn install() {
             if let Some(p) = guard.as_ref() {
                 let _ = std::fs::remove_file(p);
             }
+            // A progress bar may be half drawn on this terminal line: start a clean one.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprint!("\r\x1b[2K");
+            }
             if COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
                 eprintln!("atomwrite: interrupted by signal {sig} after the commit completed");
             } else {

@@ -60,6 +60,35 @@ pub enum Op {
 }
 
 impl Op {
+    /// A stable `snake_case` name for machine-readable output (`sync_file`, `rename`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::OpenDir => "open_dir",
+            Op::CreateDir => "create_dir",
+            Op::Inspect => "inspect",
+            Op::CheckDestination => "check_destination",
+            Op::CreateTemp => "create_temp",
+            Op::Write => "write",
+            Op::Seek => "seek",
+            Op::Preallocate => "preallocate",
+            Op::Chown => "chown",
+            Op::Chmod => "chmod",
+            Op::SyncFile => "sync_file",
+            Op::Link => "link",
+            Op::Rename => "rename",
+            Op::SyncDir => "sync_dir",
+            Op::RemoveTemp => "remove_temp",
+            Op::ReadDir => "read_dir",
+            Op::Lock => "lock",
+            Op::Read => "read",
+            Op::Copy => "copy",
+            Op::Manifest => "manifest",
+            Op::Verify => "verify",
+            Op::Symlink => "symlink",
+            Op::Publish => "publish",
+        }
+    }
+
     /// The verb phrase used in messages: "failed to {verb} `path`".
     pub fn verb(self) -> &'static str {
         match self {
