@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod common;
 mod progress;
+mod remote;
 mod signals;
 
 use clap::Parser;

@@ -73,6 +73,9 @@ fn copy_into(f: &mut AtomicFile, src: &File, name: &Path, a: &CpArgs) -> Result<
 }
 
 pub fn run(a: CpArgs) -> CmdResult {
+    if a.paths.iter().any(|p| crate::remote::is_url(p)) {
+        return crate::remote::cp(a);
+    }
     let (dst, sources) = a.paths.split_last().expect("clap requires two paths");
     let dst_is_dir = dst.is_dir() || dst.as_os_str().to_string_lossy().ends_with('/');
     if sources.len() > 1 && !dst_is_dir {

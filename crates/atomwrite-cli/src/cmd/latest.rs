@@ -25,6 +25,9 @@ Examples:
   atomwrite latest --json reports/daily.csv | jq .version";
 
 pub fn run(a: LatestArgs) -> CmdResult {
+    if crate::remote::is_url(&a.dst) {
+        return crate::remote::latest(a);
+    }
     let l = atomwrite::latest(&a.dst)?;
     if a.json {
         common::print_json(&serde_json::json!({

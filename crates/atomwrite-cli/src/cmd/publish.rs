@@ -110,6 +110,9 @@ pub fn report_published(opts: &WriteOpts, p: &Published) {
 }
 
 pub fn run(a: PublishArgs) -> CmdResult {
+    if crate::remote::is_url(&a.dst) {
+        return crate::remote::publish(a);
+    }
     if a.opts.no_clobber {
         return Err(Failure::usage(
             "--no-clobber does not apply to publish; use --expect 0 to publish only if nothing \

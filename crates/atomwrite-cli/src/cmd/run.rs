@@ -66,6 +66,9 @@ impl Sink {
 }
 
 pub fn run(a: RunArgs) -> CmdResult {
+    if crate::remote::is_url(&a.dst) {
+        return crate::remote::run(a);
+    }
     inner(&a)
 }
 

@@ -31,6 +31,9 @@ Examples:
   atomwrite verify reports/daily.csv.versions/v0000000003.csv";
 
 pub fn run(a: VerifyArgs) -> CmdResult {
+    if a.paths.iter().any(|p| crate::remote::is_url(p)) {
+        return crate::remote::verify(a);
+    }
     let mut all_ok = true;
     let mut results = Vec::new();
     for p in &a.paths {

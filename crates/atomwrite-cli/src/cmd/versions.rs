@@ -24,6 +24,9 @@ Examples:
   atomwrite versions --json reports/daily.csv | jq -r '.versions[] | select(.current) | .run_id'";
 
 pub fn run(a: VersionsArgs) -> CmdResult {
+    if crate::remote::is_url(&a.dst) {
+        return crate::remote::versions(a);
+    }
     let list = atomwrite::versions(&a.dst)?;
     if a.json {
         let current = list.iter().find(|v| v.current).map_or(0, |v| v.version);

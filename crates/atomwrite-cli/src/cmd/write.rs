@@ -14,6 +14,9 @@ use crate::progress::{self, Progress};
 const PIPE_BUFFER: usize = 1 << 20;
 
 pub fn run(a: WriteArgs) -> CmdResult {
+    if crate::remote::is_url(&a.dst) {
+        return crate::remote::write(a);
+    }
     let mut opts = a.opts.to_options();
     let mut known_size = a.expected_size;
     let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
