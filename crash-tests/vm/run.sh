@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Kernel-crash tests for atomwrite in a QEMU virtual machine.
+#
+# For each filesystem (ext4, xfs, btrfs) and each crash point:
+#   1. make a fresh disk image on the host (mkfs.*),
+#   2. boot Debian's kernel with our initramfs in "write" mode: the guest
+#      writes versions with Durability::Full, reports each committed version
+#      on the serial console, and crashes its own kernel (sysrq c),
+#   3. boot again in "check" mode: mount (journal recovery), verify the file
+#      is one complete version >= the last one reported committed, inspect
+#      and clean leftovers.
+# A negative control per filesystem (Durability::None, crash right after
+# commit) must be caught by the checker, proving the harness can see a loss.
+#
+# Usage: crash-tests/vm/run.sh            (as root; see README.md)
+# Environment:
+#   AWVM_SEED=N         seed for sizes, contents and random crash times
+#   AWVM_FS="ext4 xfs btrfs"   filesystems to test
+#   AWVM_RANDOM=N       random crash points per filesystem (default 3)
+#   AWVM_ACCEL=kvm|tcg  force the accelerator (default: kvm if usable)
+#   AWVM_CACHE=none|writeback   QEMU cache mode (default none, see README)
+#   AWVM_GUEST_BIN=PATH use a prebuilt static guest instead of building
+#   AWVM_WORK=DIR       scratch directory (default crash-tests/vm/work)
+#   AWVM_KEEP=1         keep disk images of passing points
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+WORK=${AWVM_WORK:-$HERE/work}
+NAME=vm-crash
+T0=$(date +%s)
+
+summary() { echo "$NAME: $1 passed, $2 failed"; }
+
+if [ "$(id -u)" != 0 ]; then
+	why="needs root: installs apt packages, reads /boot/vmlinuz-* (mode 0600 on Debian) and uses /dev/kvm"
+	if [ "${CI:-}" = true ]; then
+		echo "$NAME: cannot run: $why (CI=true never skips)" >&2
+		summary 0 1
+		exit 1
+	fi
+	echo "$NAME: SKIPPED: $why"
+	summary 0 0
+	exit 0
+fi
+
+die() {
+	echo "$NAME: setup failed: $*" >&2
+	summary 0 1
+	exit 1
+}
+
+# ---------------------------------------------------------------- packages
+PKGS=(qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs xfsprogs btrfs-progs cpio)
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null || die "apt-get update"
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		die "apt-get install ${missing[*]}"
+fi
+
+# ---------------------------------------------------------------- kernel
+KVER=
+for k in $(ls /boot/vmlinuz-* 2>/dev/null | sort -V -r); do
+	v=${k#/boot/vmlinuz-}
+	if [ -f "/lib/modules/$v/modules.dep" ]; then KVER=$v; break; fi
+done
+[ -n "$KVER" ] || die "no /boot/vmlinuz-* with matching /lib/modules/*/modules.dep"
+KERNEL=/boot/vmlinuz-$KVER
+MODDIR=/lib/modules/$KVER
+
+mkdir -p "$WORK" || die "mkdir $WORK"
+rm -rf "${WORK:?}/runs"
+mkdir -p "$WORK/runs"
+
+# ---------------------------------------------------------------- guest
+if [ -n "${AWVM_GUEST_BIN:-}" ]; then
+	GUEST=$AWVM_GUEST_BIN
+else
+	echo "== building atomwrite-vm-guest (static)"
+	(cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
+		CARGO_TARGET_DIR="${CARGO_TARGET_DIR_VM:-$ROOT/target-vm}" \
+		cargo build -q --release --target x86_64-unknown-linux-gnu -p atomwrite-vm-guest) ||
+		die "cargo build of atomwrite-vm-guest"
+	GUEST=${CARGO_TARGET_DIR_VM:-$ROOT/target-vm}/x86_64-unknown-linux-gnu/release/atomwrite-vm-guest
+fi
+[ -x "$GUEST" ] || die "guest binary $GUEST missing"
+
+# ---------------------------------------------------------------- modules
+# Resolve the modules a filesystem needs, with their dependencies from
+# modules.dep and their "pre:" soft dependencies from modules.softdep (crc32c
+# for ext4/jbd2/libcrc32c, the checksum algorithms btrfs may use), in load
+# order (depth first: every module after all of its dependencies).
+declare -A SEEN=()
+ORDER=()
+norm() { local b=${1##*/}; b=${b%%.ko*}; echo "${b//-/_}"; }
+# paths (relative to MODDIR) of the module called NAME
+mod_paths() {
+	awk -F: -v w="$(norm "$1")" '{ n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub(/-/,"_",n); if (n==w) print $1 }' "$MODDIR/modules.dep"
+}
+alias_targets() { awk -v a="$1" '$1=="alias" && $2==a { print $3 }' "$MODDIR/modules.alias"; }
+softdeps() {
+	awk -v m="$1" '$1=="softdep" && $2==m { pre=0; for (i=3;i<=NF;i++) { if ($i=="pre:") pre=1; else if ($i ~ /:$/) pre=0; else if (pre) print $i } }' "$MODDIR/modules.softdep"
+}
+add_path() {
+	local path=$1 s d
+	[ -n "${SEEN[$path]:-}" ] && return 0
+	SEEN[$path]=1
+	for s in $(softdeps "$(norm "$path")"); do add_name "$s" optional; done
+	for d in $(awk -F: -v p="$path" '$1==p { print $2 }' "$MODDIR/modules.dep"); do add_path "$d"; done
+	ORDER+=("$path")
+}
+add_name() {
+	local n=$1 p t found=
+	for p in $(mod_paths "$n"); do add_path "$p"; found=1; done
+	if [ -z "$found" ]; then
+		for t in $(alias_targets "$n"); do
+			for p in $(mod_paths "$t"); do add_path "$p"; found=1; done
+		done
+	fi
+	if [ -z "$found" ] && [ "${2:-}" != optional ]; then
+		grep -q "/$(norm "$n").ko" "$MODDIR/modules.builtin" || die "module $n not found for $KVER"
+	fi
+	return 0
+}
+
+# ---------------------------------------------------------------- initramfs
+# One small uncompressed initramfs per filesystem: busybox-static, /init,
+# the static guest, and only that filesystem's modules (loading xfs and
+# btrfs costs seconds under TCG).
+build_initramfs() {
+	local fs=$1 ir=$WORK/initramfs-$fs p
+	SEEN=()
+	ORDER=()
+	for p in virtio_pci virtio_blk crc32c_generic crc32c_intel "$fs"; do add_name "$p"; done
+	rm -rf "$ir"
+	mkdir -p "$ir"/{bin,dev,proc,sys,mnt,tmp,lib/modules} || die "mkdir $ir"
+	cp /bin/busybox "$ir/bin/busybox" || die "copy /bin/busybox (busybox-static)"
+	cp "$HERE/initramfs/init" "$ir/init" && chmod 755 "$ir/init" || die "copy init"
+	cp "$GUEST" "$ir/awvm-guest" && chmod 755 "$ir/awvm-guest" || die "copy guest"
+	strip --strip-debug "$ir/awvm-guest" 2>/dev/null || true
+	mknod -m 600 "$ir/dev/console" c 5 1 2>/dev/null || true
+	: >"$ir/modules.list"
+	for p in "${ORDER[@]}"; do
+		mkdir -p "$ir/lib/modules/$(dirname "$p")"
+		cp "$MODDIR/$p" "$ir/lib/modules/$p" || die "copy $p"
+		echo "$p" >>"$ir/modules.list"
+	done
+	(cd "$ir" && find . | cpio -o -H newc --quiet >"$WORK/initramfs-$fs.cpio") || die "cpio $fs"
+	echo "   $fs: ${#ORDER[@]} modules: $(for p in "${ORDER[@]}"; do norm "$p"; done | tr '\n' ' ')"
+}
+FSLIST=${AWVM_FS:-ext4 xfs btrfs}
+echo "== initramfs (kernel $KVER)"
+for fs in $FSLIST; do build_initramfs "$fs"; done
+
+# ---------------------------------------------------------------- qemu setup
+# qboot (shipped with QEMU) starts a -kernel boot seconds faster than SeaBIOS.
+BIOS=()
+[ -f /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom)
+
+# boot LOG IMG FS APPEND [TIMEOUT]: run one VM until it powers off, panics
+# (-no-reboot + panic=-1 make QEMU exit) or times out.
+boot() {
+	local log=$1 img=$2 fs=$3 append=$4 tmo=${5:-$TMO} rc drive=()
+	[ -n "$img" ] && drive=(-drive "file=$img,format=raw,if=none,id=d0,cache=$CACHE,aio=threads"
+		-device virtio-blk-pci,drive=d0)
+	timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$ACCEL" -cpu "$CPU" -smp 2 -m 512M \
+		-nographic -no-reboot -nodefaults -serial stdio "${BIOS[@]}" \
+		-kernel "$KERNEL" -initrd "$WORK/initramfs-$fs.cpio" \
+		-append "console=ttyS0 quiet panic=-1 oops=panic printk.devkmsg=on mitigations=off $append" \
+		"${drive[@]}" </dev/null >"$log" 2>&1
+	rc=$?
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "TIMEOUT after ${tmo}s" >>"$log"; fi
+	return $rc
+}
+
+# KVM only if a real boot works: /dev/kvm may exist yet be unable to run a
+# stock kernel (e.g. the PVM nested hypervisor), so probe with a boot.
+ACCEL=${AWVM_ACCEL:-}
+CACHE=${AWVM_CACHE:-none}
+FS1=${FSLIST%% *}
+if [ -z "$ACCEL" ]; then
+	ACCEL=tcg
+	if [ -w /dev/kvm ]; then
+		ACCEL=kvm CPU=host
+		if boot "$WORK/kvm-probe.log" "" "$FS1" "awvm.mode=probe" 15 && grep -aq 'AWVM PROBE ok' "$WORK/kvm-probe.log"; then
+			:
+		else
+			echo "== /dev/kvm present but a KVM boot failed (see $WORK/kvm-probe.log): using TCG"
+			ACCEL=tcg
+		fi
+	fi
+fi
+if [ "$ACCEL" = kvm ]; then CPU=host; TMO=${AWVM_TIMEOUT:-90}; else CPU=max; TMO=${AWVM_TIMEOUT:-240}; fi
+
+# cache=none: O_DIRECT on the image, the virtual disk advertises a volatile
+# write cache, and every guest FLUSH becomes an fdatasync() of the image.
+# Needs O_DIRECT on the host filesystem; otherwise cache=writeback, which
+# also turns guest FLUSHes into fdatasync() (never cache=unsafe).
+if [ "$CACHE" = none ] && ! dd if=/dev/zero of="$WORK/odirect.probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+	echo "== $WORK does not support O_DIRECT: using cache=writeback (flushes still reach the image)"
+	CACHE=writeback
+fi
+rm -f "$WORK/odirect.probe"
+echo "== qemu: accel=$ACCEL cache=$CACHE timeout=${TMO}s kernel=$KERNEL bios=${BIOS[1]:-seabios}"
+
+mkfs_img() {
+	local fs=$1 img=$2
+	rm -f "$img"
+	truncate -s 512M "$img" || return 1
+	case $fs in
+	ext4) mkfs.ext4 -q -F "$img" ;;
+	xfs) mkfs.xfs -q -f "$img" ;;
+	btrfs) mkfs.btrfs -q -f "$img" >/dev/null ;;
+	*) return 1 ;;
+	esac
+}
+
+# max N over "AWVM KEY v=N" lines of a serial log (0 if none)
+max_v() { grep -a -o "AWVM $2 v=[0-9]*" "$1" | sed 's/.*v=//' | sort -n | tail -1 | grep . || echo 0; }
+
+# ---------------------------------------------------------------- matrix
+SEED=${AWVM_SEED:-$(((RANDOM << 15 | RANDOM) % 1000000 + 1))}
+RANDOM=$SEED
+NRANDOM=${AWVM_RANDOM:-3}
+echo "== seed $SEED (AWVM_SEED=$SEED reproduces sizes, contents and crash times)"
+
+PASS=0
+FAIL=0
+declare -A FS_POINTS=() FS_VIOL=() FS_TIME=()
+REPORT=()
+
+# one_point FS LABEL CRASH DURABILITY EXPECT(ok|violation)
+one_point() {
+	local fs=$1 label=$2 crash=$3 dur=$4 expect=$5
+	local id="$fs-$label" dir="$WORK/runs/$fs-$label"
+	local img="$dir/disk.img" wlog="$dir/write.log" clog="$dir/check.log"
+	local committed begun verdict found why="" result
+	mkdir -p "$dir"
+	if ! mkfs_img "$fs" "$img" >"$dir/mkfs.log" 2>&1; then
+		why="mkfs.$fs failed"
+	else
+		boot "$wlog" "$img" "$fs" "awvm.mode=write awvm.fs=$fs awvm.seed=$SEED awvm.crash=$crash awvm.durability=$dur"
+		committed=$(max_v "$wlog" COMMITTED)
+		begun=$(max_v "$wlog" BEGIN)
+		if grep -aq 'AWVM ERROR' "$wlog"; then
+			why="write boot: $(grep -a -m1 'AWVM ERROR' "$wlog" | sed 's/.*AWVM //' | tr -d '\r')"
+		elif grep -aq 'TIMEOUT after' "$wlog"; then
+			why="write boot timed out"
+		elif ! grep -aq 'AWVM CRASH' "$wlog" || ! grep -aqE 'Kernel panic|sysrq: Trigger a crash' "$wlog"; then
+			why="write boot did not crash"
+		else
+			boot "$clog" "$img" "$fs" "awvm.mode=check awvm.fs=$fs awvm.seed=$SEED awvm.min=$committed awvm.max=$begun"
+			verdict=$(grep -a -m1 'AWVM VERDICT' "$clog" | sed 's/.*AWVM VERDICT //' | tr -d '\r')
+			found=$(grep -a -m1 'AWVM CHECK ' "$clog" | sed 's/.*AWVM CHECK //' | tr -d '\r')
+			if [ -z "$verdict" ]; then
+				why="check boot gave no verdict$(grep -aq 'TIMEOUT after' "$clog" && echo ' (timeout)')"
+				grep -a 'AWVM ERROR' "$clog" | head -3 | sed 's/^/      /'
+			fi
+		fi
+	fi
+	local crashed_at
+	crashed_at=$(grep -a -m1 'AWVM CRASH' "$wlog" 2>/dev/null | sed 's/.*AWVM CRASH //' | tr -d '\r')
+	FS_POINTS[$fs]=$((${FS_POINTS[$fs]:-0} + 1))
+	if [ -n "$why" ]; then
+		result=FAIL
+		FAIL=$((FAIL + 1))
+		REPORT+=("$id: HARNESS FAILURE: $why (logs in $dir)")
+	elif [ "$expect" = ok ] && [ "$verdict" = OK ]; then
+		result=pass
+		PASS=$((PASS + 1))
+	elif [ "$expect" = violation ] && [ "${verdict%% *}" = FAIL ]; then
+		result="pass (control: loss detected as expected)"
+		PASS=$((PASS + 1))
+	else
+		result=FAIL
+		FAIL=$((FAIL + 1))
+		if [ "$expect" = ok ]; then
+			FS_VIOL[$fs]=$((${FS_VIOL[$fs]:-0} + 1))
+			REPORT+=("$id: VIOLATION: $verdict (logs and image in $dir)")
+		else
+			REPORT+=("$id: CONTROL NOT DETECTED: the checker saw no loss with Durability::None ($found)")
+		fi
+	fi
+	printf '  %-24s crash=%-18s committed=%-4s begun=%-4s -> %s [%s]\n' \
+		"$label" "${crashed_at:-?}" "${committed:-?}" "${begun:-?}" "${found:-?}" "$result"
+	if [ "$result" = pass ] && [ -z "${AWVM_KEEP:-}" ]; then rm -f "$img"; fi
+}
+
+for fs in $FSLIST; do
+	t=$(date +%s)
+	echo "== $fs"
+	one_point "$fs" after-commit-1 after-commit:1 full ok
+	one_point "$fs" after-commit-40 after-commit:40 full ok
+	one_point "$fs" before-commit-9 before-commit:9 full ok
+	one_point "$fs" mid-write-7 mid-write:7 full ok
+	for i in $(seq 1 "$NRANDOM"); do
+		ms=$((RANDOM % 3000 + 200))
+		one_point "$fs" "random-$i-${ms}ms" "random:$ms" full ok
+	done
+	one_point "$fs" control-none after-commit:30 none violation
+	FS_TIME[$fs]=$(($(date +%s) - t))
+done
+
+echo "== summary (seed $SEED, accel=$ACCEL, cache=$CACHE, kernel $KVER, $(($(date +%s) - T0))s)"
+for fs in $FSLIST; do
+	echo "  $fs: ${FS_POINTS[$fs]:-0} crash points, ${FS_VIOL[$fs]:-0} violations, ${FS_TIME[$fs]:-0}s"
+done
+for r in "${REPORT[@]}"; do echo "  $r"; done
+summary "$PASS" "$FAIL"
+[ "$FAIL" -eq 0 ]
