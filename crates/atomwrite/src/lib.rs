@@ -95,6 +95,8 @@ mod tempname;
 
 pub mod manifest;
 pub mod versions;
+#[cfg(feature = "tokio")]
+pub mod asynch;
 
 pub use batch::{Batch, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
