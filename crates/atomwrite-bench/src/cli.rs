@@ -52,12 +52,37 @@ pub fn cli_has_cp(cli: &Path) -> bool {
 pub struct ChildRun {
     /// Wall time from spawn to exit (stdin fully fed).
     pub wall: Duration,
-    /// Peak resident set of the child, KiB (`ru_maxrss`).
-    pub maxrss_kib: u64,
+    /// Peak resident set of the measured program, KiB (when asked for).
+    pub maxrss_kib: Option<u64>,
 }
 
+const GNU_TIME: &str = "/usr/bin/time";
+
 /// Spawn `cmd`, feed `stream` into its stdin (if given), reap it with wait4.
-pub fn run_child(mut cmd: Command, stream: Option<&Stream>) -> Result<ChildRun, String> {
+///
+/// With `measure_rss`, the peak RSS of the program itself is measured. Not
+/// with this process's `wait4` rusage: Linux keeps `ru_maxrss` across
+/// `execve`, so a child spawned from this (large) process reports at least
+/// our own high-water mark. Instead, like `/usr/bin/time -f %M`, the program
+/// is forked from a small process; without GNU time, `VmHWM` of the child
+/// is polled from /proc every 2 ms (the high-water mark only grows).
+pub fn run_child(
+    cmd: Command,
+    stream: Option<&Stream>,
+    measure_rss: bool,
+) -> Result<ChildRun, String> {
+    let use_time = measure_rss && Path::new(GNU_TIME).exists();
+    let rssf = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let mut cmd = if use_time {
+        let mut c = Command::new(GNU_TIME);
+        c.args(["-f", "%M", "-o"])
+            .arg(rssf.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        c
+    } else {
+        cmd
+    };
     let errf = tempfile::tempfile().map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::null())
         .stderr(errf.try_clone().map_err(|e| e.to_string())?);
@@ -78,11 +103,22 @@ pub fn run_child(mut cmd: Command, stream: Option<&Stream>) -> Result<ChildRun, 
             Ok(())
         });
         let mut status: libc::c_int = 0;
-        // SAFETY: rusage is plain old data; wait4 fills it for our own child.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        let mut hwm = 0u64;
+        let poll = measure_rss && !use_time;
+        let r = loop {
+            if poll && let Some(k) = vm_hwm_kib(pid) {
+                hwm = hwm.max(k);
+            }
+            let flags = if poll { libc::WNOHANG } else { 0 };
+            // SAFETY: waiting for our own child; status is a plain int.
+            let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+            if r != 0 {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         let feed = feeder.join().expect("feeder panicked");
-        (if r < 0 { None } else { Some(status) }, ru, feed)
+        (if r < 0 { None } else { Some(status) }, hwm, feed)
     });
     let wall = t.elapsed();
     drop(child); // already reaped by wait4
@@ -99,17 +135,63 @@ pub fn run_child(mut cmd: Command, stream: Option<&Stream>) -> Result<ChildRun, 
         ));
     }
     feed.map_err(|e| format!("feeding stdin: {e}"))?;
-    Ok(ChildRun {
-        wall,
-        maxrss_kib: ru.ru_maxrss as u64,
-    })
+    let maxrss_kib = if use_time {
+        std::fs::read_to_string(rssf.path())
+            .ok()
+            .and_then(|s| s.lines().last()?.trim().parse().ok())
+    } else if measure_rss {
+        Some(ru)
+    } else {
+        None
+    };
+    Ok(ChildRun { wall, maxrss_kib })
 }
+
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    l.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The floor for (c): stdin → named temp in DST's directory (1 MiB pipe and
+/// read buffer), fsync, rename, fsync(dir).
+pub fn stream_floor(dst: &Path) -> io::Result<()> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".stream-floor.{}.tmp", std::process::id()));
+    let stdin = io::stdin();
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, BLOCK);
+    let mut r = stdin.lock();
+    let mut w = File::options().write(true).create_new(true).open(&tmp)?;
+    let mut buf = vec![0u8; BLOCK];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+    }
+    w.sync_all()?;
+    std::fs::rename(&tmp, dst)?;
+    rustix::fs::fsync(open_dir_fd(dir)?)?;
+    Ok(())
+}
+
+/// Contenders of (c)/(d).
+pub const PIPE_NAMES: [&str; 3] = ["atomwrite write", "dd conv=fsync", "floor stream"];
 
 fn pipe_cmd(which: &str, cli: &Path, dst: &Path) -> Command {
     match which {
         "atomwrite write" => {
             let mut c = Command::new(cli);
             c.args(["write", "--durability", "full", "-q"]).arg(dst);
+            c
+        }
+        "floor stream" => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "atomwrite-bench".into());
+            let mut c = Command::new(exe);
+            c.arg("stream-floor").arg(dst);
             c
         }
         _ => {
@@ -136,13 +218,15 @@ pub struct RssRow {
     pub error: Option<String>,
 }
 
-/// (c) `size` bytes through a pipe: atomwrite CLI vs dd conv=fsync,
-/// `reps` interleaved repetitions. Returns the scenario and the RSS seen.
+/// (c) `size` bytes through a pipe: atomwrite CLI vs dd conv=fsync vs the
+/// floor stream, `reps` interleaved repetitions. Returns the scenario and,
+/// with `measure_rss`, the peak RSS of each.
 pub fn pipe(
     base: &Path,
     cli: &Path,
     size: u64,
     reps: usize,
+    measure_rss: bool,
 ) -> io::Result<(Scenario, Vec<RssRow>)> {
     let root = base.join("c");
     if root.exists() {
@@ -150,23 +234,24 @@ pub fn pipe(
     }
     std::fs::create_dir_all(&root)?;
     let stream = Stream::new(size);
-    let names = ["atomwrite write", "dd conv=fsync"];
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 2];
-    let mut rss = [0u64; 2];
-    let mut errors: Vec<Option<String>> = vec![None; 2];
+    let names = PIPE_NAMES;
+    let nc = names.len();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); nc];
+    let mut rss = vec![0u64; nc];
+    let mut errors: Vec<Option<String>> = vec![None; nc];
     for r in 0..reps {
-        for j in 0..2 {
-            let k = (r + j) % 2;
+        for j in 0..nc {
+            let k = (r + j) % nc;
             if errors[k].is_some() {
                 continue;
             }
             let dst = root.join(format!("out{k}.bin"));
             let _ = std::fs::remove_file(&dst);
             syncfs_dir(&root)?;
-            match run_child(pipe_cmd(names[k], cli, &dst), Some(&stream)) {
+            match run_child(pipe_cmd(names[k], cli, &dst), Some(&stream), measure_rss) {
                 Ok(run) => {
                     samples[k].push(run.wall);
-                    rss[k] = rss[k].max(run.maxrss_kib);
+                    rss[k] = rss[k].max(run.maxrss_kib.unwrap_or(0));
                     if let Err(e) = stream.verify(&dst) {
                         errors[k] = Some(e);
                     }
@@ -176,7 +261,7 @@ pub fn pipe(
             let _ = std::fs::remove_file(&dst);
         }
     }
-    let rows = (0..2)
+    let rows = (0..nc)
         .map(|k| Row {
             name: names[k].into(),
             role: if k == 0 { "atomwrite" } else { "floor" },
@@ -186,11 +271,11 @@ pub fn pipe(
             error: errors[k].clone(),
         })
         .collect();
-    let rss_rows = (0..2)
+    let rss_rows = (0..nc)
         .map(|k| RssRow {
             name: names[k].into(),
             size,
-            maxrss_kib: (!samples[k].is_empty()).then_some(rss[k]),
+            maxrss_kib: (measure_rss && !samples[k].is_empty()).then_some(rss[k]),
             ok: errors[k].is_none() && !samples[k].is_empty(),
             error: errors[k].clone(),
         })
@@ -212,7 +297,7 @@ pub fn pipe(
 pub fn rss(base: &Path, cli: &Path, sizes: &[u64]) -> io::Result<Vec<RssRow>> {
     let mut out = Vec::new();
     for &size in sizes {
-        let (_, rows) = pipe(base, cli, size, 1)?;
+        let (_, rows) = pipe(base, cli, size, 1, true)?;
         out.extend(rows);
     }
     Ok(out)
@@ -377,7 +462,7 @@ pub fn cp(
                     c.args(["cp", "--durability", "full", "-q"])
                         .arg(&src)
                         .arg(&dst);
-                    run_child(c, None).map(|r| r.wall)
+                    run_child(c, None, false).map(|r| r.wall)
                 } else {
                     let t = Instant::now();
                     byte_copy(&src, &dst)

@@ -95,6 +95,11 @@ enum Cmd {
     },
     /// List contender names.
     List,
+    /// (internal) The floor streaming writer of scenario (c): stdin → DST.
+    StreamFloor {
+        /// Destination.
+        dst: PathBuf,
+    },
 }
 
 #[derive(Serialize)]
@@ -153,6 +158,12 @@ fn main() {
         std::process::exit(2);
     }
     match &args.cmd {
+        Some(Cmd::StreamFloor { dst }) => {
+            if let Err(e) = cli::stream_floor(dst) {
+                eprintln!("atomwrite-bench stream-floor: {e}");
+                std::process::exit(1);
+            }
+        }
         Some(Cmd::List) => {
             for n in syscalls::names(args.par_threads) {
                 println!("{n}");
@@ -226,7 +237,7 @@ fn run(args: &Args, dir: &Path) -> i32 {
             let mib = args.pipe_mib.unwrap_or(if q { 16 } else { 1024 });
             let reps = args.pipe_reps.unwrap_or(if q { 1 } else { 3 });
             log(&format!("(c) {mib} MiB through a pipe × {reps}"));
-            match cli::pipe(dir, cli_path, mib << 20, reps) {
+            match cli::pipe(dir, cli_path, mib << 20, reps, false) {
                 Ok((s, _)) => scenarios.push(s),
                 Err(e) => {
                     log(&format!("(c) aborted: {e}"));
