@@ -455,13 +455,51 @@ mod imp {
         Ok(v)
     }
 
+    /// Counts the bytes written through it (remote → remote progress).
+    struct AsyncCounting<'a, W> {
+        inner: W,
+        bar: &'a mut Progress,
+    }
+
+    impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for AsyncCounting<'_, W> {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+            if let std::task::Poll::Ready(Ok(n)) = r {
+                this.bar.inc(n as u64);
+            }
+            r
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
     /// Streams one object into another through an in-memory pipe (never the whole object in
     /// memory), both sides on the backend's runtime.
     fn remote_to_remote(a: &CpArgs, src: &str, dst: &str) -> CpResult {
         let src = resolve_source(src).map_err(|e| store_err(e, a.opts.json))?;
         let source = src.clone();
         let wopts = write_options(&a.opts);
-        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        let (tx, mut rx) = tokio::io::duplex(1 << 20);
+        let mut bar = Progress::bytes(None, flags(&a.opts), last_segment(dst));
+        let mut tx = AsyncCounting {
+            inner: tx,
+            bar: &mut bar,
+        };
         let (read, written) = blocking::block_on(async {
             tokio::join!(
                 async move {
@@ -478,6 +516,7 @@ mod imp {
                 }
             )
         });
+        bar.finish();
         // A failed read makes the write fail (or abort) too: report the read's error first.
         let read_size = read.map_err(|e| store_err(e, a.opts.json))?;
         let r = written.map_err(|e| store_err(e, a.opts.json))?;

@@ -5,6 +5,8 @@
 //! `memory://` is one store per process, so a CLI test can only check one invocation against
 //! it; everything that spans invocations runs against `file:///` (and S3).
 
+#![cfg_attr(not(feature = "object-store"), allow(dead_code, unused_imports))]
+
 use std::fs;
 use std::io::Write;
 use std::path::Path;
