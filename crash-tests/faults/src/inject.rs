@@ -72,9 +72,7 @@ impl Step {
             Step::Write => c.name == "write" && temp_fd(&c.args),
             Step::Fchown => c.name == "fchown",
             Step::Fchmod => c.name == "fchmod",
-            Step::FsyncFile => {
-                (c.name == "fsync" || c.name == "fdatasync") && !dir_fd(&c.args)
-            }
+            Step::FsyncFile => (c.name == "fsync" || c.name == "fdatasync") && !dir_fd(&c.args),
             Step::LinkTemp => c.name == "linkat" && link_target(&c.args).ends_with(".tmp\""),
             Step::LinkDest => c.name == "linkat" && link_target(&c.args) == "\"dst\"",
             Step::Renameat2 => c.name == "renameat2" && c.args.contains("RENAME_NOREPLACE"),
@@ -218,7 +216,10 @@ pub const SCENARIOS: &[Scenario] = &[
         existing: false,
         no_clobber: true,
         stdin_file: false,
-        pre: &[(Step::OpenTmpfile, "EOPNOTSUPP"), (Step::Renameat2, "EINVAL")],
+        pre: &[
+            (Step::OpenTmpfile, "EOPNOTSUPP"),
+            (Step::Renameat2, "EINVAL"),
+        ],
     },
     Scenario {
         name: "portable-replace",
@@ -347,7 +348,10 @@ pub fn run_all(ctx: &Ctx, t: &mut Tally) {
             match find(&probe.calls, *step, &dir_s) {
                 Some((sys, k)) => pre.push((sys, errno.to_string(), k)),
                 None => {
-                    t.fail(format!("{}: probe found no {step:?} call to pre-inject", sc.name));
+                    t.fail(format!(
+                        "{}: probe found no {step:?} call to pre-inject",
+                        sc.name
+                    ));
                     continue;
                 }
             }
@@ -412,7 +416,10 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
     let inj: Vec<&Call> = run.calls.iter().filter(|c| c.injected).collect();
     if !inj.iter().any(|c| step.matches(c, &dir_s)) {
         match inj.last() {
-            Some(c) => p.push(format!("injection landed on {}({}) = {}", c.name, c.args, c.ret)),
+            Some(c) => p.push(format!(
+                "injection landed on {}({}) = {}",
+                c.name, c.args, c.ret
+            )),
             None => p.push("no injected call in the trace".into()),
         }
     }
@@ -439,10 +446,17 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
                 }
                 if let Some(md) = &md {
                     if md.mode() & 0o7777 != 0o640 {
-                        p.push(format!("destination mode changed to {:o}", md.mode() & 0o7777));
+                        p.push(format!(
+                            "destination mode changed to {:o}",
+                            md.mode() & 0o7777
+                        ));
                     }
                     if ctx.root && (md.uid(), md.gid()) != (1234, 1234) {
-                        p.push(format!("destination owner changed to {}:{}", md.uid(), md.gid()));
+                        p.push(format!(
+                            "destination owner changed to {}:{}",
+                            md.uid(),
+                            md.gid()
+                        ));
                     }
                 }
             } else if got.is_some() {
@@ -495,7 +509,10 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
             p.push(format!("stderr is not one line: {err:?}"));
         }
         if !err.contains(step.verb()) {
-            p.push(format!("stderr does not name the operation `{}`: {err}", step.verb()));
+            p.push(format!(
+                "stderr does not name the operation `{}`: {err}",
+                step.verb()
+            ));
         }
         if !err.contains(&dir_s) {
             p.push(format!("stderr does not name the path: {err}"));
@@ -504,16 +521,25 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
             p.push(format!("stderr does not give the OS reason: {err}"));
         }
         if exp == Expect::FailVisible && !err.contains("visible") {
-            p.push(format!("directory-fsync failure does not say the new contents are visible: {err}"));
+            p.push(format!(
+                "directory-fsync failure does not say the new contents are visible: {err}"
+            ));
         }
     }
     // 6. A failed fsync is never retried (nor "repaired" by any later sync).
-    if let Some(i) = run.calls.iter().position(|c| {
-        c.injected && matches!(c.name.as_str(), "fsync" | "fdatasync")
-    }) {
+    if let Some(i) = run
+        .calls
+        .iter()
+        .position(|c| c.injected && matches!(c.name.as_str(), "fsync" | "fdatasync"))
+    {
         let later: Vec<String> = run.calls[i + 1..]
             .iter()
-            .filter(|c| matches!(c.name.as_str(), "fsync" | "fdatasync" | "syncfs" | "sync_file_range"))
+            .filter(|c| {
+                matches!(
+                    c.name.as_str(),
+                    "fsync" | "fdatasync" | "syncfs" | "sync_file_range"
+                )
+            })
             .map(|c| format!("{}({})", c.name, c.args))
             .collect();
         if !later.is_empty() {

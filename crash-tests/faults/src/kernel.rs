@@ -16,7 +16,10 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
@@ -38,7 +41,13 @@ fn sh(cmd: &mut Command) -> Result<(), String> {
 fn mount_tmpfs(at: &Path, size: &str) -> Result<Mount, String> {
     std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
     sh(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
         .arg(at))?;
     Ok(Mount(at.to_path_buf()))
 }
@@ -107,13 +116,21 @@ fn expect_failure(out: &Output, reason: &str, path: &Path) -> Vec<String> {
     let mut p = Vec::new();
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(1) {
-        p.push(format!("exit {:?}, expected 1: {}", out.status.code(), err.trim()));
+        p.push(format!(
+            "exit {:?}, expected 1: {}",
+            out.status.code(),
+            err.trim()
+        ));
     }
     if !err.contains(reason) {
         p.push(format!("stderr lacks `{reason}`: {}", err.trim()));
     }
     if !err.contains(&*path.to_string_lossy()) {
-        p.push(format!("stderr does not name {}: {}", path.display(), err.trim()));
+        p.push(format!(
+            "stderr does not name {}: {}",
+            path.display(),
+            err.trim()
+        ));
     }
     if err.trim().lines().count() != 1 {
         p.push(format!("stderr is not one line: {err:?}"));
@@ -137,7 +154,9 @@ pub fn run_all(atomwrite: &Path, base: &Path, t: &mut Tally) {
 }
 
 fn big() -> Vec<u8> {
-    (0..2 * 1024 * 1024u32).map(|i| (i * 7 % 253) as u8).collect()
+    (0..2 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect()
 }
 
 fn enospc(k: &mut K, base: &Path) {
@@ -169,7 +188,9 @@ fn enospc(k: &mut K, base: &Path) {
             }
             let after = free_blocks(&mnt);
             if after != free {
-                p.push(format!("space not given back: {free} free blocks before, {after} after"));
+                p.push(format!(
+                    "space not given back: {free} free blocks before, {after} after"
+                ));
             }
             k.check(&name, p);
         }
@@ -206,13 +227,20 @@ fn erofs(k: &mut K, base: &Path) {
         if std::fs::read(&dst).ok().as_deref() != Some(OLD) {
             p.push("destination changed".into());
         }
-        k.check(&format!("erofs-{}", if portable { "portable" } else { "fast" }), p);
+        k.check(
+            &format!("erofs-{}", if portable { "portable" } else { "fast" }),
+            p,
+        );
     }
     let _ = sh(Command::new("mount").args(["-o", "remount,rw"]).arg(&mnt));
     let s = stray(&mnt, &["dst"]);
     k.check(
         "erofs-no-temp",
-        if s.is_empty() { vec![] } else { vec![format!("left behind {s:?}")] },
+        if s.is_empty() {
+            vec![]
+        } else {
+            vec![format!("left behind {s:?}")]
+        },
     );
     drop(m);
 }
@@ -244,7 +272,10 @@ fn ebusy(k: &mut K, base: &Path) {
         if !s.is_empty() {
             p.push(format!("left behind {s:?}"));
         }
-        k.check(&format!("ebusy-{}", if portable { "portable" } else { "fast" }), p);
+        k.check(
+            &format!("ebusy-{}", if portable { "portable" } else { "fast" }),
+            p,
+        );
     }
     drop(m);
     let _ = std::fs::remove_file(&src);
@@ -253,7 +284,12 @@ fn ebusy(k: &mut K, base: &Path) {
 fn owner(k: &mut K, base: &Path) {
     let dir = base.join("k-owner");
     std::fs::create_dir_all(&dir).unwrap();
-    for (mode, portable) in [(0o640, false), (0o640, true), (0o2750, false), (0o4755, true)] {
+    for (mode, portable) in [
+        (0o640, false),
+        (0o640, true),
+        (0o2750, false),
+        (0o4755, true),
+    ] {
         let dst = dir.join(format!("dst-{mode:o}-{portable}"));
         std::fs::write(&dst, OLD).unwrap();
         std::os::unix::fs::chown(&dst, Some(1234), Some(5678)).unwrap();
@@ -261,7 +297,10 @@ fn owner(k: &mut K, base: &Path) {
         let out = k.write(&dst, portable, b"new contents\n", None, None);
         let mut p = Vec::new();
         if !out.status.success() {
-            p.push(format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            p.push(format!(
+                "failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         let md = std::fs::metadata(&dst).unwrap();
         if (md.uid(), md.gid(), md.mode() & 0o7777) != (1234, 5678, mode) {
@@ -275,13 +314,23 @@ fn owner(k: &mut K, base: &Path) {
         if std::fs::read(&dst).unwrap() != b"new contents\n" {
             p.push("contents not replaced".into());
         }
-        k.check(&format!("chown-preserved-{mode:o}-{}", if portable { "portable" } else { "fast" }), p);
+        k.check(
+            &format!(
+                "chown-preserved-{mode:o}-{}",
+                if portable { "portable" } else { "fast" }
+            ),
+            p,
+        );
     }
     let s = stray(&dir, &[]);
     let s: Vec<_> = s.into_iter().filter(|n| n.starts_with('.')).collect();
     k.check(
         "chown-no-temp",
-        if s.is_empty() { vec![] } else { vec![format!("left behind {s:?}")] },
+        if s.is_empty() {
+            vec![]
+        } else {
+            vec![format!("left behind {s:?}")]
+        },
     );
 }
 
@@ -300,13 +349,27 @@ fn unprivileged(k: &mut K, base: &Path) {
         let out = k.write(&dst, portable, b"mine\n", None, Some(2000));
         let mut p = Vec::new();
         if !out.status.success() {
-            p.push(format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            p.push(format!(
+                "failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         let md = std::fs::metadata(&dst).unwrap();
         if (md.uid(), md.mode() & 0o7777) != (2000, 0o644) {
-            p.push(format!("got {}:{} {:o}", md.uid(), md.gid(), md.mode() & 0o7777));
+            p.push(format!(
+                "got {}:{} {:o}",
+                md.uid(),
+                md.gid(),
+                md.mode() & 0o7777
+            ));
         }
-        k.check(&format!("unprivileged-replace-{}", if portable { "portable" } else { "fast" }), p);
+        k.check(
+            &format!(
+                "unprivileged-replace-{}",
+                if portable { "portable" } else { "fast" }
+            ),
+            p,
+        );
     }
     // The same writer in a directory it may not write: EACCES from the real kernel.
     let ro = base.join("k-eacces");
@@ -325,6 +388,9 @@ fn unprivileged(k: &mut K, base: &Path) {
         if !s.is_empty() {
             p.push(format!("left behind {s:?}"));
         }
-        k.check(&format!("eacces-{}", if portable { "portable" } else { "fast" }), p);
+        k.check(
+            &format!("eacces-{}", if portable { "portable" } else { "fast" }),
+            p,
+        );
     }
 }

@@ -67,7 +67,10 @@ fn main() {
     let base = base.join(format!("atomwrite-faults.{}", std::process::id()));
     let mut t = Tally::default();
     if !atomwrite.is_file() {
-        t.fail(format!("{} not found (build --release first)", atomwrite.display()));
+        t.fail(format!(
+            "{} not found (build --release first)",
+            atomwrite.display()
+        ));
         println!("faults: {} passed, {} failed", t.passed, t.failed);
         std::process::exit(1);
     }
@@ -90,17 +93,32 @@ fn main() {
             t.injected, t.failed
         );
         if !root {
-            skip(&mut t, "fchown injection", "not root: the destination cannot be owned by another uid");
+            skip(
+                &mut t,
+                "fchown injection",
+                "not root: the destination cannot be owned by another uid",
+            );
         }
     } else {
-        skip(&mut t, "strace injection", "strace not installed (apt-get install strace)");
+        skip(
+            &mut t,
+            "strace injection",
+            "strace not installed (apt-get install strace)",
+        );
     }
     if root {
         let before = t.passed + t.failed;
         kernel::run_all(&atomwrite, &base.join("kernel"), &mut t);
-        println!("faults: {} real-kernel checks", t.passed + t.failed - before);
+        println!(
+            "faults: {} real-kernel checks",
+            t.passed + t.failed - before
+        );
     } else {
-        skip(&mut t, "real-kernel faults (tmpfs ENOSPC, EROFS remount, bind-mount EBUSY, chown)", "not root");
+        skip(
+            &mut t,
+            "real-kernel faults (tmpfs ENOSPC, EROFS remount, bind-mount EBUSY, chown)",
+            "not root",
+        );
     }
     if t.failed == 0 {
         let _ = std::fs::remove_dir_all(&base);

@@ -65,7 +65,11 @@ pub fn main_thread(calls: &[Call]) -> Vec<Call> {
     let Some(first) = calls.first() else {
         return Vec::new();
     };
-    calls.iter().filter(|c| c.pid == first.pid).cloned().collect()
+    calls
+        .iter()
+        .filter(|c| c.pid == first.pid)
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

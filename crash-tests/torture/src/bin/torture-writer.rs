@@ -33,7 +33,10 @@ fn main() {
             Ok(b) => match verify(&b) {
                 Ok(h) => h.version,
                 Err(e) => {
-                    eprintln!("torture-writer: {} is not a complete version: {e}", p.display());
+                    eprintln!(
+                        "torture-writer: {} is not a complete version: {e}",
+                        p.display()
+                    );
                     std::process::exit(3);
                 }
             },
@@ -85,7 +88,10 @@ fn main() {
         }
         versions[i] = v;
         // Reported only after commit returned: the harness may then rely on it.
-        if writeln!(out, "C {i} {v}").and_then(|_| out.flush()).is_err() {
+        if writeln!(out, "C {i} {v}")
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             std::process::exit(0);
         }
     }

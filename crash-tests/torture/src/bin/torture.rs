@@ -79,7 +79,7 @@ fn sibling(name: &str) -> PathBuf {
 fn parse_args() -> Config {
     let mut cfg = Config {
         kills: 10_000,
-        slots: 4,
+        slots: 6,
         base: std::env::var_os("TEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir),
@@ -90,7 +90,10 @@ fn parse_args() -> Config {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--kills" => cfg.kills = val().parse().unwrap_or_else(|_| usage("--kills N")),
             "--slots" => cfg.slots = val().parse().unwrap_or_else(|_| usage("--slots N")),
@@ -119,8 +122,10 @@ struct Lane {
     dir: PathBuf,
     scratch: PathBuf,
     cur: [u64; FILES],
-    /// Estimated run time of one uninterrupted write (CLI) used to spread the kill instants.
+    /// Estimated run time of one uninterrupted write (CLI: per payload size class) used to
+    /// spread the kill instants over the whole write.
     est: Duration,
+    est_cli: [Duration; 3],
     nc_counter: u64,
 }
 
@@ -128,12 +133,17 @@ fn main() {
     let cfg = parse_args();
     for p in [&cfg.atomwrite, &cfg.writer] {
         if !p.is_file() {
-            eprintln!("torture: {} not found (build with --release first)", p.display());
+            eprintln!(
+                "torture: {} not found (build with --release first)",
+                p.display()
+            );
             println!("torture: 0 passed, 1 failed");
             std::process::exit(1);
         }
     }
-    let root = cfg.base.join(format!("atomwrite-torture.{}", std::process::id()));
+    let root = cfg
+        .base
+        .join(format!("atomwrite-torture.{}", std::process::id()));
     std::fs::create_dir_all(&root).expect("create torture dir");
     println!(
         "torture: {} kills target, {} slots, max payload {} bytes, seed {}, dir {}",
@@ -182,7 +192,10 @@ fn main() {
     }
     if kills < shared.cfg.kills {
         failed += 1;
-        println!("torture: only {kills} kills landed (target {})", shared.cfg.kills);
+        println!(
+            "torture: only {kills} kills landed (target {})",
+            shared.cfg.kills
+        );
     }
     println!(
         "torture: {kills} kills, {failed} violations in {:.1}s",
@@ -206,6 +219,7 @@ fn run_slot(sh: &Shared, slot: usize, root: &Path) {
                 scratch,
                 cur: [0; FILES],
                 est: Duration::from_millis(3),
+                est_cli: [Duration::from_millis(3); 3],
                 nc_counter: 0,
             }
         })
@@ -284,7 +298,13 @@ fn cli_cycle(sh: &Shared, kind: usize, lane: &mut Lane, rng: &mut Rng, portable:
         }
     }
     cmd.arg(&dst);
-    let delay = Duration::from_nanos(rng.below(lane.est.as_nanos() as u64 + 1));
+    let class = match len {
+        0..4096 => 0,
+        4096..135_168 => 1,
+        _ => 2,
+    };
+    let est = &mut lane.est_cli[class];
+    let delay = Duration::from_nanos(rng.below(est.as_nanos() as u64 + 1));
     let t0 = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -314,14 +334,18 @@ fn cli_cycle(sh: &Shared, kind: usize, lane: &mut Lane, rng: &mut Rng, portable:
     if killed {
         note_kill(sh, kind);
         // Converges on the real run time from below, so kill instants cover the whole write.
-        lane.est = lane.est.max(ran.mul_f64(1.05));
+        *est = (*est).max(ran.mul_f64(1.05));
     } else {
         sh.stats[kind].completed.fetch_add(1, Relaxed);
-        lane.est = lane.est.mul_f64(0.95) + ran.mul_f64(0.05);
+        *est = est.mul_f64(0.95) + ran.mul_f64(0.05);
         if status.code() != Some(0) {
             sh.violation(
                 kind,
-                format!("{} exited with {status} without a kill: {}", dst.display(), err.trim()),
+                format!(
+                    "{} exited with {status} without a kill: {}",
+                    dst.display(),
+                    err.trim()
+                ),
             );
             return false;
         }
@@ -338,7 +362,10 @@ fn cli_cycle(sh: &Shared, kind: usize, lane: &mut Lane, rng: &mut Rng, portable:
         None => {
             sh.violation(
                 kind,
-                format!("{} vanished (had version {old}, killed={killed})", dst.display()),
+                format!(
+                    "{} vanished (had version {old}, killed={killed})",
+                    dst.display()
+                ),
             );
             return false;
         }
@@ -436,7 +463,10 @@ fn lib_cycle(sh: &Shared, kind: usize, lane: &mut Lane, rng: &mut Rng, portable:
         if let (Some("C"), Some(i), Some(v)) = (w.next(), w.next(), w.next()) {
             let (i, v): (usize, u64) = (i.parse().unwrap(), v.parse().unwrap());
             if v != last[i] + 1 {
-                sh.violation(kind, format!("writer reported f{i} v{v} after v{}", last[i]));
+                sh.violation(
+                    kind,
+                    format!("writer reported f{i} v{v} after v{}", last[i]),
+                );
                 return false;
             }
             last[i] = v;
@@ -529,7 +559,9 @@ fn clean_and_check(sh: &Shared, kind: usize, lane: &Lane) -> bool {
             return false;
         }
     }
-    sh.stats[kind].temps_cleaned.fetch_add(before as u64, Relaxed);
+    sh.stats[kind]
+        .temps_cleaned
+        .fetch_add(before as u64, Relaxed);
     let allowed: BTreeSet<OsString> = (0..FILES)
         .flat_map(|i| [format!("d{i}"), format!("f{i}")])
         .map(OsString::from)
