@@ -30,6 +30,9 @@ struct Args {
     /// Print results as JSON on stdout (the smoke summary goes to stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
     /// Scenarios to run: a,b,c,d,e (see BENCHMARKS.md), s (strace lists),
     /// f (a and b again on ext4 over an emulated slow-flush device).
     #[arg(long, default_value = "a,b,c,d,e,s,f")]
@@ -386,11 +389,14 @@ fn run(args: &Args, dir: &Path) -> i32 {
         passed,
         failed,
     };
+    let json = serde_json::to_string_pretty(&report).expect("serialisable");
+    if let Some(p) = &args.json_out
+        && let Err(e) = std::fs::write(p, &json)
+    {
+        eprintln!("[atomwrite-bench] cannot write {}: {e}", p.display());
+    }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+        println!("{json}");
     } else {
         print!("{}", markdown(&report));
     }
