@@ -91,7 +91,7 @@ for fs in "${FILESYSTEMS[@]}"; do
   fi
   log="$WORK/$fs-torture.log"
   if target/release/torture --dir "$mnt" --kills "$KILLS" --max-len 262144 >"$log" 2>&1; then
-    pass "$fs: torture ($(grep -E '^torture: [0-9]+ kills' "$log"))"
+    pass "$fs: torture ($(grep -E '^torture: [0-9]+ kills, ' "$log"))"
   else
     grep -E "VIOLATION|torture:" "$log" | head -20
     fail "$fs: torture"

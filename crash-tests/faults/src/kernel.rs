@@ -84,10 +84,10 @@ impl K<'_> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn atomwrite");
-        if let Some(mut w) = child.stdin.take() {
-            if from.is_none() {
-                let _ = w.write_all(input);
-            }
+        if let Some(mut w) = child.stdin.take()
+            && from.is_none()
+        {
+            let _ = w.write_all(input);
         }
         child.wait_with_output().expect("wait atomwrite")
     }

@@ -482,10 +482,9 @@ fn attacker(base: &Path) {
                 .read(true)
                 .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                 .open(&p)
+                && f.metadata().is_ok_and(|m| writers(&m))
             {
-                if f.metadata().is_ok_and(|m| writers(&m)) {
-                    opened += 1;
-                }
+                opened += 1;
             }
             // Remove it: the sticky bit must refuse.
             if std::fs::symlink_metadata(&p).is_ok_and(|m| writers(&m))
