@@ -251,7 +251,7 @@ const OLD: &[u8] = b"old contents: must survive every failed write byte for byte
 
 fn new_bytes() -> Vec<u8> {
     // Above the 1 MiB preallocation threshold, so `--from` runs also exercise fallocate.
-    (0..(1_100_000u32)).map(|i| (i % 251) as u8).collect()
+    (0..1_100_000u32).map(|i| (i % 251) as u8).collect()
 }
 
 struct Run {
