@@ -118,6 +118,8 @@ else
 	GUEST=${CARGO_TARGET_DIR_VM:-$ROOT/target-vm}/x86_64-unknown-linux-gnu/release/atomwrite-vm-guest
 fi
 [ -x "$GUEST" ] || die "guest binary $GUEST missing"
+QMP=$(dirname "$GUEST")/atomwrite-vm-qmp # host-side QMP client, same crate
+[ -x "$QMP" ] || die "QMP helper $QMP missing"
 
 # ---------------------------------------------------------------- modules
 # Resolve the modules a filesystem needs, with their dependencies from
@@ -191,19 +193,33 @@ for fs in $FSLIST; do build_initramfs "$fs"; done
 BIOS=()
 [ -f /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom)
 
-# boot LOG IMG FS APPEND [TIMEOUT]: run one VM until it powers off, panics
-# (-no-reboot + panic=-1 make QEMU exit) or times out.
+# boot LOG IMG FS APPEND [TIMEOUT [qmp]]: run one VM until it powers off,
+# panics (-no-reboot + panic=-1 make QEMU exit) or times out.
+# With "qmp", the panic's reboot pauses the VM instead, and the QMP helper
+# reads the disk's block statistics (flush count) into LOG.qmp, then quits.
 boot() {
-	local log=$1 img=$2 fs=$3 append=$4 tmo=${5:-$TMO} rc drive=()
+	local log=$1 img=$2 fs=$3 append=$4 tmo=${5:-$TMO} rc drive=() qmp=() sock="" qpid
 	[ -n "$img" ] && drive=(-drive "file=$img,format=raw,if=none,id=d0,cache=$CACHE,aio=threads"
 		-device virtio-blk-pci,drive=d0)
+	if [ "${6:-}" = qmp ]; then
+		sock=$(mktemp -u /tmp/awvm-qmp.XXXXXX)
+		qmp=(-action reboot=shutdown,shutdown=pause -qmp "unix:$sock,server=on,wait=off")
+	else
+		qmp=(-no-reboot)
+	fi
 	timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$ACCEL" -cpu "$CPU" -smp 2 -m 512M \
-		-nographic -no-reboot -nodefaults -serial stdio "${BIOS[@]}" \
+		-nographic "${qmp[@]}" -nodefaults -serial stdio "${BIOS[@]}" \
 		-kernel "$BOOTK" -initrd "$WORK/initramfs-$fs.cpio" \
 		-append "console=ttyS0 quiet panic=-1 oops=panic printk.devkmsg=on mitigations=off cryptomgr.notests=1 $append" \
-		"${drive[@]}" </dev/null >"$log" 2>&1
+		"${drive[@]}" </dev/null >"$log" 2>&1 &
+	qpid=$!
+	if [ -n "$sock" ]; then
+		"$QMP" "$sock" "$tmo" >"$log.qmp" 2>&1 || kill "$qpid" 2>/dev/null
+	fi
+	wait "$qpid"
 	rc=$?
-	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "TIMEOUT after ${tmo}s" >>"$log"; fi
+	[ -n "$sock" ] && rm -f "$sock"
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ] || [ $rc -eq 143 ]; then echo "TIMEOUT after ${tmo}s" >>"$log"; fi
 	return $rc
 }
 
@@ -272,14 +288,15 @@ REPORT=()
 attempt() {
 	local fs=$1 dir=$2 seed=$3 crash=$4 dur=$5
 	local img="$dir/disk.img" wlog="$dir/write.log" clog="$dir/check.log"
-	COMMITTED=0 BEGUN=0 CRASHED= VERDICT= FOUND= HARNESS=
+	COMMITTED=0 BEGUN=0 CRASHED= VERDICT= FOUND= HARNESS= FLUSHES=?
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	if ! mkfs_img "$fs" "$img" >"$dir/mkfs.log" 2>&1; then
 		HARNESS="mkfs.$fs failed"
 		return
 	fi
-	boot "$wlog" "$img" "$fs" "awvm.mode=write awvm.fs=$fs awvm.seed=$seed awvm.crash=$crash awvm.durability=$dur"
+	boot "$wlog" "$img" "$fs" "awvm.mode=write awvm.fs=$fs awvm.seed=$seed awvm.crash=$crash awvm.durability=$dur" "$TMO" qmp
+	FLUSHES=$(grep -a -o 'flush_operations=[0-9]*' "$wlog.qmp" 2>/dev/null | sed 's/.*=//')
 	COMMITTED=$(max_v "$wlog" COMMITTED)
 	BEGUN=$(max_v "$wlog" BEGIN)
 	CRASHED=$(grep -a -m1 'AWVM CRASH' "$wlog" | sed 's/.*AWVM CRASH //' | tr -d '\r')
@@ -293,6 +310,10 @@ attempt() {
 		# Without a volatile write cache the guest never sends FLUSH: the
 		# fsync -> FLUSH -> fdatasync path would go untested.
 		HARNESS="virtual disk does not advertise a write-back cache"
+	elif [ -z "$FLUSHES" ]; then
+		HARNESS="no block statistics from QMP: $(tr -d '\r' <"$wlog.qmp" 2>/dev/null | tail -1)"
+	elif [ "$dur" = full ] && [ "$COMMITTED" -gt 0 ] && [ "$FLUSHES" -eq 0 ]; then
+		HARNESS="versions committed with Durability::Full but no FLUSH reached QEMU"
 	fi
 	[ -n "$HARNESS" ] && return
 	boot "$clog" "$img" "$fs" "awvm.mode=check awvm.fs=$fs awvm.seed=$seed awvm.min=$COMMITTED awvm.max=$BEGUN"
@@ -345,8 +366,8 @@ one_point() {
 		fi
 	fi
 	[ -n "$note" ] && REPORT+=("$fs-$label: note:$note (first attempt's logs in $dir.try1)")
-	printf '  %-18s %-44s committed=%-3s begun=%-3s -> %-30s [%s]%s\n' \
-		"$label" "${CRASHED:-?}" "$COMMITTED" "$BEGUN" "${FOUND:-?}" "$result" "$note"
+	printf '  %-16s %-42s committed=%-3s begun=%-3s flushes=%-4s -> %-30s [%s]%s\n' \
+		"$label" "${CRASHED:-?}" "$COMMITTED" "$BEGUN" "${FLUSHES:-?}" "${FOUND:-?}" "$result" "$note"
 	if [ "${result%%:*}" = pass ] && [ -z "${AWVM_KEEP:-}" ]; then rm -f "$dir/disk.img" "$dir.try1/disk.img"; fi
 }
 
