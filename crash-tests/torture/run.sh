@@ -9,7 +9,7 @@ if ! cargo build --release -q -p atomwrite-cli -p atomwrite-torture; then
   echo "torture: 0 passed, 1 failed"; exit 1
 fi
 log=$(mktemp)
-cargo test --release -q -p atomwrite-torture -- --nocapture >"$log" 2>&1
+cargo test --release -q -p atomwrite-torture -- --nocapture --include-ignored >"$log" 2>&1
 crc=$?
 grep -E "^concurrency|panicked|torn|went back" "$log"
 cp=$(grep -oE "[0-9]+ passed" "$log" | awk '{s+=$1} END {print s+0}')

@@ -147,10 +147,6 @@ enum Expect {
     /// The rename happened before the failure (directory fsync): exit 1, new contents visible,
     /// the message says so, no temp.
     FailVisible,
-    /// The publish happened, then removing the extra temp name failed (portable create-only
-    /// fallback): exit 0 with new contents; a leftover name is accepted only if
-    /// `atomwrite clean --older-than 0s` removes it.
-    SucceedLeftover,
 }
 
 fn expect(step: Step, errno: &str) -> Expect {
@@ -160,7 +156,9 @@ fn expect(step: Step, errno: &str) -> Expect {
         (Step::OpenTmpfile, "EOPNOTSUPP" | "EINVAL") => Expect::Succeed,
         (Step::Fallocate, "EOPNOTSUPP") => Expect::Succeed,
         (Step::FsyncDir, _) => Expect::FailVisible,
-        (Step::Unlink, _) => Expect::SucceedLeftover,
+        // Portable create-only: published by linkat, then removing the temp name failed: exit 1
+        // saying the destination holds the new contents; the temp is still removed (on drop).
+        (Step::Unlink, _) => Expect::FailVisible,
         _ => Expect::Fail,
     }
 }
@@ -430,7 +428,7 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
     }
     // 2. Exit code.
     let want_code = match exp {
-        Expect::Succeed | Expect::SucceedLeftover => 0,
+        Expect::Succeed => 0,
         Expect::Fail | Expect::FailVisible => 1,
     };
     if run.code != Some(want_code) {
@@ -468,7 +466,7 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
                 p.push("destination was created by a failed write".into());
             }
         }
-        Expect::Succeed | Expect::SucceedLeftover | Expect::FailVisible => {
+        Expect::Succeed | Expect::FailVisible => {
             if got.as_deref() != Some(&new_bytes()[..]) {
                 p.push("destination does not hold the new contents".into());
             }
@@ -491,19 +489,7 @@ fn check(ctx: &Ctx, sc: &Scenario, step: Step, errno: &str, dir: &Path, run: &Ru
         .filter(|n| n != "dst")
         .collect();
     if !names.is_empty() {
-        if exp == Expect::SucceedLeftover {
-            let ok = Command::new(&ctx.atomwrite)
-                .args(["clean", "-q", "--older-than", "0s"])
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            let left = std::fs::read_dir(dir).unwrap().count();
-            if !ok || left > 1 {
-                p.push(format!("leftover {names:?} not removed by clean"));
-            }
-        } else {
-            p.push(format!("left behind: {names:?}"));
-        }
+        p.push(format!("left behind: {names:?}"));
     }
     // 5. The message: one line, the operation, the path, the OS reason.
     if matches!(exp, Expect::Fail | Expect::FailVisible) {

@@ -139,11 +139,13 @@ fn hammer(portable: bool) {
 }
 
 #[test]
+#[ignore = "heavy (10,000+ fsynced operations): run by crash-tests/torture/run.sh in release"]
 fn eight_writers_eight_readers_fast_path() {
     hammer(false);
 }
 
 #[test]
+#[ignore = "heavy (10,000+ fsynced operations): run by crash-tests/torture/run.sh in release"]
 fn eight_writers_eight_readers_portable_path() {
     hammer(true);
 }

@@ -534,7 +534,15 @@ impl AtomicFile {
         // `clean` removes.
         rfs::linkat(&self.dir, tmp, &self.dir, &self.name, AtFlags::empty())
             .map_err(|e| Error::new2(Op::Link, self.dir_path.join(tmp), &self.dest, errno(e)))?;
-        let _ = rfs::unlinkat(&self.dir, tmp, AtFlags::empty());
+        // The destination is published; the temp name is now a second link to it. If it cannot
+        // be removed, say so (exit non-zero) rather than leave it silently; Drop tries once more
+        // and `clean` removes it later.
+        rfs::unlinkat(&self.dir, tmp, AtFlags::empty()).map_err(|e| {
+            Error::new(Op::RemoveTemp, self.dir_path.join(tmp), errno(e)).with_hint(
+                "the new contents are visible at the destination; the leftover name is a second \
+                 link to it, removed on drop or by `atomwrite clean`",
+            )
+        })?;
         Ok(())
     }
 

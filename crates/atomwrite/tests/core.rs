@@ -573,7 +573,17 @@ fn enospc_on_a_tiny_tmpfs_leaves_the_old_file_and_gives_the_space_back() {
         drop(f);
         assert_eq!(fs::read(&p).unwrap(), b"old contents");
         assert_no_temps(d.path());
-        assert_eq!(rustix::fs::statvfs(d.path()).unwrap().f_bfree, free_before, "space not given back");
+        // Another test's fork may hold the temp's fd for an instant (between fork and exec, before
+        // O_CLOEXEC closes it): wait for the space to come back rather than race it.
+        let mut freed = false;
+        for _ in 0..500 {
+            if rustix::fs::statvfs(d.path()).unwrap().f_bfree == free_before {
+                freed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(freed, "space not given back");
         // With a size hint the failure comes before any byte is written.
         let e = o.clone().size_hint(2 << 20).open(&p).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
