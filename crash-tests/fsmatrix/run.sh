@@ -55,7 +55,7 @@ trap 'exit 130' INT TERM
 
 echo "fsmatrix: building (release binaries, test binaries)"
 if ! cargo build --release -q -p atomwrite-cli -p atomwrite-torture >"$WORK/build.log" 2>&1 \
-   || ! cargo test -q --no-run -p atomwrite -p atomwrite-cli --tests >>"$WORK/build.log" 2>&1; then
+   || ! cargo test -q --no-run --all-features -p atomwrite -p atomwrite-cli --tests >>"$WORK/build.log" 2>&1; then
   tail -30 "$WORK/build.log"
   fail "build"
   finish
@@ -82,7 +82,7 @@ for fs in "${FILESYSTEMS[@]}"; do
   actual=$(stat -f -c %T "$mnt")
   echo "fsmatrix: $fs mounted at $mnt (statfs type: $actual)"
   log="$WORK/$fs-tests.log"
-  if TEST_DIR="$mnt" cargo test -q -p atomwrite -p atomwrite-cli --tests >"$log" 2>&1; then
+  if TEST_DIR="$mnt" cargo test -q --all-features -p atomwrite -p atomwrite-cli --tests >"$log" 2>&1; then
     pass "$fs: integration tests ($(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}') tests)"
   else
     grep -E "^(test .*FAILED|---- |thread .* panicked)" "$log" | head -20
