@@ -18,6 +18,9 @@ pub struct Row {
     pub time: Option<Summary>,
     /// Device flushes per timed operation (from the block device's counters).
     pub flushes_per_op: Option<f64>,
+    /// CPU time (user + system) of the child process, when the contender is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Summary>,
     /// Whether every output was verified correct.
     pub ok: bool,
     /// First error or verification failure.
@@ -144,6 +147,7 @@ pub fn single(base: &Path, n: usize, size: usize) -> std::io::Result<Scenario> {
             time: Summary::of(&samples[k]),
             flushes_per_op: (flush_ok && !samples[k].is_empty())
                 .then(|| flushes[k] as f64 / samples[k].len() as f64),
+            cpu: None,
             ok: error.is_none(),
             error,
         });
@@ -228,6 +232,7 @@ pub fn batch(
             time: Summary::of(&samples[k]),
             flushes_per_op: (flush_ok && !samples[k].is_empty())
                 .then(|| flushes[k] as f64 / samples[k].len() as f64),
+            cpu: None,
             ok: errors[k].is_none() && !samples[k].is_empty(),
             error: errors[k].clone(),
         })

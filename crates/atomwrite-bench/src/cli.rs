@@ -54,6 +54,8 @@ pub struct ChildRun {
     pub wall: Duration,
     /// Peak resident set of the measured program, KiB (when asked for).
     pub maxrss_kib: Option<u64>,
+    /// User + system CPU time of the child (and its waited-for children).
+    pub cpu: Duration,
 }
 
 const GNU_TIME: &str = "/usr/bin/time";
@@ -104,21 +106,26 @@ pub fn run_child(
         });
         let mut status: libc::c_int = 0;
         let mut hwm = 0u64;
+        // SAFETY: rusage is plain old data.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         let poll = measure_rss && !use_time;
         let r = loop {
             if poll && let Some(k) = vm_hwm_kib(pid) {
                 hwm = hwm.max(k);
             }
             let flags = if poll { libc::WNOHANG } else { 0 };
-            // SAFETY: waiting for our own child; status is a plain int.
-            let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+            // SAFETY: waiting for our own child; status is a plain int and
+            // rusage plain old data.
+            let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
             if r != 0 {
                 break r;
             }
             std::thread::sleep(Duration::from_millis(2));
         };
         let feed = feeder.join().expect("feeder panicked");
-        (if r < 0 { None } else { Some(status) }, hwm, feed)
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
+        (if r < 0 { None } else { Some(status) }, (hwm, cpu), feed)
     });
     let wall = t.elapsed();
     drop(child); // already reaped by wait4
@@ -140,11 +147,15 @@ pub fn run_child(
             .ok()
             .and_then(|s| s.lines().last()?.trim().parse().ok())
     } else if measure_rss {
-        Some(ru)
+        Some(ru.0)
     } else {
         None
     };
-    Ok(ChildRun { wall, maxrss_kib })
+    Ok(ChildRun {
+        wall,
+        maxrss_kib,
+        cpu: ru.1,
+    })
 }
 
 fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
@@ -238,6 +249,7 @@ pub fn pipe(
     let nc = names.len();
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); nc];
     let mut rss = vec![0u64; nc];
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); nc];
     let mut errors: Vec<Option<String>> = vec![None; nc];
     for r in 0..reps {
         for j in 0..nc {
@@ -252,6 +264,7 @@ pub fn pipe(
                 Ok(run) => {
                     samples[k].push(run.wall);
                     rss[k] = rss[k].max(run.maxrss_kib.unwrap_or(0));
+                    cpu[k].push(run.cpu);
                     if let Err(e) = stream.verify(&dst) {
                         errors[k] = Some(e);
                     }
@@ -267,6 +280,7 @@ pub fn pipe(
             role: if k == 0 { "atomwrite" } else { "floor" },
             time: Summary::of(&samples[k]),
             flushes_per_op: None,
+            cpu: Summary::of(&cpu[k]),
             ok: errors[k].is_none() && !samples[k].is_empty(),
             error: errors[k].clone(),
         })
@@ -490,6 +504,7 @@ pub fn cp(
                     role: if k == 0 { "atomwrite" } else { "floor" },
                     time: Summary::of(&samples[k]),
                     flushes_per_op: None,
+                    cpu: None,
                     ok: errors[k].is_none() && !samples[k].is_empty(),
                     error: errors[k].clone(),
                 })

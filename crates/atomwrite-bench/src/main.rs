@@ -485,6 +485,16 @@ fn scenario_md(s: &Scenario, per: Option<usize>) -> String {
         );
     }
     o += "\n";
+    if s.rows.iter().any(|r| r.cpu.is_some()) {
+        o += "CPU time of the process (user + system, median; less sensitive to other load than wall time): ";
+        let parts: Vec<String> = s
+            .rows
+            .iter()
+            .filter_map(|r| Some(format!("{} {}", r.name, fmt_us(r.cpu.as_ref()?.median_us))))
+            .collect();
+        o += &parts.join(", ");
+        o += "\n\n";
+    }
     o
 }
 
