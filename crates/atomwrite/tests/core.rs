@@ -666,3 +666,30 @@ fn clean_removes_versions_a_crashed_publisher_left_unreferenced() {
     assert_eq!(fs::read(&dst).unwrap(), b"v1");
     assert!(d.path().join("out.txt.versions/v0000000001.txt").exists());
 }
+
+#[test]
+fn long_streams_hash_correctly_with_the_parallel_hasher() {
+    // Past the 8 MiB threshold the hash moves to a helper thread; short reads from a
+    // "pipe" exercise partial chunks.
+    struct Trickle(Vec<u8>, usize);
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len() - self.1).min(300_000 + self.1 % 777_777);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+    let data: Vec<u8> = (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for o in both() {
+        let d = tmp();
+        let p = d.path().join("big");
+        let mut f = o.open(&p).unwrap();
+        let n = f.copy_from(&mut Trickle(data.clone(), 0), Path::new("<trickle>")).unwrap();
+        assert_eq!(n, data.len() as u64);
+        let r = f.commit().unwrap();
+        assert_eq!(r.size, data.len() as u64);
+        assert_eq!(r.sha256.unwrap(), hex::encode(Sha256::digest(&data)));
+        assert_eq!(fs::read(&p).unwrap(), data);
+    }
+}
