@@ -282,11 +282,11 @@ RETRIES=0
 declare -A FS_POINTS=() FS_VIOL=() FS_TIME=()
 REPORT=()
 
-# attempt FS DIR SEED CRASH DURABILITY: one write boot + one check boot on a
+# attempt FS DIR SEED CRASH DURABILITY [PATH]: one write boot + one check boot on a
 # fresh image. Sets COMMITTED BEGUN CRASHED VERDICT FOUND, and HARNESS (a
 # reason) when the run itself went wrong (hang, no crash, no verdict).
 attempt() {
-	local fs=$1 dir=$2 seed=$3 crash=$4 dur=$5
+	local fs=$1 dir=$2 seed=$3 crash=$4 dur=$5 path=${6:-linux}
 	local img="$dir/disk.img" wlog="$dir/write.log" clog="$dir/check.log"
 	COMMITTED=0 BEGUN=0 CRASHED= VERDICT= FOUND= HARNESS= FLUSHES=?
 	rm -rf "$dir"
@@ -295,7 +295,7 @@ attempt() {
 		HARNESS="mkfs.$fs failed"
 		return
 	fi
-	boot "$wlog" "$img" "$fs" "awvm.mode=write awvm.fs=$fs awvm.seed=$seed awvm.crash=$crash awvm.durability=$dur" "$TMO" qmp
+	boot "$wlog" "$img" "$fs" "awvm.mode=write awvm.fs=$fs awvm.seed=$seed awvm.crash=$crash awvm.durability=$dur awvm.path=$path" "$TMO" qmp
 	FLUSHES=$(grep -a -o 'flush_operations=[0-9]*' "$wlog.qmp" 2>/dev/null | sed 's/.*=//')
 	COMMITTED=$(max_v "$wlog" COMMITTED)
 	BEGUN=$(max_v "$wlog" BEGIN)
@@ -329,20 +329,20 @@ attempt() {
 	fi
 }
 
-# one_point FS LABEL CRASH DURABILITY EXPECT(ok|violation)
+# one_point FS LABEL CRASH DURABILITY EXPECT(ok|violation) [PATH(linux|portable)]
 # A run that went wrong for harness reasons (a TCG guest hang, say) is
 # retried once from a fresh image and reported; a verdict is never retried.
 one_point() {
-	local fs=$1 label=$2 crash=$3 dur=$4 expect=$5
+	local fs=$1 label=$2 crash=$3 dur=$4 expect=$5 path=${6:-linux}
 	local dir="$WORK/runs/$fs-$label" seed result note=""
 	lcg 1000000
 	seed=$((SEED * 1000 + R)) # each point writes its own sizes and contents
-	attempt "$fs" "$dir" "$seed" "$crash" "$dur"
+	attempt "$fs" "$dir" "$seed" "$crash" "$dur" "$path"
 	if [ -n "$HARNESS" ]; then
 		note=" (retried after: $HARNESS)"
 		RETRIES=$((RETRIES + 1))
 		mv "$dir" "$dir.try1"
-		attempt "$fs" "$dir" "$seed" "$crash" "$dur"
+		attempt "$fs" "$dir" "$seed" "$crash" "$dur" "$path"
 	fi
 	FS_POINTS[$fs]=$((${FS_POINTS[$fs]:-0} + 1))
 	if [ -n "$HARNESS" ]; then
@@ -383,6 +383,10 @@ for fs in $FSLIST; do
 		ms=$((R + 300))
 		one_point "$fs" "random-$i" "random:$ms" full ok
 	done
+	# the portable path (named temp + rename) as used off Linux
+	one_point "$fs" portable-mid-5 mid-write:5 full ok portable
+	lcg 3500
+	one_point "$fs" portable-random "random:$((R + 300))" full ok portable
 	one_point "$fs" control-none after-commit:30 none violation
 	FS_TIME[$fs]=$(($(date +%s) - t))
 done

@@ -215,6 +215,14 @@ fn run_write(cfg: &Config) -> Result<ExitCode, String> {
             ));
         }
     };
+    // `linux`: O_TMPFILE + linkat fast path; `portable`: named temporary
+    // file + renameat, the path non-Linux systems take (and which can leave
+    // a temp behind on a crash, for the checker and `clean` to handle).
+    let portable = match cfg.get("path", "linux").as_str() {
+        "linux" => false,
+        "portable" => true,
+        p => return Err(format!("path `{p}`: expected linux or portable")),
+    };
     // The test directory itself is made durable before the first version,
     // so the test is about the file, not about mkdir.
     if !dir.exists() {
@@ -225,7 +233,7 @@ fn run_write(cfg: &Config) -> Result<ExitCode, String> {
     }
     fsync_dir(&dir)?;
     emit(&format!(
-        "READY mode=write dest={} seed={seed} crash={crash:?} durability={durability:?}",
+        "READY mode=write dest={} seed={seed} crash={crash:?} durability={durability:?} portable={portable}",
         dest.display()
     ));
     let start = Instant::now();
@@ -235,7 +243,7 @@ fn run_write(cfg: &Config) -> Result<ExitCode, String> {
             crash_kernel(&format!("random after {ms} ms"));
         });
     }
-    let opts = Options::new().durability(durability);
+    let opts = Options::new().durability(durability).portable(portable);
     for v in 1u64.. {
         let size = match crash {
             Crash::MidWrite(n) if n == v => MID_WRITE_SIZE,

@@ -53,6 +53,23 @@ fn committed_version_passes_the_check() {
 }
 
 #[test]
+fn portable_path_passes_the_check() {
+    let t = tempfile::tempdir().unwrap();
+    let out = guest(&[
+        "mode=write".into(),
+        format!("dir={}", t.path().display()),
+        "seed=7".into(),
+        "crash=none:6".into(),
+        "path=portable".into(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "writer failed: {stdout}");
+    assert!(stdout.contains("portable=true"), "{stdout}");
+    let (ok, out) = check(t.path(), 6, 6);
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn stale_version_is_a_violation() {
     let t = tempfile::tempdir().unwrap();
     write_versions(t.path(), 5);
