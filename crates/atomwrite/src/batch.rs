@@ -2,6 +2,7 @@
 //! once per batch instead of once per file.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::errno;
+use crate::dest::DirCache;
 use crate::options::{Durability, Options};
 use crate::sys;
 use crate::{AtomicFile, Error, Op, Receipt, Result};
@@ -67,6 +69,7 @@ pub struct Batch {
     opts: Options,
     sync: BatchSync,
     files: Vec<AtomicFile>,
+    dirs: DirCache,
 }
 
 impl Batch {
@@ -76,6 +79,7 @@ impl Batch {
             opts,
             sync: BatchSync::Auto,
             files: Vec::new(),
+            dirs: DirCache::default(),
         }
     }
 
@@ -99,7 +103,7 @@ impl Batch {
     pub fn add(&mut self, path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         let mut opts = self.opts.clone();
         opts.size_hint = Some(bytes.len() as u64);
-        let mut f = opts.open(path)?;
+        let mut f = AtomicFile::open_cached(path.as_ref(), &opts, Some(&mut self.dirs))?;
         f.write_all_bytes(bytes)?;
         self.files.push(f);
         Ok(())
@@ -112,7 +116,7 @@ impl Batch {
         reader: &mut dyn io::Read,
         source: &Path,
     ) -> Result<()> {
-        let mut f = self.opts.open(path)?;
+        let mut f = AtomicFile::open_cached(path.as_ref(), &self.opts, Some(&mut self.dirs))?;
         f.copy_from(reader, source)?;
         self.files.push(f);
         Ok(())
@@ -120,7 +124,7 @@ impl Batch {
 
     /// Opens a file to stream into; it is committed with the batch.
     pub fn open(&mut self, path: impl AsRef<Path>) -> Result<&mut AtomicFile> {
-        let f = self.opts.open(path)?;
+        let f = AtomicFile::open_cached(path.as_ref(), &self.opts, Some(&mut self.dirs))?;
         self.files.push(f);
         Ok(self.files.last_mut().expect("just pushed"))
     }
@@ -128,7 +132,8 @@ impl Batch {
     /// Opens a file with its own options (its durability is the batch's: the batch decides the
     /// flushes). Used by `cp` to give each copy its source's mode.
     pub fn open_with(&mut self, path: impl AsRef<Path>, opts: Options) -> Result<&mut AtomicFile> {
-        let f = opts.durability(self.opts.durability).open(path)?;
+        let opts = opts.durability(self.opts.durability);
+        let f = AtomicFile::open_cached(path.as_ref(), &opts, Some(&mut self.dirs))?;
         self.files.push(f);
         Ok(self.files.last_mut().expect("just pushed"))
     }
@@ -151,7 +156,7 @@ impl Batch {
         let mut dir_syncs = 0;
         if durability == Durability::Full {
             let mut seen = HashSet::new();
-            for f in &self.files {
+            for f in self.one_per_directory() {
                 let st = rustix::fs::fstat(f.dir_fd())
                     .map_err(|e| Error::new(Op::SyncDir, f.destination(), errno(e)))?;
                 if seen.insert((st.st_dev, st.st_ino)) {
@@ -174,6 +179,13 @@ impl Batch {
         })
     }
 
+    /// One file per distinct directory fd (files opened through the batch share them), so the
+    /// per-directory work below costs one `fstat` per directory, not per file.
+    fn one_per_directory(&self) -> impl Iterator<Item = &AtomicFile> {
+        let mut seen = HashSet::new();
+        self.files.iter().filter(move |f| seen.insert(Arc::as_ptr(f.dir_fd())))
+    }
+
     fn sync_data(&self) -> Result<usize> {
         let use_syncfs = match self.sync {
             BatchSync::Syncfs => true,
@@ -183,8 +195,8 @@ impl Batch {
         if use_syncfs {
             let mut seen = HashSet::new();
             let mut n = 0;
-            for f in &self.files {
-                let st = rustix::fs::fstat(f.file())
+            for f in self.one_per_directory() {
+                let st = rustix::fs::fstat(f.dir_fd())
                     .map_err(|e| Error::new(Op::SyncFile, f.destination(), errno(e)))?;
                 if seen.insert(st.st_dev) {
                     // One journal commit + device flush covers every temp on this filesystem.

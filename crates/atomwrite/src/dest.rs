@@ -1,10 +1,12 @@
 //! Resolving a destination: open its parent directory once (creating it durably if asked),
 //! follow or keep a final symlink, refuse anything that is not a regular file.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -28,7 +30,7 @@ pub(crate) struct Existing {
 /// A destination, resolved: its directory (held open for the whole write), its name in that
 /// directory, and what is there now.
 pub(crate) struct Dest {
-    pub dir: OwnedFd,
+    pub dir: Arc<OwnedFd>,
     pub dir_path: PathBuf,
     pub name: OsString,
     pub path: PathBuf,
@@ -53,13 +55,39 @@ pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
     Ok((parent, name.to_os_string()))
 }
 
-pub(crate) fn resolve(path: &Path, opts: &Options) -> Result<Dest> {
+/// Directories already opened by a [`Batch`](crate::Batch), so a thousand files in one
+/// directory cost one `open` + `fstatfs`, not a thousand.
+#[derive(Debug, Default)]
+pub(crate) struct DirCache {
+    map: HashMap<PathBuf, (Arc<OwnedFd>, FsInfo)>,
+}
+
+impl DirCache {
+    fn get(&mut self, parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
+        if let Some(hit) = self.map.get(parent) {
+            return Ok(hit.clone());
+        }
+        let opened = open_with_info(parent, opts)?;
+        self.map.insert(parent.to_path_buf(), opened.clone());
+        Ok(opened)
+    }
+}
+
+fn open_with_info(parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
+    let dir = open_dir(parent, !opts.no_create_dirs, opts.durability)?;
+    let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, parent, e))?;
+    Ok((Arc::new(dir), fs))
+}
+
+pub(crate) fn resolve(path: &Path, opts: &Options, mut cache: Option<&mut DirCache>) -> Result<Dest> {
     let mut cur = path.to_path_buf();
     for _ in 0..=MAX_HOPS {
         let (parent, name) = split(&cur)?;
-        let dir = open_dir(&parent, !opts.no_create_dirs, opts.durability)?;
+        let (dir, fs) = match cache.as_deref_mut() {
+            Some(c) => c.get(&parent, opts)?,
+            None => open_with_info(&parent, opts)?,
+        };
         let full = parent.join(&name);
-        let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &parent, e))?;
         if name.len() > fs.name_max {
             return Err(
                 Error::new(Op::CheckDestination, &full, errno(Errno::NAMETOOLONG)).with_hint(

@@ -6,13 +6,14 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::dest::{self, Existing};
+use crate::dest::{self, DirCache, Existing};
 use crate::error::errno;
 use crate::options::{Durability, Options};
 use crate::receipt::{self, Receipt};
@@ -83,7 +84,7 @@ enum Temp {
 #[derive(Debug)]
 pub struct AtomicFile {
     file: File,
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     dir_path: PathBuf,
     name: OsString,
     dest: PathBuf,
@@ -113,7 +114,12 @@ impl AtomicFile {
     }
 
     pub(crate) fn open_with(path: &Path, opts: &Options) -> Result<AtomicFile> {
-        let d = dest::resolve(path, opts)?;
+        Self::open_cached(path, opts, None)
+    }
+
+    /// Opens through a [`DirCache`] (batches reuse one directory fd per parent).
+    pub(crate) fn open_cached(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<AtomicFile> {
+        let d = dest::resolve(path, opts, cache)?;
         let portable = opts.portable || portable_env();
         let mut anon = None;
         let mut mode_is_final = false;
@@ -483,7 +489,7 @@ impl AtomicFile {
         &self.file
     }
 
-    pub(crate) fn dir_fd(&self) -> &OwnedFd {
+    pub(crate) fn dir_fd(&self) -> &Arc<OwnedFd> {
         &self.dir
     }
 
