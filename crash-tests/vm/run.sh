@@ -11,15 +11,19 @@
 #      and clean leftovers.
 # A negative control per filesystem (Durability::None, crash right after
 # commit) must be caught by the checker, proving the harness can see a loss.
+# Each write boot also reports how many FLUSH requests reached QEMU (QMP
+# query-blockstats), proving the guest's fsyncs reach the image file.
 #
 # Usage: crash-tests/vm/run.sh            (as root; see README.md)
 # Environment:
 #   AWVM_SEED=N         seed for sizes, contents and random crash times
 #   AWVM_FS="ext4 xfs btrfs"   filesystems to test
-#   AWVM_RANDOM=N       random crash points per filesystem (default 3)
-#   AWVM_ACCEL=kvm|tcg  force the accelerator (default: kvm if usable)
+#   AWVM_RANDOM=N       random crash points per filesystem (default 5)
+#   AWVM_ACCEL=kvm|tcg  force the accelerator (default: kvm if a probe boot works)
 #   AWVM_CACHE=none|writeback   QEMU cache mode (default none, see README)
-#   AWVM_GUEST_BIN=PATH use a prebuilt static guest instead of building
+#   AWVM_TIMEOUT=S      timeout of each boot (default 60 with KVM, 120 with TCG)
+#   AWVM_PVH=0          boot /boot/vmlinuz-* instead of its decompressed vmlinux
+#   AWVM_GUEST_BIN=PATH use a prebuilt static guest (atomwrite-vm-qmp beside it)
 #   AWVM_WORK=DIR       scratch directory (default crash-tests/vm/work)
 #   AWVM_KEEP=1         keep disk images of passing points
 set -uo pipefail
