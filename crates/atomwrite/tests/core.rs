@@ -693,3 +693,29 @@ fn long_streams_hash_correctly_with_the_parallel_hasher() {
         assert_eq!(fs::read(&p).unwrap(), data);
     }
 }
+
+mod manifest_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever bytes sit in a manifest (garbage, truncated JSON, wrong types), `verify`
+        /// reports a status and never panics or says `ok`.
+        #[test]
+        fn verify_never_trusts_a_corrupt_manifest(junk in proptest::collection::vec(any::<u8>(), 0..400), cut in 0usize..200) {
+            let d = tmp();
+            let p = d.path().join("data.csv");
+            atomwrite::write(&p, b"a,b\n1,2\n").unwrap();
+            let r = atomwrite::Options::new().write(&p, b"a,b\n1,2\n").unwrap();
+            atomwrite::write_manifest(&p, &r, &atomwrite::Options::new()).unwrap();
+            let mpath = atomwrite::manifest_path(&p);
+            let good = fs::read(&mpath).unwrap();
+            // Either random junk, or the real manifest cut short.
+            let bad = if junk.len() % 2 == 0 { junk } else { good[..cut.min(good.len().saturating_sub(1))].to_vec() };
+            fs::write(&mpath, &bad).unwrap();
+            let v = atomwrite::verify(&p);
+            prop_assert!(!v.is_ok(), "corrupt manifest accepted: {:?}", String::from_utf8_lossy(&bad));
+        }
+    }
+}
