@@ -424,23 +424,21 @@ impl AtomicFile {
         };
         let fd = self.file.as_fd();
         // Owner and group first: chown clears set-id bits, which the chmod below restores.
+        // Always attempted for a replaced file (a no-op when they are already ours): cheaper
+        // than asking for our own ids, which only matter if it fails.
         if let Some(ex) = self.existing {
-            let (euid, egid) = (
-                rustix::process::geteuid().as_raw(),
-                rustix::process::getegid().as_raw(),
+            let r = rfs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(ex.uid)),
+                Some(rustix::fs::Gid::from_raw(ex.gid)),
             );
-            if ex.uid != euid || ex.gid != egid {
-                let r = rfs::fchown(
-                    fd,
-                    Some(rustix::fs::Uid::from_raw(ex.uid)),
-                    Some(rustix::fs::Gid::from_raw(ex.gid)),
-                );
-                match r {
-                    Ok(()) => {}
-                    Err(Errno::PERM | Errno::INVAL)
-                        if !self.opts.preserve_owner_strict && euid != 0 => {}
-                    Err(e) => return Err(Error::new(Op::Chown, &self.dest, errno(e))),
-                }
+            match r {
+                Ok(()) => {}
+                // An unprivileged writer cannot give a file away: the new file is then the
+                // writer's (documented; `preserve_owner_strict` makes it an error).
+                Err(Errno::PERM | Errno::INVAL)
+                    if !self.opts.preserve_owner_strict && !rustix::process::geteuid().is_root() => {}
+                Err(e) => return Err(Error::new(Op::Chown, &self.dest, errno(e))),
             }
         }
         let mode = match (self.opts.mode, self.existing) {

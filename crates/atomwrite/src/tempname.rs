@@ -10,11 +10,32 @@ const SUFFIX: &[u8] = b".tmp";
 pub(crate) const OVERHEAD: usize = 2 + RANDOM_LEN + SUFFIX.len();
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// 16 characters from the kernel's CSPRNG (80 bits), so names cannot be predicted.
+/// 16 characters (80 bits) that cannot be predicted: SipHash-1-3 (a keyed PRF) of a counter,
+/// under a key std draws from the kernel's CSPRNG once per thread. Unpredictable without the
+/// key, like `getrandom` output, but without a syscall per name.
 pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
-    let mut raw = [0u8; RANDOM_LEN];
-    fill_random(&mut raw);
-    raw.map(|b| ALPHABET[(b & 31) as usize])
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static KEYED: (std::collections::hash_map::RandomState, std::cell::Cell<u64>) =
+            (std::collections::hash_map::RandomState::new(), std::cell::Cell::new(0));
+    }
+    let (a, b) = KEYED.with(|(key, counter)| {
+        let n = counter.get();
+        counter.set(n.wrapping_add(2));
+        let word = |i: u64| {
+            let mut h = key.build_hasher();
+            h.write_u64(i);
+            h.write_u32(std::process::id());
+            h.finish()
+        };
+        (word(n), word(n + 1))
+    });
+    let mut out = [0u8; RANDOM_LEN];
+    for (i, c) in out.iter_mut().enumerate() {
+        let bits = if i < 12 { a >> (5 * i) } else { b >> (5 * (i - 12)) };
+        *c = ALPHABET[(bits & 31) as usize];
+    }
+    out
 }
 
 pub(crate) fn fill_random(buf: &mut [u8]) {
