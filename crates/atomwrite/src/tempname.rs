@@ -22,10 +22,12 @@ pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
     let (a, b) = KEYED.with(|(key, counter)| {
         let n = counter.get();
         counter.set(n.wrapping_add(2));
+        // The pid keeps a forked child (same key, same counter) off its parent's names.
+        let pid = std::process::id();
         let word = |i: u64| {
             let mut h = key.build_hasher();
             h.write_u64(i);
-            h.write_u32(std::process::id());
+            h.write_u32(pid);
             h.finish()
         };
         (word(n), word(n + 1))
