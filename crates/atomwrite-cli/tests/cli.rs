@@ -33,7 +33,10 @@ fn temps_in(dir: &Path) -> Vec<PathBuf> {
 /// Runs `atomwrite ARGS` with `input` on stdin; returns (exit code, stdout, stderr).
 fn run(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut c = bin();
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -45,7 +48,11 @@ fn run(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> (i32, String, Strin
     });
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 const MODES: [&[(&str, &str)]; 2] = [&[], &[("ATOMWRITE_PORTABLE", "1")]];
@@ -69,7 +76,16 @@ fn write_from_a_file() {
     let src = d.path().join("src");
     fs::write(&src, b"from file\n").unwrap();
     let p = d.path().join("dst");
-    let (code, _, err) = run(&["write", "--from", src.to_str().unwrap(), p.to_str().unwrap()], b"", &[]);
+    let (code, _, err) = run(
+        &[
+            "write",
+            "--from",
+            src.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(fs::read(&p).unwrap(), b"from file\n");
 }
@@ -78,11 +94,24 @@ fn write_from_a_file() {
 fn json_prints_the_receipt() {
     let d = tmp();
     let p = d.path().join("r");
-    let (code, out, _) = run(&["write", "--json", "--run-id", "nightly-42", p.to_str().unwrap()], b"abc", &[]);
+    let (code, out, _) = run(
+        &[
+            "write",
+            "--json",
+            "--run-id",
+            "nightly-42",
+            p.to_str().unwrap(),
+        ],
+        b"abc",
+        &[],
+    );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["size"], 3);
-    assert_eq!(v["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        v["sha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(v["run_id"], "nightly-42");
     assert_eq!(v["durability"], "full");
     assert_eq!(v["path"], p.to_str().unwrap());
@@ -92,7 +121,11 @@ fn json_prints_the_receipt() {
 #[test]
 fn quiet_prints_nothing_on_success() {
     let d = tmp();
-    let (code, out, err) = run(&["write", "-q", d.path().join("q").to_str().unwrap()], b"x", &[]);
+    let (code, out, err) = run(
+        &["write", "-q", d.path().join("q").to_str().unwrap()],
+        b"x",
+        &[],
+    );
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
 }
 
@@ -102,7 +135,11 @@ fn no_clobber_on_an_existing_file_exits_3_and_changes_nothing() {
         let d = tmp();
         let p = d.path().join("once");
         fs::write(&p, b"first").unwrap();
-        let (code, _, err) = run(&["write", "--no-clobber", p.to_str().unwrap()], b"second", env);
+        let (code, _, err) = run(
+            &["write", "--no-clobber", p.to_str().unwrap()],
+            b"second",
+            env,
+        );
         assert_eq!(code, 3, "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("already exists"), "{err}");
@@ -137,7 +174,10 @@ fn a_directory_destination_fails_with_one_line_naming_the_path() {
     let (code, _, err) = run(&["write", sub.to_str().unwrap()], b"x", &[]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("is a directory") && err.contains(sub.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("is a directory") && err.contains(sub.to_str().unwrap()),
+        "{err}"
+    );
     assert!(fs::read_dir(&sub).unwrap().next().is_none());
     assert!(temps_in(d.path()).is_empty());
 }
@@ -147,7 +187,12 @@ fn a_fifo_destination_is_refused_without_blocking() {
     let d = tmp();
     let p = d.path().join("fifo");
     assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
-    let mut child = bin().args(["write", p.to_str().unwrap()]).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .args(["write", p.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -166,9 +211,16 @@ fn a_fifo_destination_is_refused_without_blocking() {
 fn no_create_dirs_fails_when_the_parent_is_missing() {
     let d = tmp();
     let p = d.path().join("missing/out");
-    let (code, _, err) = run(&["write", "--no-create-dirs", p.to_str().unwrap()], b"x", &[]);
+    let (code, _, err) = run(
+        &["write", "--no-create-dirs", p.to_str().unwrap()],
+        b"x",
+        &[],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains("open directory") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("open directory") && err.contains("missing"),
+        "{err}"
+    );
     assert!(!d.path().join("missing").exists());
     let (code, _, _) = run(&["write", p.to_str().unwrap()], b"x", &[]);
     assert_eq!(code, 0);
@@ -183,16 +235,27 @@ fn umask_is_honoured_for_new_files_and_mode_is_exact() {
         let p = d.path().join(format!("u{umask}"));
         let st = Command::new("sh")
             .arg("-c")
-            .arg(format!("umask {umask}; echo hi | '{}' write '{}'", bin.display(), p.display()))
+            .arg(format!(
+                "umask {umask}; echo hi | '{}' write '{}'",
+                bin.display(),
+                p.display()
+            ))
             .status()
             .unwrap();
         assert!(st.success());
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, want, "umask {umask}");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            want,
+            "umask {umask}"
+        );
     }
     let p = d.path().join("exact");
     let (code, _, _) = run(&["write", "--mode", "0751", p.to_str().unwrap()], b"x", &[]);
     assert_eq!(code, 0);
-    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o751);
+    assert_eq!(
+        fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+        0o751
+    );
 }
 
 #[test]
@@ -202,20 +265,36 @@ fn no_follow_replaces_the_link() {
     fs::write(&target, b"keep").unwrap();
     let link = d.path().join("link");
     std::os::unix::fs::symlink("target", &link).unwrap();
-    assert_eq!(run(&["write", link.to_str().unwrap()], b"via link", &[]).0, 0);
+    assert_eq!(
+        run(&["write", link.to_str().unwrap()], b"via link", &[]).0,
+        0
+    );
     assert_eq!(fs::read(&target).unwrap(), b"via link");
-    assert_eq!(run(&["write", "--no-follow", link.to_str().unwrap()], b"own file", &[]).0, 0);
+    assert_eq!(
+        run(
+            &["write", "--no-follow", link.to_str().unwrap()],
+            b"own file",
+            &[]
+        )
+        .0,
+        0
+    );
     assert!(fs::symlink_metadata(&link).unwrap().is_file());
     assert_eq!(fs::read(&target).unwrap(), b"via link");
 }
 
 /// Starts a writer, feeds part of the stream, sends `sig` mid-stream.
-fn interrupt_mid_stream(sig: i32, env: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, Option<i32>) {
+fn interrupt_mid_stream(
+    sig: i32,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf, Option<i32>) {
     let d = tmp();
     let p = d.path().join("dst");
     fs::write(&p, b"old complete version").unwrap();
     let mut c = bin();
-    c.args(["write", p.to_str().unwrap()]).stdin(Stdio::piped()).stderr(Stdio::piped());
+    c.args(["write", p.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -242,7 +321,10 @@ fn sigterm_and_sigint_mid_stream_leave_the_destination_and_no_temp() {
             let (d, p, got) = interrupt_mid_stream(sig, env);
             assert_eq!(got, Some(code), "signal {sig} {env:?}");
             assert_eq!(fs::read(&p).unwrap(), b"old complete version");
-            assert!(temps_in(d.path()).is_empty(), "signal {sig} {env:?}: temp left");
+            assert!(
+                temps_in(d.path()).is_empty(),
+                "signal {sig} {env:?}: temp left"
+            );
         }
     }
 }
@@ -254,9 +336,16 @@ fn sigkill_mid_stream_leaves_the_destination_and_clean_removes_any_temp() {
         assert_eq!(got, None, "killed by a signal");
         assert_eq!(fs::read(&p).unwrap(), b"old complete version");
         if env.is_empty() {
-            assert!(temps_in(d.path()).is_empty(), "O_TMPFILE leaves nothing on SIGKILL");
+            assert!(
+                temps_in(d.path()).is_empty(),
+                "O_TMPFILE leaves nothing on SIGKILL"
+            );
         }
-        let (code, _, err) = run(&["clean", "--older-than", "0s", d.path().to_str().unwrap()], b"", &[]);
+        let (code, _, err) = run(
+            &["clean", "--older-than", "0s", d.path().to_str().unwrap()],
+            b"",
+            &[],
+        );
         assert_eq!(code, 0, "{err}");
         assert!(temps_in(d.path()).is_empty());
         assert_eq!(fs::read(&p).unwrap(), b"old complete version");
@@ -269,22 +358,36 @@ fn clean_json_reports_and_dry_run_keeps() {
     let stale = d.path().join(".x.abcdefghijklmnop.tmp");
     fs::write(&stale, b"12345").unwrap();
     let dir = d.path().to_str().unwrap();
-    let (code, out, _) = run(&["clean", "--dry-run", "--json", "--older-than", "0", dir], b"", &[]);
+    let (code, out, _) = run(
+        &["clean", "--dry-run", "--json", "--older-than", "0", dir],
+        b"",
+        &[],
+    );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["removed"][0], stale.to_str().unwrap());
     assert_eq!(v["bytes"], 5);
     assert!(stale.exists());
-    assert_eq!(run(&["clean", "-q", "--older-than", "0", dir], b"", &[]).0, 0);
+    assert_eq!(
+        run(&["clean", "-q", "--older-than", "0", dir], b"", &[]).0,
+        0
+    );
     assert!(!stale.exists());
 }
 
 // ---- syscall order, observed with strace ---------------------------------------------------
 
 fn strace_available() -> bool {
-    let ok = Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must have strace installed");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have strace installed"
+        );
         eprintln!("SKIP: strace not installed");
     }
     ok
@@ -296,12 +399,21 @@ fn trace(durability: &str, env: &[(&str, &str)], dst: &Path) -> Vec<String> {
     let bin = assert_cmd::cargo::cargo_bin("atomwrite");
     let mut c = Command::new("strace");
     c.args(["-f", "-qq", "-o"]).arg(&log);
-    c.args(["-e", "trace=openat,write,fsync,fdatasync,syncfs,rename,renameat,renameat2,linkat,fchmod"]);
-    c.arg(&bin).args(["write", "--durability", durability]).arg(dst);
+    c.args([
+        "-e",
+        "trace=openat,write,fsync,fdatasync,syncfs,rename,renameat,renameat2,linkat,fchmod",
+    ]);
+    c.arg(&bin)
+        .args(["write", "--durability", durability])
+        .arg(dst);
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"payload").unwrap();
     assert!(child.wait().unwrap().success());
     let text = fs::read_to_string(&log).unwrap();
@@ -312,9 +424,12 @@ fn trace(durability: &str, env: &[(&str, &str)], dst: &Path) -> Vec<String> {
             let name = l.split('(').next()?;
             match name {
                 "write" if l.contains("\"payload\"") => Some("write-data".to_string()),
-                "fsync" | "fdatasync" | "syncfs" | "renameat" | "renameat2" | "rename" | "fchmod" => Some(name.to_string()),
+                "fsync" | "fdatasync" | "syncfs" | "renameat" | "renameat2" | "rename"
+                | "fchmod" => Some(name.to_string()),
                 "linkat" => Some("linkat".to_string()),
-                "openat" if l.contains("O_TMPFILE") || l.contains("O_EXCL") => Some("create-temp".to_string()),
+                "openat" if l.contains("O_TMPFILE") || l.contains("O_EXCL") => {
+                    Some("create-temp".to_string())
+                }
                 _ => None,
             }
         })
@@ -322,7 +437,9 @@ fn trace(durability: &str, env: &[(&str, &str)], dst: &Path) -> Vec<String> {
 }
 
 fn pos(t: &[String], what: &str) -> usize {
-    t.iter().position(|s| s == what).unwrap_or_else(|| panic!("{what} missing from {t:?}"))
+    t.iter()
+        .position(|s| s == what)
+        .unwrap_or_else(|| panic!("{what} missing from {t:?}"))
 }
 
 #[test]
@@ -335,11 +452,26 @@ fn syscall_order_data_fsync_before_rename_dir_fsync_after() {
         let p = d.path().join("f");
         fs::write(&p, b"old").unwrap();
         let t = trace("full", env, &p);
-        let (create, write, rename) = (pos(&t, "create-temp"), pos(&t, "write-data"), pos(&t, "renameat"));
-        let fsyncs: Vec<usize> = t.iter().enumerate().filter(|(_, s)| *s == "fsync").map(|(i, _)| i).collect();
+        let (create, write, rename) = (
+            pos(&t, "create-temp"),
+            pos(&t, "write-data"),
+            pos(&t, "renameat"),
+        );
+        let fsyncs: Vec<usize> = t
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| *s == "fsync")
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(fsyncs.len(), 2, "{env:?}: {t:?}");
-        assert!(create < write && write < fsyncs[0] && fsyncs[0] < rename && rename < fsyncs[1], "{env:?}: {t:?}");
-        assert!(pos(&t, "fchmod") < rename, "mode must be set before the file is visible: {t:?}");
+        assert!(
+            create < write && write < fsyncs[0] && fsyncs[0] < rename && rename < fsyncs[1],
+            "{env:?}: {t:?}"
+        );
+        assert!(
+            pos(&t, "fchmod") < rename,
+            "mode must be set before the file is visible: {t:?}"
+        );
         if env.is_empty() {
             assert!(pos(&t, "linkat") < rename, "{t:?}");
         }
@@ -369,7 +501,11 @@ fn syscall_order_none_has_no_fsync_at_all() {
     for env in MODES {
         let d = tmp();
         let t = trace("none", env, &d.path().join("f"));
-        assert!(!t.iter().any(|s| s == "fsync" || s == "fdatasync" || s == "syncfs"), "{env:?}: {t:?}");
+        assert!(
+            !t.iter()
+                .any(|s| s == "fsync" || s == "fdatasync" || s == "syncfs"),
+            "{env:?}: {t:?}"
+        );
         pos(&t, "renameat");
     }
 }
@@ -385,16 +521,36 @@ fn cp_copies_bytes_and_gives_a_new_file_the_source_mode() {
         fs::write(&src, &data).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o750)).unwrap();
         let dst = d.path().join("dst");
-        let (code, out, err) = run(&["cp", "--json", src.to_str().unwrap(), dst.to_str().unwrap()], b"", env);
+        let (code, out, err) = run(
+            &["cp", "--json", src.to_str().unwrap(), dst.to_str().unwrap()],
+            b"",
+            env,
+        );
         assert_eq!(code, 0, "{err}");
         assert_eq!(fs::read(&dst).unwrap(), data);
-        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o7777, 0o750);
+        assert_eq!(
+            fs::metadata(&dst).unwrap().permissions().mode() & 0o7777,
+            0o750
+        );
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        assert!(["reflink", "copy_file_range", "buffered"].contains(&v["method"].as_str().unwrap()));
+        assert!(
+            ["reflink", "copy_file_range", "buffered"].contains(&v["method"].as_str().unwrap())
+        );
         // An existing destination keeps its own mode.
         fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(run(&["cp", "-q", src.to_str().unwrap(), dst.to_str().unwrap()], b"", env).0, 0);
-        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            run(
+                &["cp", "-q", src.to_str().unwrap(), dst.to_str().unwrap()],
+                b"",
+                env
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            fs::metadata(&dst).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
         assert!(temps_in(d.path()).is_empty());
     }
 }
@@ -404,10 +560,23 @@ fn cp_checksum_matches_the_source() {
     let d = tmp();
     let src = d.path().join("src");
     fs::write(&src, b"abc").unwrap();
-    let (code, out, _) = run(&["cp", "--json", "--checksum", src.to_str().unwrap(), d.path().join("x").to_str().unwrap()], b"", &[]);
+    let (code, out, _) = run(
+        &[
+            "cp",
+            "--json",
+            "--checksum",
+            src.to_str().unwrap(),
+            d.path().join("x").to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        v["sha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(v["method"], "buffered");
 }
 
@@ -430,7 +599,10 @@ fn cp_many_sources_into_a_directory_is_one_batch() {
     assert_eq!(v["files"].as_array().unwrap().len(), 20);
     assert_eq!(v["dir_syncs"], 1);
     for i in 0..20 {
-        assert_eq!(fs::read_to_string(out_dir.join(format!("part-{i:02}.csv"))).unwrap(), format!("row {i}\n"));
+        assert_eq!(
+            fs::read_to_string(out_dir.join(format!("part-{i:02}.csv"))).unwrap(),
+            format!("row {i}\n")
+        );
     }
 }
 
@@ -440,19 +612,49 @@ fn cp_failures_are_clean() {
     let dst = d.path().join("dst");
     fs::write(&dst, b"old").unwrap();
     // Missing source: exit 1, destination unchanged.
-    let (code, _, err) = run(&["cp", d.path().join("nope").to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    let (code, _, err) = run(
+        &[
+            "cp",
+            d.path().join("nope").to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("nope") && err.lines().count() == 1, "{err}");
     // A directory as source: usage error.
-    let (code, _, _) = run(&["cp", d.path().to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    let (code, _, _) = run(
+        &["cp", d.path().to_str().unwrap(), dst.to_str().unwrap()],
+        b"",
+        &[],
+    );
     assert_eq!(code, 2);
     // Several sources into a non-directory: usage error.
-    let (code, _, _) = run(&["cp", dst.to_str().unwrap(), dst.to_str().unwrap(), d.path().join("f").to_str().unwrap()], b"", &[]);
+    let (code, _, _) = run(
+        &[
+            "cp",
+            dst.to_str().unwrap(),
+            dst.to_str().unwrap(),
+            d.path().join("f").to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
     assert_eq!(code, 2);
     // Create-only conflict: exit 3.
     let src = d.path().join("src");
     fs::write(&src, b"new").unwrap();
-    let (code, _, _) = run(&["cp", "--no-clobber", src.to_str().unwrap(), dst.to_str().unwrap()], b"", &[]);
+    let (code, _, _) = run(
+        &[
+            "cp",
+            "--no-clobber",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
     assert_eq!(code, 3);
     assert_eq!(fs::read(&dst).unwrap(), b"old");
     assert!(temps_in(d.path()).is_empty());

@@ -273,7 +273,13 @@ fn conflict_exits_3_with_a_json_error() {
     assert_eq!(v["error"]["exit_code"], 3);
     assert_eq!(v["error"]["kind"], "AlreadyExists");
     assert!(v["error"]["message"].is_string());
-    assert!(v["error"]["operation"].as_str().unwrap().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    assert!(
+        v["error"]["operation"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+    );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert_eq!(fs::read(&p).unwrap(), b"old");
 }
@@ -857,7 +863,9 @@ fn publish_latest_versions_verify_run_json_shapes() {
     assert_eq!(out.code, 0);
     let v = json(&out.stdout);
     assert_eq!(keys(&v), ["current", "dst", "versions"]);
-    let list = v["versions"].as_array().expect("versions --json has a versions array");
+    let list = v["versions"]
+        .as_array()
+        .expect("versions --json has a versions array");
     assert_eq!(list.len(), 2);
     for k in [
         "version",

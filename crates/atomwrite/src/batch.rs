@@ -2,15 +2,15 @@
 //! once per batch instead of once per file.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::error::errno;
 use crate::dest::DirCache;
+use crate::error::errno;
 use crate::options::{Durability, Options};
 use crate::sys;
 use crate::{AtomicFile, Error, Op, Receipt, Result};
@@ -183,7 +183,9 @@ impl Batch {
     /// per-directory work below costs one `fstat` per directory, not per file.
     fn one_per_directory(&self) -> impl Iterator<Item = &AtomicFile> {
         let mut seen = HashSet::new();
-        self.files.iter().filter(move |f| seen.insert(Arc::as_ptr(f.dir_fd())))
+        self.files
+            .iter()
+            .filter(move |f| seen.insert(Arc::as_ptr(f.dir_fd())))
     }
 
     fn sync_data(&self) -> Result<usize> {

@@ -104,11 +104,17 @@ fn clean_dir(
         }
         let path = dir.join(name);
         if entry.file_type() == FileType::Directory
-            && let Some(dst) = name.as_bytes().strip_suffix(b".versions").filter(|d| !d.is_empty())
+            && let Some(dst) = name
+                .as_bytes()
+                .strip_suffix(b".versions")
+                .filter(|d| !d.is_empty())
         {
             // A publisher that crashed between writing a version and swapping the pointer left
             // an unreferenced version: found and removed under the publishers' lock.
-            let r = crate::versions::clean_versions(dir.join(std::ffi::OsStr::from_bytes(dst)), opts.dry_run)?;
+            let r = crate::versions::clean_versions(
+                dir.join(std::ffi::OsStr::from_bytes(dst)),
+                opts.dry_run,
+            )?;
             report.removed.extend(r.removed);
         }
         if is_temp_name(name) {

@@ -79,7 +79,11 @@ fn open_with_info(parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo
     Ok((Arc::new(dir), fs))
 }
 
-pub(crate) fn resolve(path: &Path, opts: &Options, mut cache: Option<&mut DirCache>) -> Result<Dest> {
+pub(crate) fn resolve(
+    path: &Path,
+    opts: &Options,
+    mut cache: Option<&mut DirCache>,
+) -> Result<Dest> {
     let mut cur = path.to_path_buf();
     for _ in 0..=MAX_HOPS {
         let (parent, name) = split(&cur)?;

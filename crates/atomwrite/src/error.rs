@@ -282,7 +282,10 @@ fn permission_hint(op: Op, path: &Path) -> String {
     };
     let denied = |p: &Path, a: Access| accessat(CWD, p, a, AtFlags::EACCESS).is_err();
     let uid = rustix::process::geteuid().as_raw();
-    let mut chain: Vec<&Path> = dir.ancestors().filter(|a| !a.as_os_str().is_empty()).collect();
+    let mut chain: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .collect();
     chain.reverse();
     // Every directory above the one used must be searchable; so must the one used.
     for a in chain {
@@ -335,9 +338,9 @@ fn name_too_long_hint(path: &Path, path2: Option<&Path>) -> String {
                 c.len()
             )
         }
-        _ if total >= 4096 => format!(
-            "the path is {total} bytes; Linux limits a path to PATH_MAX = 4096 bytes"
-        ),
+        _ if total >= 4096 => {
+            format!("the path is {total} bytes; Linux limits a path to PATH_MAX = 4096 bytes")
+        }
         _ => "a file name exceeds the filesystem's NAME_MAX (255 bytes on most filesystems; \
               `atomwrite doctor DIR` shows the limit there)"
             .into(),
@@ -393,7 +396,10 @@ mod tests {
         let long = format!("d/{}", "n".repeat(256));
         let e = Error::new(Op::Inspect, &long, io::Error::from_raw_os_error(36));
         let s = e.to_string();
-        assert!(s.contains("is 256 bytes") && s.contains("NAME_MAX = 255"), "{s}");
+        assert!(
+            s.contains("is 256 bytes") && s.contains("NAME_MAX = 255"),
+            "{s}"
+        );
         let e = Error::new(Op::CreateTemp, "ro/x", io::Error::from_raw_os_error(13));
         assert!(e.to_string().contains("directory `ro`"), "{e}");
         let e = Error::new(Op::OpenDir, "/x/y", io::Error::from_raw_os_error(13));

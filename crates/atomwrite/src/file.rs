@@ -118,7 +118,11 @@ impl AtomicFile {
     }
 
     /// Opens through a [`DirCache`] (batches reuse one directory fd per parent).
-    pub(crate) fn open_cached(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<AtomicFile> {
+    pub(crate) fn open_cached(
+        path: &Path,
+        opts: &Options,
+        cache: Option<&mut DirCache>,
+    ) -> Result<AtomicFile> {
         let d = dest::resolve(path, opts, cache)?;
         let portable = opts.portable || portable_env();
         let mut anon = None;
@@ -250,7 +254,12 @@ impl AtomicFile {
     /// The rest of [`copy_from`](Self::copy_from) with sha256 computed by a helper thread:
     /// the stream then costs max(read + write, hash) instead of their sum. Three 1 MiB buffers
     /// rotate between this thread and the hasher, so memory stays bounded.
-    fn copy_from_hashing_aside(&mut self, reader: &mut dyn io::Read, source_name: &Path, mut total: u64) -> Result<u64> {
+    fn copy_from_hashing_aside(
+        &mut self,
+        reader: &mut dyn io::Read,
+        source_name: &Path,
+        mut total: u64,
+    ) -> Result<u64> {
         let mut hasher = self.hasher.take().expect("checked by the caller");
         let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -284,7 +293,9 @@ impl AtomicFile {
                 self.len = self.len.max(self.pos);
                 self.hashed += n as u64;
                 total += n as u64;
-                to_hash.send((buf, n)).expect("the hasher runs until the channel closes");
+                to_hash
+                    .send((buf, n))
+                    .expect("the hasher runs until the channel closes");
             };
             drop(to_hash);
             (result, worker.join().expect("hasher thread panicked"))
@@ -300,7 +311,10 @@ impl AtomicFile {
     /// followed by a full read would cost the same and touch the data twice).
     /// Returns the number of bytes copied and how ([`CopyMethod`]).
     pub fn copy_from_file(&mut self, src: &File, src_name: &Path) -> Result<(u64, CopyMethod)> {
-        let size = src.metadata().map_err(|e| Error::new(Op::Read, src_name, e))?.len();
+        let size = src
+            .metadata()
+            .map_err(|e| Error::new(Op::Read, src_name, e))?
+            .len();
         if self.hasher.is_some() {
             let mut r = src;
             let n = self.copy_from(&mut r, src_name)?;
@@ -311,7 +325,9 @@ impl AtomicFile {
                 Ok(true) => {
                     self.len = size;
                     self.pos = size;
-                    self.file.seek(SeekFrom::Start(size)).map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
+                    self.file
+                        .seek(SeekFrom::Start(size))
+                        .map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
                     return Ok((size, CopyMethod::Reflink));
                 }
                 Ok(false) => {}
@@ -333,7 +349,14 @@ impl AtomicFile {
                     method = CopyMethod::Buffered;
                     break;
                 }
-                Ok(None) => return Err(Error::new2(Op::Copy, src_name, &self.dest, errno(Errno::XDEV))),
+                Ok(None) => {
+                    return Err(Error::new2(
+                        Op::Copy,
+                        src_name,
+                        &self.dest,
+                        errno(Errno::XDEV),
+                    ));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
             }
@@ -437,7 +460,8 @@ impl AtomicFile {
                 // An unprivileged writer cannot give a file away: the new file is then the
                 // writer's (documented; `preserve_owner_strict` makes it an error).
                 Err(Errno::PERM | Errno::INVAL)
-                    if !self.opts.preserve_owner_strict && !rustix::process::geteuid().is_root() => {}
+                    if !self.opts.preserve_owner_strict
+                        && !rustix::process::geteuid().is_root() => {}
                 Err(e) => return Err(Error::new(Op::Chown, &self.dest, errno(e))),
             }
         }

@@ -93,20 +93,20 @@ mod receipt;
 mod sys;
 mod tempname;
 
-pub mod manifest;
-pub mod versions;
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod manifest;
+pub mod versions;
 
 pub use batch::{Batch, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::{AtomicFile, CopyMethod};
+pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use options::{Durability, Options, SymlinkPolicy};
 pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
-pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionRef, VersionsCleanReport,
     clean_versions, latest, versions,

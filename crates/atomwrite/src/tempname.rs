@@ -34,7 +34,11 @@ pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
     });
     let mut out = [0u8; RANDOM_LEN];
     for (i, c) in out.iter_mut().enumerate() {
-        let bits = if i < 12 { a >> (5 * i) } else { b >> (5 * (i - 12)) };
+        let bits = if i < 12 {
+            a >> (5 * i)
+        } else {
+            b >> (5 * (i - 12))
+        };
         *c = ALPHABET[(bits & 31) as usize];
     }
     out

@@ -56,7 +56,10 @@ fn need_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI must run as root");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: CI must run as root"
+    );
     eprintln!("SKIP {test}: needs root (mount/chown)");
     false
 }
@@ -70,7 +73,10 @@ fn write_creates_the_file_with_exactly_the_bytes() {
         let r = o.write(&p, &data).unwrap();
         assert_eq!(fs::read(&p).unwrap(), data);
         assert_eq!(r.size, data.len() as u64);
-        assert_eq!(r.sha256.as_deref(), Some(hex::encode(Sha256::digest(&data)).as_str()));
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&data)).as_str())
+        );
         assert_eq!(r.path, p);
         assert_no_temps(d.path());
     }
@@ -82,7 +88,8 @@ fn repeated_overwrites_leave_the_last_complete_version() {
         let d = tmp();
         let p = d.path().join("state.json");
         for i in 0..50 {
-            o.write(&p, format!("version {i}\n").repeat(i + 1).as_bytes()).unwrap();
+            o.write(&p, format!("version {i}\n").repeat(i + 1).as_bytes())
+                .unwrap();
         }
         assert_eq!(fs::read_to_string(&p).unwrap(), "version 49\n".repeat(50));
         assert_no_temps(d.path());
@@ -134,7 +141,11 @@ fn existing_modes_0600_and_0755_are_preserved() {
             fs::write(&p, b"old").unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
             o.write(&p, b"new").unwrap();
-            assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, mode, "mode {mode:o} not kept");
+            assert_eq!(
+                fs::metadata(&p).unwrap().mode() & 0o7777,
+                mode,
+                "mode {mode:o} not kept"
+            );
         }
     }
 }
@@ -210,7 +221,9 @@ fn a_fifo_destination_is_refused_without_blocking() {
     std::thread::spawn(move || {
         let _ = tx.send(atomwrite::write(&p2, b"x").map_err(|e| (e.kind(), e.to_string())));
     });
-    let r = rx.recv_timeout(Duration::from_secs(20)).expect("write blocked on a FIFO");
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("write blocked on a FIFO");
     let (kind, msg) = r.unwrap_err();
     assert_eq!(kind, std::io::ErrorKind::InvalidInput);
     assert!(msg.contains("FIFO"), "{msg}");
@@ -254,7 +267,12 @@ fn symlink_follow_writes_the_target_and_keeps_the_link() {
         let link = d.path().join("config");
         std::os::unix::fs::symlink("real/config", &link).unwrap();
         let r = o.write(&link, b"new").unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read_link(&link).unwrap(), Path::new("real/config"));
         assert_eq!(fs::read(&target).unwrap(), b"new");
         assert_eq!(r.path, d.path().join("real/config"));
@@ -271,7 +289,12 @@ fn symlink_chain_is_followed_to_the_end() {
     std::os::unix::fs::symlink("l1", d.path().join("l2")).unwrap();
     atomwrite::write(d.path().join("l2"), b"new").unwrap();
     assert_eq!(fs::read(&target).unwrap(), b"new");
-    assert!(fs::symlink_metadata(d.path().join("l1")).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(d.path().join("l1"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -291,7 +314,12 @@ fn dangling_symlink_creates_its_target() {
         let link = d.path().join("link");
         std::os::unix::fs::symlink("sub/target", &link).unwrap();
         o.write(&link, b"made").unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read(d.path().join("sub/target")).unwrap(), b"made");
     }
 }
@@ -304,7 +332,9 @@ fn symlink_replace_replaces_the_link_itself() {
         fs::write(&target, b"untouched").unwrap();
         let link = d.path().join("link");
         std::os::unix::fs::symlink("target", &link).unwrap();
-        o.symlinks(SymlinkPolicy::Replace).write(&link, b"file now").unwrap();
+        o.symlinks(SymlinkPolicy::Replace)
+            .write(&link, b"file now")
+            .unwrap();
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
         assert_eq!(fs::read(&link).unwrap(), b"file now");
         assert_eq!(fs::read(&target).unwrap(), b"untouched");
@@ -360,7 +390,10 @@ fn seeking_back_still_gives_the_right_checksum() {
         f.write_all(b"!").unwrap();
         let r = f.commit().unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"Jello world!");
-        assert_eq!(r.sha256.unwrap(), hex::encode(Sha256::digest(b"Jello world!")));
+        assert_eq!(
+            r.sha256.unwrap(),
+            hex::encode(Sha256::digest(b"Jello world!"))
+        );
         assert_eq!(r.size, 12);
     }
 }
@@ -368,7 +401,10 @@ fn seeking_back_still_gives_the_right_checksum() {
 #[test]
 fn checksum_can_be_turned_off() {
     let d = tmp();
-    let r = Options::new().checksum(false).write(d.path().join("f"), b"x").unwrap();
+    let r = Options::new()
+        .checksum(false)
+        .write(d.path().join("f"), b"x")
+        .unwrap();
     assert_eq!(r.sha256, None);
 }
 
@@ -391,7 +427,9 @@ fn concurrent_writers_and_readers_never_see_a_torn_file() {
         let d = tmp();
         let p = d.path().join("shared");
         let payload = |w: usize, i: usize| -> Vec<u8> {
-            let body: Vec<u8> = format!("{w}:{i};").repeat(200 + (w * 31 + i * 17) % 900).into_bytes();
+            let body: Vec<u8> = format!("{w}:{i};")
+                .repeat(200 + (w * 31 + i * 17) % 900)
+                .into_bytes();
             let mut v = format!("{:016x}", body.len()).into_bytes();
             v.extend_from_slice(&body);
             v
@@ -413,7 +451,8 @@ fn concurrent_writers_and_readers_never_see_a_torn_file() {
                     let mut reads = 0;
                     while !done.load(std::sync::atomic::Ordering::Relaxed) || reads < 10 {
                         let b = fs::read(&p).unwrap();
-                        let len = usize::from_str_radix(std::str::from_utf8(&b[..16]).unwrap(), 16).unwrap();
+                        let len = usize::from_str_radix(std::str::from_utf8(&b[..16]).unwrap(), 16)
+                            .unwrap();
                         assert_eq!(b.len(), 16 + len, "torn read");
                         let first = b[16..].split(|c| *c == b';').next().unwrap().to_vec();
                         for rec in b[16..].split(|c| *c == b';').filter(|r| !r.is_empty()) {
@@ -440,15 +479,30 @@ fn clean_removes_only_old_unlocked_temps_of_our_shape() {
     let stale = dir.join(".out.abcdefghijklmnop.tmp");
     fs::write(&stale, b"stale").unwrap();
     // Someone else's files that merely look similar.
-    let foreign = [dir.join(".out.tmp"), dir.join("out.abcdefghijklmnop.tmp"), dir.join(".out.ABCDEFGHIJKLMNOP.tmp")];
+    let foreign = [
+        dir.join(".out.tmp"),
+        dir.join("out.abcdefghijklmnop.tmp"),
+        dir.join(".out.ABCDEFGHIJKLMNOP.tmp"),
+    ];
     for f in &foreign {
         fs::write(f, b"not ours").unwrap();
     }
     // A live writer's temp (portable path: named + flocked).
-    let live = Options::new().portable(true).open(dir.join("live")).unwrap();
+    let live = Options::new()
+        .portable(true)
+        .open(dir.join("live"))
+        .unwrap();
     let live_temp = live.temp_path().unwrap();
     // Dry run first: reports, removes nothing.
-    let r = atomwrite::clean_with(dir, &CleanOptions { older_than: Duration::ZERO, dry_run: true, recursive: false }).unwrap();
+    let r = atomwrite::clean_with(
+        dir,
+        &CleanOptions {
+            older_than: Duration::ZERO,
+            dry_run: true,
+            recursive: false,
+        },
+    )
+    .unwrap();
     assert_eq!(r.removed, vec![stale.clone()]);
     assert!(stale.exists());
     // Young temps are kept.
@@ -476,7 +530,15 @@ fn clean_recursive_descends_without_following_symlinks() {
     fs::create_dir(d.path().join("sub")).unwrap();
     fs::write(d.path().join("sub/.y.abcdefghijklmnop.tmp"), b"stale").unwrap();
     std::os::unix::fs::symlink(outside.path(), d.path().join("link")).unwrap();
-    let r = atomwrite::clean_with(d.path(), &CleanOptions { older_than: Duration::ZERO, dry_run: false, recursive: true }).unwrap();
+    let r = atomwrite::clean_with(
+        d.path(),
+        &CleanOptions {
+            older_than: Duration::ZERO,
+            dry_run: false,
+            recursive: true,
+        },
+    )
+    .unwrap();
     assert_eq!(r.removed.len(), 1);
     assert!(outside.path().join(".x.abcdefghijklmnop.tmp").exists());
 }
@@ -484,18 +546,28 @@ fn clean_recursive_descends_without_following_symlinks() {
 #[test]
 fn batch_commits_every_file_with_one_directory_sync() {
     for o in both() {
-        for strategy in [atomwrite::BatchSync::Syncfs, atomwrite::BatchSync::ParallelFsync] {
+        for strategy in [
+            atomwrite::BatchSync::Syncfs,
+            atomwrite::BatchSync::ParallelFsync,
+        ] {
             let d = tmp();
             fs::write(d.path().join("f7"), b"old").unwrap();
             let mut b = Batch::new(o.clone()).sync_strategy(strategy);
             for i in 0..40 {
-                b.add(d.path().join(format!("f{i}")), format!("file {i}").as_bytes()).unwrap();
+                b.add(
+                    d.path().join(format!("f{i}")),
+                    format!("file {i}").as_bytes(),
+                )
+                .unwrap();
             }
             let r = b.commit().unwrap();
             assert_eq!(r.files.len(), 40);
             assert_eq!(r.dir_syncs, 1);
             for i in 0..40 {
-                assert_eq!(fs::read_to_string(d.path().join(format!("f{i}"))).unwrap(), format!("file {i}"));
+                assert_eq!(
+                    fs::read_to_string(d.path().join(format!("f{i}"))).unwrap(),
+                    format!("file {i}")
+                );
             }
             assert_no_temps(d.path());
         }
@@ -520,7 +592,8 @@ fn batch_syncs_each_distinct_directory_once() {
     let d = tmp();
     let mut b = Batch::new(Options::new());
     for i in 0..12 {
-        b.add(d.path().join(format!("dir{}/f{i}", i % 3)), b"x").unwrap();
+        b.add(d.path().join(format!("dir{}/f{i}", i % 3)), b"x")
+            .unwrap();
     }
     assert_eq!(b.commit().unwrap().dir_syncs, 3);
 }
@@ -544,12 +617,19 @@ fn errors_name_operation_path_and_reason_on_one_line() {
 struct Mount(PathBuf);
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
 fn mount_tmpfs(at: &Path, opts: &str) -> Mount {
-    let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(at).status().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+        .arg(at)
+        .status()
+        .unwrap();
     assert!(ok.success(), "mount tmpfs failed");
     Mount(at.to_path_buf())
 }
@@ -569,7 +649,10 @@ fn enospc_on_a_tiny_tmpfs_leaves_the_old_file_and_gives_the_space_back() {
         let mut f = o.open(&p).unwrap();
         let e = f.write_all(&big).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
-        assert!(e.to_string().contains("failed to write temporary file for"), "{e}");
+        assert!(
+            e.to_string().contains("failed to write temporary file for"),
+            "{e}"
+        );
         drop(f);
         assert_eq!(fs::read(&p).unwrap(), b"old contents");
         assert_no_temps(d.path());
@@ -602,7 +685,11 @@ fn erofs_is_reported_and_nothing_changes() {
         let _m = mount_tmpfs(d.path(), "size=1m");
         let p = d.path().join("f");
         fs::write(&p, b"old").unwrap();
-        let ok = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(d.path()).status().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(d.path())
+            .status()
+            .unwrap();
         assert!(ok.success());
         let e = o.write(&p, b"new").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(30), "{e}"); // EROFS
@@ -623,13 +710,22 @@ fn ebusy_on_a_bind_mounted_file_is_reported_never_written_in_place() {
         let dst = d.path().join("dst");
         fs::write(&src, b"mounted").unwrap();
         fs::write(&dst, b"old").unwrap();
-        let ok = std::process::Command::new("mount").arg("--bind").arg(&src).arg(&dst).status().unwrap();
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&src)
+            .arg(&dst)
+            .status()
+            .unwrap();
         assert!(ok.success());
         let _m = Mount(dst.clone());
         let e = o.write(&dst, b"new").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(16), "{e}"); // EBUSY
         assert!(e.to_string().contains("mount point"), "{e}");
-        assert_eq!(fs::read(&dst).unwrap(), b"mounted", "written in place through the mount");
+        assert_eq!(
+            fs::read(&dst).unwrap(),
+            b"mounted",
+            "written in place through the mount"
+        );
         assert_eq!(fs::read(&src).unwrap(), b"mounted");
         assert_no_temps(d.path());
     }
@@ -674,18 +770,25 @@ fn long_streams_hash_correctly_with_the_parallel_hasher() {
     struct Trickle(Vec<u8>, usize);
     impl std::io::Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(self.0.len() - self.1).min(300_000 + self.1 % 777_777);
+            let n = buf
+                .len()
+                .min(self.0.len() - self.1)
+                .min(300_000 + self.1 % 777_777);
             buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
             self.1 += n;
             Ok(n)
         }
     }
-    let data: Vec<u8> = (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(20u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     for o in both() {
         let d = tmp();
         let p = d.path().join("big");
         let mut f = o.open(&p).unwrap();
-        let n = f.copy_from(&mut Trickle(data.clone(), 0), Path::new("<trickle>")).unwrap();
+        let n = f
+            .copy_from(&mut Trickle(data.clone(), 0), Path::new("<trickle>"))
+            .unwrap();
         assert_eq!(n, data.len() as u64);
         let r = f.commit().unwrap();
         assert_eq!(r.size, data.len() as u64);

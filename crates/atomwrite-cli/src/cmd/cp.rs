@@ -34,10 +34,16 @@ pub struct CpArgs {
 }
 
 fn open_source(p: &Path) -> Result<(File, u32), Failure> {
-    let f = File::open(p).map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
-    let md = f.metadata().map_err(|e| Failure::failed(format!("failed to inspect `{}`: {e}", p.display())))?;
+    let f = File::open(p)
+        .map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
+    let md = f
+        .metadata()
+        .map_err(|e| Failure::failed(format!("failed to inspect `{}`: {e}", p.display())))?;
     if !md.is_file() {
-        return Err(Failure::usage(format!("`{}` is not a regular file", p.display())));
+        return Err(Failure::usage(format!(
+            "`{}` is not a regular file",
+            p.display()
+        )));
     }
     use std::os::unix::fs::PermissionsExt;
     Ok((f, md.permissions().mode() & 0o7777))
@@ -54,10 +60,22 @@ fn options_for(a: &CpArgs, src_mode: u32, size: u64) -> Options {
 /// Copies `src` into `f`. With a checksum the bytes pass through the hasher anyway, so they
 /// are streamed through the progress bar; otherwise the kernel copies them (reflink or
 /// `copy_file_range`) and the bar just records the total.
-fn copy_into(f: &mut AtomicFile, src: &File, name: &Path, a: &CpArgs) -> Result<CopyMethod, Failure> {
+fn copy_into(
+    f: &mut AtomicFile,
+    src: &File,
+    name: &Path,
+    a: &CpArgs,
+) -> Result<CopyMethod, Failure> {
     let size = src.metadata().map(|m| m.len()).ok();
-    let flags = progress::Flags { force: a.opts.progress, quiet: a.opts.quiet };
-    let label = name.file_name().unwrap_or(name.as_os_str()).to_string_lossy().into_owned();
+    let flags = progress::Flags {
+        force: a.opts.progress,
+        quiet: a.opts.quiet,
+    };
+    let label = name
+        .file_name()
+        .unwrap_or(name.as_os_str())
+        .to_string_lossy()
+        .into_owned();
     let mut bar = Progress::bytes(size, flags, &label);
     let method = if a.checksum || a.opts.manifest {
         let mut reader = src;
@@ -137,7 +155,9 @@ pub fn run(a: CpArgs) -> CmdResult {
                 v
             })
             .collect();
-        common::print_json(&serde_json::json!({ "files": files, "dir_syncs": receipts.dir_syncs, "data_syncs": receipts.data_syncs }));
+        common::print_json(
+            &serde_json::json!({ "files": files, "dir_syncs": receipts.dir_syncs, "data_syncs": receipts.data_syncs }),
+        );
     } else {
         for r in &receipts.files {
             common::report_receipt(&a.opts, r);

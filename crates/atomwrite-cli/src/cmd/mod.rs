@@ -1,8 +1,8 @@
 //! One module per subcommand; each returns an exit code or a [`Failure`].
 
 mod clean;
-pub mod cp;
 mod completions;
+pub mod cp;
 mod doctor;
 pub mod latest;
 pub mod publish;

@@ -30,7 +30,9 @@ pub fn run(a: VersionsArgs) -> CmdResult {
     let list = atomwrite::versions(&a.dst)?;
     if a.json {
         let current = list.iter().find(|v| v.current).map_or(0, |v| v.version);
-        common::print_json(&serde_json::json!({ "dst": a.dst, "current": current, "versions": list }));
+        common::print_json(
+            &serde_json::json!({ "dst": a.dst, "current": current, "versions": list }),
+        );
         return Ok(EXIT_OK);
     }
     use std::io::Write;

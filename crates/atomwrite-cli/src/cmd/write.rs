@@ -56,7 +56,11 @@ pub fn run(a: WriteArgs) -> CmdResult {
     };
     let mut file = opts.open(&a.dst)?;
     common::track(&file);
-    let label = a.dst.file_name().unwrap_or(a.dst.as_os_str()).to_string_lossy();
+    let label = a
+        .dst
+        .file_name()
+        .unwrap_or(a.dst.as_os_str())
+        .to_string_lossy();
     let flags = progress::Flags {
         force: a.opts.progress,
         quiet: a.opts.quiet,
