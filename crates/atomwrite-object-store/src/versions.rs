@@ -14,8 +14,8 @@ use tokio::io::AsyncRead;
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::{Backend, Target};
 use crate::write::{
-    MANIFEST_SUFFIX, Manifest, Receipt, Uploaded, WriteOptions, default_run_id, put_bytes,
-    put_multipart, read_head, rfc3339,
+    MANIFEST_SUFFIX, Manifest, Receipt, Uploaded, WriteOptions, default_run_id, manifest_bytes,
+    new_manifest, put_bytes, put_multipart, read_head, rfc3339,
 };
 
 /// Suffix of the pointer object: `KEY.latest.json`.
@@ -398,7 +398,7 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
         let (n, key, up) =
             claim_and_upload(t, cur, small.as_ref(), &mut head, reader, &opts.write).await?;
         let written_at = SystemTime::now();
-        let mut m = Manifest::new(t.name(), up.size, up.sha256.clone(), written_at, &run_id);
+        let mut m = new_manifest(t.name(), up.size, up.sha256.clone(), written_at, &run_id);
         m.version = Some(n);
         m.parent = Some(cur);
         let mkey = manifest_key_of(&key);
@@ -406,7 +406,15 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
             let _ = t.store.delete(&mkey).await;
             let _ = t.store.delete(&key).await;
         };
-        if let Err(e) = put_bytes(t, &mkey, m.to_bytes(), PutMode::Create, "write manifest").await {
+        if let Err(e) = put_bytes(
+            t,
+            &mkey,
+            manifest_bytes(&m),
+            PutMode::Create,
+            "write manifest",
+        )
+        .await
+        {
             cleanup().await;
             return Err(e);
         }

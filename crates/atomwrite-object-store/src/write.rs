@@ -10,17 +10,16 @@ use object_store::{
     CopyMode, CopyOptions, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
     WriteMultipart,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
 
-/// The `format` tag of every manifest this crate writes.
-pub const MANIFEST_FORMAT: &str = "atomwrite-manifest/1";
-/// Suffix of a sidecar manifest: `KEY.manifest.json`.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// Manifests are the core crate's (`atomwrite-manifest/1`, sidecar `KEY.manifest.json`).
+pub use atomwrite::manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest};
+
 /// Default size up to which an input is buffered and sent as one PUT (8 MiB).
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
 /// Default multipart part size (8 MiB; S3 needs at least 5 MiB except the last part).
@@ -129,64 +128,36 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S
 }
 
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    atomwrite::rfc3339(t)
 }
 
-/// A sidecar / version manifest: `{"format":"atomwrite-manifest/1","name",
-/// "size","sha256","written_at","run_id","atomwrite_version"}`; version
-/// manifests add `version` and `parent` (the version that was current when the
-/// publisher started; 0 for none), which is how unpublished leftovers are told
-/// apart from published history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Always [`MANIFEST_FORMAT`].
-    pub format: String,
-    /// Last segment of the data key.
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256, lowercase hex.
-    pub sha256: String,
-    /// RFC 3339 UTC.
-    pub written_at: String,
-    /// Run id of the writer.
-    pub run_id: String,
-    /// Version of this crate that wrote it.
-    pub atomwrite_version: String,
-    /// Version number (version manifests only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<u64>,
-    /// Version current when this one was started (version manifests only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<u64>,
+/// A sidecar manifest for `name`, in the core crate's format (`atomwrite::Manifest`): one
+/// format for local files and object stores, so `verify` reads both.
+pub(crate) fn new_manifest(
+    name: String,
+    size: u64,
+    sha256: String,
+    t: SystemTime,
+    run_id: &str,
+) -> Manifest {
+    Manifest {
+        format: MANIFEST_FORMAT.into(),
+        name,
+        size,
+        sha256,
+        written_at: rfc3339(t),
+        run_id: run_id.into(),
+        atomwrite_version: env!("CARGO_PKG_VERSION").into(),
+        kind: None,
+        files: None,
+        version: None,
+        parent: None,
+    }
 }
 
-impl Manifest {
-    pub(crate) fn new(
-        name: String,
-        size: u64,
-        sha256: String,
-        t: SystemTime,
-        run_id: &str,
-    ) -> Self {
-        Manifest {
-            format: MANIFEST_FORMAT.into(),
-            name,
-            size,
-            sha256,
-            written_at: rfc3339(t),
-            run_id: run_id.into(),
-            atomwrite_version: env!("CARGO_PKG_VERSION").into(),
-            version: None,
-            parent: None,
-        }
-    }
-
-    pub(crate) fn to_bytes(&self) -> Bytes {
-        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        v.push(b'\n');
-        Bytes::from(v)
-    }
+/// The bytes stored for a manifest (the same pretty JSON as a local sidecar).
+pub(crate) fn manifest_bytes(m: &Manifest) -> Bytes {
+    Bytes::from(m.to_json())
 }
 
 /// A fresh run id: `$ATOMWRITE_RUN_ID` if set, else random.
@@ -355,7 +326,7 @@ pub async fn write_target<R: AsyncRead + Unpin>(
     };
     let written_at = SystemTime::now();
     if opts.manifest {
-        let m = Manifest::new(
+        let m = new_manifest(
             target.name(),
             up.size,
             up.sha256.clone(),
@@ -366,7 +337,7 @@ pub async fn write_target<R: AsyncRead + Unpin>(
         put_bytes(
             target,
             &mkey,
-            m.to_bytes(),
+            manifest_bytes(&m),
             PutMode::Overwrite,
             "write manifest",
         )

@@ -71,6 +71,13 @@ pub struct Manifest {
     /// sha256 of the lines `D path`, `F sha256 size path`, `L target path` in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<DirEntry>>,
+    /// Object stores only: the number of the version this manifest describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Object stores only: the version that was current when this one was started (0 for
+    /// none); how an unpublished leftover is told apart from published history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
 }
 
 /// One entry of a directory manifest.
@@ -105,6 +112,8 @@ impl Manifest {
             atomwrite_version: env!("CARGO_PKG_VERSION").into(),
             kind: None,
             files: None,
+            version: None,
+            parent: None,
         }
     }
 

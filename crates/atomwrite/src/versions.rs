@@ -326,6 +326,8 @@ impl Publisher {
             atomwrite_version: env!("CARGO_PKG_VERSION").into(),
             kind: Some("directory".into()),
             files: Some(files),
+            version: None,
+            parent: None,
         };
         let r = ctx
             .write_manifest(&ctx.version_path(), &m)
@@ -768,6 +770,8 @@ impl Ctx {
                     atomwrite_version: env!("CARGO_PKG_VERSION").into(),
                     kind: Some("directory".into()),
                     files: Some(files),
+                    version: None,
+                    parent: None,
                 };
                 let _ = self.write_manifest(&mpath, &mm);
             }
@@ -828,6 +832,8 @@ impl Ctx {
             atomwrite_version: env!("CARGO_PKG_VERSION").into(),
             kind: None,
             files: None,
+            version: None,
+            parent: None,
         })
     }
 
