@@ -510,7 +510,11 @@ mod s3 {
         let d = tempfile::tempdir().unwrap();
         const PROCS: usize = 8;
         const ROUNDS: u64 = 3;
+        // Version numbers increase strictly but may skip: a loser may claim a number before
+        // losing the pointer CAS (and then deletes its claim). So each round expects whatever
+        // the previous winner published.
         let mut winners = Vec::new();
+        let mut current = 0u64;
         for round in 0..ROUNDS {
             let inputs: Vec<_> = (0..PROCS)
                 .map(|i| {
@@ -527,7 +531,7 @@ mod s3 {
                             "publish",
                             "--json",
                             "--expect",
-                            &round.to_string(),
+                            &current.to_string(),
                             "--from",
                             f.to_str().unwrap(),
                             &url,
@@ -559,13 +563,18 @@ mod s3 {
             );
             let w = won[0];
             let v = json(&String::from_utf8_lossy(&outcomes[w].stdout));
-            assert_eq!(v["version"], round + 1);
-            assert_eq!(v["previous"], round);
+            let version = v["version"].as_u64().unwrap();
+            assert!(
+                version > current,
+                "round {round}: version {version} after {current}"
+            );
+            assert_eq!(v["previous"], current);
             let body = fs::read(&inputs[w]).unwrap();
             assert_eq!(v["sha256"], sha256_hex(&body));
-            winners.push(body);
+            winners.push((version, body));
             let (_, out, _) = run(&["latest", "--json", &url], b"");
-            assert_eq!(json(&out)["version"], round + 1);
+            assert_eq!(json(&out)["version"], version);
+            current = version;
         }
         // Every published version still holds its winner's bytes: nothing was overwritten.
         let (_, out, _) = run(&["versions", "--json", &url], b"");
@@ -573,16 +582,16 @@ mod s3 {
         let list = v["versions"].as_array().unwrap();
         assert_eq!(list.len(), ROUNDS as usize, "{v}");
         for (i, entry) in list.iter().enumerate() {
-            assert_eq!(entry["version"], i as u64 + 1);
+            assert_eq!(entry["version"], winners[i].0);
             let back = d.path().join(format!("back-{i}"));
             let src = entry["url"].as_str().unwrap();
             let (code, _, err) = run(&["cp", "-q", src, back.to_str().unwrap()], b"");
             assert_eq!(code, 0, "{err}");
             assert_eq!(
                 fs::read(&back).unwrap(),
-                winners[i],
+                winners[i].1,
                 "version {} changed",
-                i + 1
+                winners[i].0
             );
         }
         let (code, out, _) = run(&["verify", &url], b"");
