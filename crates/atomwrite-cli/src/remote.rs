@@ -127,11 +127,10 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
 
 #[cfg(feature = "object-store")]
 mod imp {
-    use std::ffi::OsString;
     use std::fs::File;
     use std::io::{self, Read, Write};
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::process::{Child, ExitStatus};
     use std::sync::atomic::Ordering;
 
     use atomwrite_object_store as os;
@@ -604,37 +603,7 @@ mod imp {
                 Err(e) => return store_failure(&e, json, EXIT_RUN_FAILED),
             }
         }
-        let prog: &OsString = &a.cmd[0];
-        let shown = a
-            .cmd
-            .iter()
-            .map(|s| s.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut child = match Command::new(prog)
-            .args(&a.cmd[1..])
-            .env("ATOMWRITE_RUN_ID", &run_id)
-            .env("ATOMWRITE_STARTED_AT", atomwrite::rfc3339(started))
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                let code = match e.kind() {
-                    io::ErrorKind::NotFound => 127,
-                    io::ErrorKind::PermissionDenied => 126,
-                    _ => EXIT_RUN_FAILED,
-                };
-                return Err(Failure {
-                    code,
-                    message: format!(
-                        "failed to run `{}`: {e}; nothing was written to `{url}`",
-                        prog.to_string_lossy()
-                    ),
-                    error: None,
-                });
-            }
-        };
+        let (mut child, shown) = crate::cmd::run::spawn_producer(&a.cmd, &run_id, started, url)?;
         signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
         let out = child.stdout.take().expect("stdout is piped");
         let mut reader = ChildOutput {

@@ -110,38 +110,8 @@ fn inner(a: &RunArgs) -> CmdResult {
     };
     signals::set_active(sink.file().temp_path());
 
-    let prog = &a.cmd[0];
-    let shown = a
-        .cmd
-        .iter()
-        .map(|s| s.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = match Command::new(prog)
-        .args(&a.cmd[1..])
-        .env("ATOMWRITE_RUN_ID", &run_id)
-        .env("ATOMWRITE_STARTED_AT", atomwrite::rfc3339(started))
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let code = match e.kind() {
-                std::io::ErrorKind::NotFound => 127,
-                std::io::ErrorKind::PermissionDenied => 126,
-                _ => EXIT_RUN_FAILED,
-            };
-            return Err(Failure {
-                code,
-                message: format!(
-                    "failed to run `{}`: {e}; nothing was written to `{}`",
-                    prog.to_string_lossy(),
-                    a.dst.display()
-                ),
-                error: None,
-            });
-        }
-    };
+    let dst_shown = a.dst.display().to_string();
+    let (mut child, shown) = spawn_producer(&a.cmd, &run_id, started, &dst_shown)?;
     signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
     let mut out = child.stdout.take().expect("stdout is piped");
     let copied = sink
@@ -195,4 +165,46 @@ fn inner(a: &RunArgs) -> CmdResult {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Starts CMD with its stdout piped and `ATOMWRITE_RUN_ID` / `ATOMWRITE_STARTED_AT` in its
+/// environment; returns the child and the command line as shown in messages. Exit codes as
+/// `env(1)`: 127 when CMD is not found, 126 when it cannot be executed, else 125. `dst` is
+/// named in the error ("nothing was written to ..."). Shared by the local and URL paths.
+pub fn spawn_producer(
+    cmd: &[std::ffi::OsString],
+    run_id: &str,
+    started: std::time::SystemTime,
+    dst: &str,
+) -> Result<(std::process::Child, String), Failure> {
+    let prog = &cmd[0];
+    let shown = cmd
+        .iter()
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match Command::new(prog)
+        .args(&cmd[1..])
+        .env("ATOMWRITE_RUN_ID", run_id)
+        .env("ATOMWRITE_STARTED_AT", atomwrite::rfc3339(started))
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => Ok((c, shown)),
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                std::io::ErrorKind::PermissionDenied => 126,
+                _ => EXIT_RUN_FAILED,
+            };
+            Err(Failure {
+                code,
+                message: format!(
+                    "failed to run `{}`: {e}; nothing was written to `{dst}`",
+                    prog.to_string_lossy()
+                ),
+                error: None,
+            })
+        }
+    }
 }
