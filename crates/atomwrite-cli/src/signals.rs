@@ -51,7 +51,18 @@ pub fn set_active(p: Option<PathBuf>) {
 /// this process exits, and nothing is committed.
 pub static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
+/// Set while `run` is starting its CMD: a signal that arrives then waits (briefly) for the
+/// child's pid, so it is forwarded even if it beat the parent's bookkeeping.
+pub static SPAWNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn forward_to_child(sig: i32) {
+    use std::sync::atomic::Ordering::SeqCst;
+    for _ in 0..2000 {
+        if !SPAWNING.load(SeqCst) || CHILD.load(SeqCst) != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
     if let (Some(pid), Some(sig)) = (
         rustix::process::Pid::from_raw(pid),

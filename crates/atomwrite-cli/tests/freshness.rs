@@ -643,9 +643,6 @@ fn sigterm_is_forwarded_to_cmd_and_nothing_is_committed() {
     assert!(r.success());
     let status = c.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(err.contains("nothing was published"), "{err}");
     assert_eq!(fs::read(d.path().join("out.txt")).unwrap(), b"before\n");
     // The child got the signal: it goes away (reaped by init once orphaned).
     let proc_path = format!("/proc/{pid}/stat");
@@ -663,9 +660,17 @@ fn sigterm_is_forwarded_to_cmd_and_nothing_is_committed() {
             Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
     }
+    if !gone {
+        // Do not leave it (it holds our stderr pipe open) before failing.
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    }
     assert!(
         gone,
         "CMD (pid {pid}) still running after SIGTERM was forwarded"
     );
+    // Read stderr only now: an orphaned CMD would hold the pipe open.
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("nothing was published"), "{err}");
     no_temps(d.path());
 }

@@ -99,10 +99,12 @@ fn a_blocked_writer_does_not_stall_other_tasks() {
     );
 }
 
-/// The commit (fsync of 4 MiB, rename, directory fsync) runs on the blocking pool: the
-/// neighbour task gets to run while it is in progress.
+/// A 4 MiB commit with full durability (fsync, rename, directory fsync) through the async API.
+/// It runs on the blocking pool like every step (the deterministic proof that such steps do not
+/// block the runtime is `a_blocked_writer_does_not_stall_other_tasks`; counting a neighbour's ticks
+/// *during* the commit would be a timing assertion, and on tmpfs the commit is instant).
 #[test]
-fn commit_with_full_durability_lets_other_tasks_run() {
+fn commit_with_full_durability_through_the_async_api() {
     let dir = tmp();
     let path = dir.path().join("big.bin");
     let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -116,16 +118,16 @@ fn commit_with_full_durability_lets_other_tasks_run() {
         }
         assert_eq!(f.len(), 4 << 20);
         assert!(!path.exists(), "nothing visible before commit");
-        let before = ticker.count();
         let r = f.commit().await.unwrap();
-        let during = ticker.count() - before;
-        assert!(
-            during >= 1,
-            "the neighbour task never ran during commit: the runtime was blocked"
-        );
         assert_eq!(r.size, 4 << 20);
-        assert_eq!(fs::read(&path).unwrap(), expected);
+        assert_eq!(r.durability, "full");
+        // The runtime is still serving other tasks afterwards.
+        let seen = ticker.count();
+        while ticker.count() == seen {
+            tokio::task::yield_now().await;
+        }
     });
+    assert_eq!(fs::read(&path).unwrap(), expected);
 }
 
 #[test]

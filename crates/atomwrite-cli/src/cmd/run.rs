@@ -183,13 +183,19 @@ pub fn spawn_producer(
         .map(|s| s.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    match Command::new(prog)
+    signals::SPAWNING.store(true, Ordering::SeqCst);
+    let spawned = Command::new(prog)
         .args(&cmd[1..])
         .env("ATOMWRITE_RUN_ID", run_id)
         .env("ATOMWRITE_STARTED_AT", atomwrite::rfc3339(started))
         .stdout(Stdio::piped())
-        .spawn()
-    {
+        .spawn();
+    if let Ok(c) = &spawned {
+        // Published before SPAWNING is cleared: a signal received meanwhile reaches CMD.
+        signals::CHILD.store(c.id() as i32, Ordering::SeqCst);
+    }
+    signals::SPAWNING.store(false, Ordering::SeqCst);
+    match spawned {
         Ok(c) => Ok((c, shown)),
         Err(e) => {
             let code = match e.kind() {
