@@ -109,15 +109,16 @@ fn commit_with_full_durability_through_the_async_api() {
     let path = dir.path().join("big.bin");
     let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     let expected = data.clone();
+    let dst = path.clone();
     rt().block_on(async move {
         let ticker = Ticker::spawn();
         let opts = Options::new().durability(Durability::Full);
-        let mut f = AsyncAtomicFile::open_with(opts, &path).await.unwrap();
+        let mut f = AsyncAtomicFile::open_with(opts, &dst).await.unwrap();
         for chunk in data.chunks(100_000) {
             f.write_all(chunk).await.unwrap();
         }
         assert_eq!(f.len(), 4 << 20);
-        assert!(!path.exists(), "nothing visible before commit");
+        assert!(!dst.exists(), "nothing visible before commit");
         let r = f.commit().await.unwrap();
         assert_eq!(r.size, 4 << 20);
         assert_eq!(r.durability, "full");
