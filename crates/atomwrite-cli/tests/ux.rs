@@ -703,7 +703,15 @@ impl Tmux {
             .status()
             .unwrap();
         assert!(st.success());
-        Tmux { socket }
+        let t = Tmux { socket };
+        // Type nothing before the shell has printed its prompt: input typed earlier is echoed
+        // first and the prompt then lands in the middle of the program's output (a bar drawn
+        // after "# " on a line of its own is left behind by its own clear).
+        t.wait_for("the shell prompt", |p| {
+            let p = p.trim_end();
+            p.ends_with('#') || p.ends_with('$')
+        });
+        t
     }
 
     fn send(&self, line: &str) {
