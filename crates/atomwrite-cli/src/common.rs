@@ -82,9 +82,12 @@ impl WriteOpts {
     }
 }
 
-/// Registers the temp with the signal thread while the file is being written.
-pub fn track(file: &AtomicFile) {
-    signals::set_active(file.temp_path());
+/// Opens an [`AtomicFile`] registered with the signal thread from the instant its temp exists.
+pub fn open_tracked(
+    opts: &atomwrite::Options,
+    dst: &std::path::Path,
+) -> atomwrite::Result<AtomicFile> {
+    signals::open_tracked(|| opts.open(dst), AtomicFile::temp_path)
 }
 
 /// Commits while holding the signal lock, so a signal waits for the outcome.

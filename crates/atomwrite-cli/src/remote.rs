@@ -422,13 +422,8 @@ mod imp {
     fn download(a: &CpArgs, url: &str, dst: &Path) -> CpResult {
         let src = resolve_source(url).map_err(|e| store_err(e, a.opts.json))?;
         // The destination is local: every local option applies (mode, no-clobber, ...).
-        let mut file = a
-            .opts
-            .to_options()
-            .checksum(true)
-            .open(dst)
+        let mut file = common::open_tracked(&a.opts.to_options().checksum(true), dst)
             .map_err(|e| Err(e.into()))?;
-        common::track(&file);
         let mut bar = Progress::bytes(None, flags(&a.opts), last_segment(url));
         let r = blocking::read_url(
             &src,

@@ -42,6 +42,19 @@ pub fn install() {
     });
 }
 
+/// Creates a temp and registers it with the signal thread atomically: the lock is held while
+/// `open` runs, so a signal arriving just after the named temp was created (and before it
+/// would otherwise have been registered) still finds it and removes it.
+pub fn open_tracked<T, E>(
+    open: impl FnOnce() -> Result<T, E>,
+    temp_of: impl FnOnce(&T) -> Option<PathBuf>,
+) -> Result<T, E> {
+    let mut guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let t = open()?;
+    *guard = temp_of(&t);
+    Ok(t)
+}
+
 /// Registers the named temp of the write in progress (None when the temp is anonymous).
 pub fn set_active(p: Option<PathBuf>) {
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = p;

@@ -302,8 +302,25 @@ fn interrupt_mid_stream(
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&vec![b'n'; 1 << 20]).unwrap();
     stdin.flush().unwrap();
-    // Wait until the temp exists (named) or the bytes are written, then signal.
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait (event-driven) until the writer holds its temp open — a file inside the directory
+    // (`/dir/#ino (deleted)` for O_TMPFILE, `/dir/.dst.*.tmp` for a named temp) — then signal.
+    let inside = format!("{}/", d.path().display());
+    let fd_dir = format!("/proc/{}/fd", child.id());
+    let mut holding = false;
+    for _ in 0..3000 {
+        holding = fs::read_dir(&fd_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(&inside))
+            });
+        if holding {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(holding, "the writer never opened its temp");
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::from_named_raw(sig).unwrap(),

@@ -117,8 +117,7 @@ pub fn run(a: CpArgs) -> CmdResult {
         let src = &sources[0];
         let (file, mode) = open_source(src)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut out = options_for(&a, mode, size).open(target(src)?)?;
-        common::track(&out);
+        let mut out = common::open_tracked(&options_for(&a, mode, size), &target(src)?)?;
         let method = copy_into(&mut out, &file, src, &a)?;
         let receipt = common::commit_guarded(out)?;
         common::after_commit(&a.opts, &receipt)?;

@@ -138,8 +138,7 @@ pub fn run(a: PublishArgs) -> CmdResult {
             }
             None => (Box::new(io::stdin().lock()), Path::new("<stdin>")),
         };
-        let mut pv = p.begin(&a.dst)?;
-        signals::set_active(pv.temp_path());
+        let mut pv = signals::open_tracked(|| p.begin(&a.dst), |pv| pv.temp_path())?;
         pv.file().copy_from(&mut input, source_name)?;
         commit_guarded(pv)?
     };

@@ -95,20 +95,27 @@ fn inner(a: &RunArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
 
     // Open the destination first: a bad DST (or a lost --expect) fails before CMD runs.
-    let mut sink = if a.publish {
-        let p = publish::publisher(&wopts, a.keep, a.expect);
-        Sink::Version(Box::new(
-            p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
-        ))
-    } else {
-        Sink::File(Box::new(
-            wopts
-                .to_options()
-                .open(&a.dst)
-                .map_err(|e| own_failure(e.into()))?,
-        ))
-    };
-    signals::set_active(sink.file().temp_path());
+    let mut sink = signals::open_tracked(
+        || {
+            Ok::<_, Failure>(if a.publish {
+                let p = publish::publisher(&wopts, a.keep, a.expect);
+                Sink::Version(Box::new(
+                    p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
+                ))
+            } else {
+                Sink::File(Box::new(
+                    wopts
+                        .to_options()
+                        .open(&a.dst)
+                        .map_err(|e| own_failure(e.into()))?,
+                ))
+            })
+        },
+        |sink| match sink {
+            Sink::File(f) => f.temp_path(),
+            Sink::Version(v) => v.temp_path(),
+        },
+    )?;
 
     let dst_shown = a.dst.display().to_string();
     let (mut child, shown) = spawn_producer(&a.cmd, &run_id, started, &dst_shown)?;

@@ -54,8 +54,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
             (Box::new(stdin.lock()), Path::new("<stdin>"))
         }
     };
-    let mut file = opts.open(&a.dst)?;
-    common::track(&file);
+    let mut file = common::open_tracked(&opts, &a.dst)?;
     let label = a
         .dst
         .file_name()
