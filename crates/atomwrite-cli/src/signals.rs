@@ -32,10 +32,21 @@ pub fn install() {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprint!("\r\x1b[2K");
             }
-            if COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
+            // Waits for a swap in progress (and its fsync) to finish, then tells the truth.
+            let replaced = atomwrite::interrupt::critical(atomwrite::interrupt::replaced);
+            if !replaced.is_empty() {
+                let list: Vec<String> = replaced
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect();
+                eprintln!(
+                    "atomwrite: interrupted by signal {sig} after {} was replaced",
+                    list.join(", ")
+                );
+            } else if COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
                 eprintln!("atomwrite: interrupted by signal {sig} after the commit completed");
             } else {
-                eprintln!("atomwrite: interrupted by signal {sig}; nothing was published");
+                eprintln!("atomwrite: interrupted by signal {sig}; nothing was replaced");
             }
             std::process::exit(128 + sig);
         }

@@ -34,28 +34,41 @@ impl Default for CleanOptions {
     }
 }
 
-/// What [`clean`] found.
+/// What [`clean`] found, by kind.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CleanReport {
     /// Temps removed (or, in a dry run, that would be removed).
     pub removed: Vec<PathBuf>,
+    /// Bytes of those temps.
+    pub bytes: u64,
+    /// Leftovers of crashed publishes removed (or that would be): versions never made current,
+    /// their manifests and pending markers, staging directories (see
+    /// [`clean_versions`](crate::clean_versions)).
+    pub leftovers: Vec<PathBuf>,
+    /// Bytes of those leftovers.
+    pub leftover_bytes: u64,
     /// Temps skipped because a live writer holds their lock.
     pub locked: Vec<PathBuf>,
+    /// Versions directories skipped because a publisher holds their lock.
+    pub busy: Vec<PathBuf>,
     /// Temps skipped because they are younger than the threshold.
     pub young: Vec<PathBuf>,
-    /// Bytes freed (or that would be freed).
-    pub bytes: u64,
+    /// What was skipped because it could not be understood or examined, and why (one line each).
+    pub warnings: Vec<String>,
 }
 
 /// Removes atomwrite temporary files (`.{name}.{random}.tmp`) in `dir` that are at least
-/// `older_than` old and not held by a live writer, and the leftovers of crashed publishers in
-/// any `NAME.versions/` directory (versions newer than the current one and staging
-/// directories, found under the publishers' lock, so never one a live publisher is writing).
+/// `older_than` old and not held by a live writer, and the leftovers of crashed publishes in any
+/// `NAME.versions/` directory (found under the publishers' lock, so never one a live publisher is
+/// writing; see [`clean_versions`](crate::clean_versions) for the evidence required).
 ///
 /// Guarantees: only regular files whose names have the exact shape of atomwrite's temps are
 /// touched; a temp whose `flock` is held (every live writer holds one on its named temp) is
-/// never removed, whatever its age; symlinks are never followed. Does not guarantee anything
-/// about other tools' temporary files, which it leaves alone.
+/// never removed, whatever its age; symlinks are never followed; every step is relative to a
+/// directory fd opened once; nothing is created (a dry run works on a read-only filesystem).
+/// What cannot be examined (a foreign symlink beside a versions directory, an unreadable
+/// subdirectory) is skipped with a warning in the report, not an error. Does not guarantee
+/// anything about other tools' temporary files, which it leaves alone.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -83,21 +96,35 @@ pub fn clean_with(dir: impl AsRef<Path>, opts: &CleanOptions) -> Result<CleanRep
     )
     .map_err(|e| Error::new(Op::OpenDir, dir, errno(e)))?;
     let mut report = CleanReport::default();
-    clean_dir(&fd, dir, opts, &mut report, SystemTime::now())?;
+    clean_dir(
+        &std::sync::Arc::new(fd),
+        dir,
+        opts,
+        &mut report,
+        SystemTime::now(),
+    )?;
     Ok(report)
 }
 
 fn clean_dir(
-    fd: &OwnedFd,
+    fd: &std::sync::Arc<OwnedFd>,
     dir: &Path,
     opts: &CleanOptions,
     report: &mut CleanReport,
     now: SystemTime,
 ) -> Result<()> {
-    let entries = fs::Dir::read_from(fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
+    let entries = fs::Dir::read_from(&**fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
     let mut removed_any = false;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(Error::new(Op::ReadDir, dir, errno(e)).to_string());
+                break;
+            }
+        };
         let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
         if name == "." || name == ".." {
             continue;
@@ -109,28 +136,39 @@ fn clean_dir(
                 .strip_suffix(b".versions")
                 .filter(|d| !d.is_empty())
         {
-            // A publisher that crashed between writing a version and swapping the pointer left
-            // an unreferenced version: found and removed under the publishers' lock.
-            let r = crate::versions::clean_versions(
-                dir.join(std::ffi::OsStr::from_bytes(dst)),
-                opts.dry_run,
-            )?;
-            report.removed.extend(r.removed);
+            let dst = std::ffi::OsStr::from_bytes(dst);
+            match crate::versions::clean_versions_at(fd.clone(), dir, dst, opts.dry_run) {
+                Ok(r) => {
+                    report.leftovers.extend(r.removed);
+                    report.leftover_bytes += r.bytes;
+                    report.warnings.extend(r.warnings);
+                    if r.locked {
+                        report.busy.push(path.clone());
+                    }
+                }
+                Err(e) => report
+                    .warnings
+                    .push(format!("skipped `{}`: {e}", path.display())),
+            }
         }
         if is_temp_name(name) {
-            if clean_one(fd, name, &path, opts, report, now)? {
-                removed_any = true;
+            match clean_one(fd, name, &path, opts, report, now) {
+                Ok(true) => removed_any = true,
+                Ok(false) => {}
+                Err(e) => report.warnings.push(e.to_string()),
             }
         } else if opts.recursive && entry.file_type() == FileType::Directory {
             match fs::openat(
-                fd,
+                &**fd,
                 name,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             ) {
-                Ok(sub) => clean_dir(&sub, &path, opts, report, now)?,
-                Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::ACCESS) => {}
-                Err(e) => return Err(Error::new(Op::OpenDir, &path, errno(e))),
+                Ok(sub) => clean_dir(&std::sync::Arc::new(sub), &path, opts, report, now)?,
+                Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {}
+                Err(e) => report
+                    .warnings
+                    .push(Error::new(Op::OpenDir, &path, errno(e)).to_string()),
             }
         }
     }

@@ -169,6 +169,41 @@ pub(crate) fn resolve(
     Err(Error::new(Op::Inspect, path, errno(Errno::LOOP)))
 }
 
+/// A destination `name` inside an open directory: nothing resolved by path, a symlink at `name`
+/// is replaced (never followed), a non-regular file refused.
+pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Result<Dest> {
+    let full = dir_path.join(&name);
+    let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &dir_path, e))?;
+    let existing = match fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Some(Existing {
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            }),
+            FileType::Symlink => None,
+            _ => {
+                return Err(Error::other(
+                    Op::CheckDestination,
+                    &full,
+                    io::ErrorKind::InvalidInput,
+                    "the destination is not a regular file",
+                ));
+            }
+        },
+        Err(Errno::NOENT) => None,
+        Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
+    };
+    Ok(Dest {
+        dir,
+        dir_path,
+        name,
+        path: full,
+        existing,
+        fs,
+    })
+}
+
 fn open_dir_raw(path: &Path) -> rustix::io::Result<OwnedFd> {
     fs::open(
         path,

@@ -220,10 +220,12 @@ impl Error {
         &self.source
     }
 
-    /// True for conflicts: a create-only target that already exists, or a compare-and-swap
-    /// that lost the race. The CLI maps these to exit code 3.
+    /// True for conflicts: a create-only target that already exists, a compare-and-swap
+    /// that lost the race, or a wait for another publisher that timed out. The CLI maps these to
+    /// exit code 3.
     pub fn is_conflict(&self) -> bool {
         self.kind() == io::ErrorKind::AlreadyExists
+            || (self.op == Op::Lock && self.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// A hint for the operator, when one is known.

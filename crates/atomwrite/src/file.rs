@@ -124,6 +124,26 @@ impl AtomicFile {
         cache: Option<&mut DirCache>,
     ) -> Result<AtomicFile> {
         let d = dest::resolve(path, opts, cache)?;
+        Self::open_dest(d, opts)
+    }
+
+    /// Opens a temp for `name` inside an already-open directory: no path is resolved, no symlink
+    /// followed (one at `name` is replaced), no directory created. Used for versions and their
+    /// manifests, relative to the versions directory's fd.
+    pub(crate) fn open_in(
+        dir: Arc<OwnedFd>,
+        dir_path: PathBuf,
+        name: OsString,
+        opts: &Options,
+    ) -> Result<AtomicFile> {
+        let d = dest::in_dir(dir, dir_path, name)?;
+        Self::open_dest(d, opts)
+    }
+
+    fn open_dest(mut d: dest::Dest, opts: &Options) -> Result<AtomicFile> {
+        if d.existing.is_none() {
+            d.existing = opts.inherited;
+        }
         let portable = opts.portable || portable_env();
         let mut anon = None;
         let mut mode_is_final = false;

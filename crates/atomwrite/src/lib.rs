@@ -88,6 +88,7 @@ mod dest;
 pub mod doctor;
 mod error;
 mod file;
+pub mod interrupt;
 mod options;
 mod receipt;
 mod sys;
@@ -108,8 +109,8 @@ pub use options::{Durability, Options, SymlinkPolicy};
 pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
 pub use versions::{
-    PendingVersion, Published, Publisher, VersionInfo, VersionRef, VersionsCleanReport,
-    clean_versions, latest, versions,
+    PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,
+    VersionRef, VersionsCleanReport, clean_versions, latest, versions,
 };
 
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).

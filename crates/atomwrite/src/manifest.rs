@@ -30,7 +30,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,11 +70,10 @@ pub struct Manifest {
     /// sha256 of the lines `D path`, `F sha256 size path`, `L target path` in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<DirEntry>>,
-    /// Object stores only: the number of the version this manifest describes.
+    /// Versions only: the number of the version this manifest describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
-    /// Object stores only: the version that was current when this one was started (0 for
-    /// none); how an unpublished leftover is told apart from published history.
+    /// Versions only: the version that was current when this one was started (0 for none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
 }
@@ -220,7 +218,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     hash_reader(f, path)
 }
 
-fn hash_reader(mut r: impl Read, path: &Path) -> Result<(u64, String)> {
+pub(crate) fn hash_reader(mut r: impl Read, path: &Path) -> Result<(u64, String)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n_total = 0u64;
@@ -497,9 +495,4 @@ fn short(h: &str) -> &str {
 
 fn exists_nofollow(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
-}
-
-/// Formats a `SystemTime` for a manifest (RFC 3339, UTC).
-pub(crate) fn time_str(t: SystemTime) -> String {
-    crate::rfc3339(t)
 }

@@ -64,6 +64,8 @@ pub struct Options {
     pub(crate) size_hint: Option<u64>,
     pub(crate) preserve_owner_strict: bool,
     pub(crate) default_mode: Option<u32>,
+    /// Treat a new file as replacing one with this mode and owner (publish: the current version).
+    pub(crate) inherited: Option<crate::dest::Existing>,
 }
 
 impl Options {
@@ -152,6 +154,13 @@ impl Options {
     /// ignored, so the new file belongs to the writer).
     pub fn preserve_owner_strict(mut self, yes: bool) -> Self {
         self.preserve_owner_strict = yes;
+        self
+    }
+
+    /// A new file gets the mode, owner and group of `ex`, as if it replaced that file (publish
+    /// gives a new version those of the current one).
+    pub(crate) fn inherit(mut self, ex: crate::dest::Existing) -> Self {
+        self.inherited = Some(ex);
         self
     }
 

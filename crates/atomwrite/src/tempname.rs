@@ -67,6 +67,18 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 /// destination name is shortened (on a UTF-8 boundary when the name is UTF-8), never the
 /// random part, so a 255-byte destination name still gets a unique hidden temp.
 pub(crate) fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
+    let embedded = embedded_for(dest_name, name_max);
+    let mut out = Vec::with_capacity(embedded.len() + OVERHEAD);
+    out.push(b'.');
+    out.extend_from_slice(embedded);
+    out.push(b'.');
+    out.extend_from_slice(&random_token());
+    out.extend_from_slice(SUFFIX);
+    OsString::from_vec(out)
+}
+
+/// The part of `dest_name` that [`temp_name`] embeds for a filesystem with this `name_max`.
+pub(crate) fn embedded_for(dest_name: &OsStr, name_max: usize) -> &[u8] {
     let bytes = dest_name.as_bytes();
     let room = name_max.saturating_sub(OVERHEAD);
     let mut keep = bytes.len().min(room);
@@ -75,13 +87,24 @@ pub(crate) fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
             keep -= 1;
         }
     }
-    let mut out = Vec::with_capacity(keep + OVERHEAD);
-    out.push(b'.');
-    out.extend_from_slice(&bytes[..keep]);
-    out.push(b'.');
-    out.extend_from_slice(&random_token());
-    out.extend_from_slice(SUFFIX);
-    OsString::from_vec(out)
+    &bytes[..keep]
+}
+
+/// The destination name embedded in a temp name (`out.json` in `.out.json.abc…xyz.tmp`), or
+/// `None` if `name` is not a temp name. Matching a destination's temps by this exact name (not by
+/// prefix) keeps `a`'s leftovers apart from `a.b`'s.
+pub(crate) fn embedded_name(name: &OsStr) -> Option<&[u8]> {
+    if !is_temp_name(name) {
+        return None;
+    }
+    let b = name.as_bytes();
+    Some(&b[1..b.len() - SUFFIX.len() - RANDOM_LEN - 1])
+}
+
+/// Whether `name` is a temp name made by [`temp_name`] for exactly `dest_name` on a filesystem
+/// with this `name_max` (a temp of `a.b` is not a temp of `a`).
+pub(crate) fn is_temp_of(name: &OsStr, dest_name: &OsStr, name_max: usize) -> bool {
+    embedded_name(name).is_some_and(|e| e == embedded_for(dest_name, name_max))
 }
 
 /// Whether `name` has the shape of one of our temporary names.
@@ -136,6 +159,16 @@ mod tests {
         ] {
             assert!(!is_temp_name(OsStr::new(n)), "{n}");
         }
+    }
+
+    #[test]
+    fn temps_of_a_are_not_temps_of_a_b() {
+        let t = temp_name(OsStr::new("a.b"), 255);
+        assert!(is_temp_of(&t, OsStr::new("a.b"), 255));
+        assert!(!is_temp_of(&t, OsStr::new("a"), 255));
+        let long = "x".repeat(255);
+        let t = temp_name(OsStr::new(&long), 255);
+        assert!(is_temp_of(&t, OsStr::new(&long), 255));
     }
 
     #[test]

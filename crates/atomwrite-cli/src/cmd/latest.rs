@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::common::{self, CmdResult, EXIT_OK};
+use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
 
 #[derive(Debug, Args)]
 pub struct LatestArgs {
@@ -16,8 +16,10 @@ pub struct LatestArgs {
 }
 
 pub const LATEST_EXAMPLES: &str = "\
-Prints `VERSION PATH`, e.g. `3 reports/daily.csv.versions/v0000000003.csv`; `0` when nothing has
-been published yet (DST missing, or still a regular file).
+Prints `VERSION PATH`, e.g. `3 reports/daily.csv.versions/v0000000003.csv`. When nothing has
+been published yet (DST missing, or still a regular file) it prints `0` on stdout, says so on
+stderr and exits 1 (so a typo in DST is not mistaken for an empty history); --json then prints
+version 0 and path null.
 
 Examples:
   atomwrite latest reports/daily.csv
@@ -40,6 +42,13 @@ pub fn run(a: LatestArgs) -> CmdResult {
             Some(v) => println!("{} {}", v.version, v.path.display()),
             None => println!("0"),
         }
+    }
+    if l.is_none() {
+        eprintln!(
+            "atomwrite: nothing has been published at `{}`",
+            a.dst.display()
+        );
+        return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_OK)
 }

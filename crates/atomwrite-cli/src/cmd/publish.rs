@@ -27,10 +27,15 @@ Examples:
 pub struct PublishArgs {
     #[command(flatten)]
     pub opts: WriteOpts,
-    /// After the swap keep only the N newest versions (the new one and the one it replaced are
-    /// always kept); also removes versions left unreferenced by crashed publishers.
-    #[arg(long, value_name = "N")]
+    /// After the swap keep only the N newest versions of the history (the new one and the one it
+    /// replaced are always kept; versions above the current one, e.g. after a rollback by hand,
+    /// are never removed); also removes the leftovers of interrupted publishes.
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
     pub keep: Option<usize>,
+    /// Wait at most DUR (e.g. 30s, 5m) for another publisher of DST; then publish nothing and exit
+    /// 3. Default: wait as long as it takes (Ctrl-C stops the wait at once).
+    #[arg(long, value_name = "DUR", value_parser = crate::cli::parse_duration)]
+    pub wait: Option<std::time::Duration>,
     /// Compare-and-swap: publish only if the current version is V (as `atomwrite latest` prints
     /// it; 0 = nothing published yet). Otherwise publish nothing and exit 3.
     #[arg(long, value_name = "V")]
@@ -46,14 +51,46 @@ pub struct PublishArgs {
     pub dst: PathBuf,
 }
 
+/// `--keep N`: at least 1 (keeping nothing would remove the version just published).
+pub fn parse_keep(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (the current version is always kept)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 /// The publisher these flags describe (also used by `run --publish`).
-pub fn publisher(opts: &WriteOpts, keep: Option<usize>, expect: Option<u64>) -> Publisher {
+pub fn publisher(
+    opts: &WriteOpts,
+    keep: Option<usize>,
+    expect: Option<u64>,
+    wait: Option<std::time::Duration>,
+    dst: &Path,
+) -> Publisher {
     let mut p = Publisher::new().options(opts.to_options());
     if let Some(k) = keep {
         p = p.keep(k);
     }
     if let Some(v) = expect {
         p = p.expect(v);
+    }
+    if let Some(d) = wait {
+        p = p.wait_timeout(d);
+    }
+    if !opts.quiet && !opts.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let dst = dst.to_path_buf();
+        p = p.on_wait(move |w| {
+            let who = match (w.holder_pid, &w.holder_command) {
+                (Some(pid), Some(cmd)) => format!(" (pid {pid}: {cmd})"),
+                (Some(pid), None) => format!(" (pid {pid})"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "atomwrite: waiting for another publisher of `{}`{who}; Ctrl-C to give up",
+                dst.display()
+            );
+        });
     }
     p
 }
@@ -82,6 +119,8 @@ pub fn published_json(p: &Published) -> serde_json::Value {
         "run_id": p.manifest.run_id,
         "migrated": p.migrated,
         "removed": p.removed,
+        "removed_bytes": p.removed_bytes,
+        "warnings": p.warnings,
     })
 }
 
@@ -97,13 +136,20 @@ pub fn report_published(opts: &WriteOpts, p: &Published) {
             p.manifest.size,
             p.manifest.sha256,
             match p.migrated {
-                Some(m) => format!("; the previous regular file became version {m}"),
+                Some(m) => format!(
+                    "; what `{}` held before became version {m}",
+                    p.dst.display()
+                ),
                 None => String::new(),
             },
             if p.removed.is_empty() {
                 String::new()
             } else {
-                format!("; removed {} old path(s)", p.removed.len())
+                format!(
+                    "; removed {} old path(s), {} bytes",
+                    p.removed.len(),
+                    p.removed_bytes
+                )
             }
         );
     }
@@ -119,7 +165,7 @@ pub fn run(a: PublishArgs) -> CmdResult {
              was published yet",
         ));
     }
-    let p = publisher(&a.opts, a.keep, a.expect);
+    let p = publisher(&a.opts, a.keep, a.expect, a.wait, &a.dst);
     let published = if let Some(dir) = &a.dir {
         p.publish_dir(&a.dst, dir)?
     } else {
@@ -138,7 +184,9 @@ pub fn run(a: PublishArgs) -> CmdResult {
             }
             None => (Box::new(io::stdin().lock()), Path::new("<stdin>")),
         };
-        let mut pv = signals::open_tracked(|| p.begin(&a.dst), |pv| pv.temp_path())?;
+        // Not under the signal lock: waiting for another publisher must stay interruptible.
+        let mut pv = p.begin(&a.dst)?;
+        signals::set_active(pv.temp_path());
         pv.file().copy_from(&mut input, source_name)?;
         commit_guarded(pv)?
     };

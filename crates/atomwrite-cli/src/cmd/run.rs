@@ -39,8 +39,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub publish: bool,
     /// With --publish: keep only the N newest versions.
-    #[arg(long, value_name = "N", requires = "publish")]
+    #[arg(long, value_name = "N", requires = "publish", value_parser = publish::parse_keep)]
     pub keep: Option<usize>,
+    /// With --publish: wait at most DUR for another publisher, then exit 3 (CMD never runs).
+    #[arg(long, value_name = "DUR", requires = "publish", value_parser = crate::cli::parse_duration)]
+    pub wait: Option<std::time::Duration>,
     /// With --publish: compare-and-swap against version V (checked before CMD starts).
     #[arg(long, value_name = "V", requires = "publish")]
     pub expect: Option<u64>,
@@ -98,7 +101,7 @@ fn inner(a: &RunArgs) -> CmdResult {
     let mut sink = signals::open_tracked(
         || {
             Ok::<_, Failure>(if a.publish {
-                let p = publish::publisher(&wopts, a.keep, a.expect);
+                let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
                 Sink::Version(Box::new(
                     p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
                 ))
