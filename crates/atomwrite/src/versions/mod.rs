@@ -30,12 +30,12 @@
 //!    wait. Publishers of one `DST` on one machine run one after another.
 //! 2. Read the pointer once (`readlinkat`): the current version, `0` if none. With
 //!    [`Publisher::expect`], a different current version ends here with a conflict
-//!    ([`Error::is_conflict`]) before a byte is written.
+//!    ([`Error::is_conflict`](crate::Error::is_conflict)) before a byte is written.
 //! 3. Claim the next number N: from the lock file's `next=` hint (no directory listing, so a
 //!    publish costs the same with 10 or 100,000 versions), by creating the **pending marker**
 //!    `.DST.vN.pending` beside `DST` — a symlink to `DST.versions/vN` — with `symlinkat`, which
 //!    fails if N is taken.
-//! 4. Write `vN` through an [`AtomicFile`] (create-only, relative to the versions directory's fd;
+//! 4. Write `vN` through an [`AtomicFile`](crate::AtomicFile) (create-only, relative to the versions directory's fd;
 //!    it gets the mode, owner and group of the current version unless a mode is given) and commit
 //!    it; write its manifest (`version` N, `parent` the current version); if `DST` was a regular
 //!    file, hard-link it as a version too (the migration); `fsync` `DST.versions/`.
