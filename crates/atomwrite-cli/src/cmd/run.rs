@@ -44,7 +44,10 @@ pub struct RunArgs {
     /// With --publish: compare-and-swap against version V (checked before CMD starts).
     #[arg(long, value_name = "V", requires = "publish")]
     pub expect: Option<u64>,
-    /// The destination.
+    /// Refuse to commit when CMD exits 0 but prints nothing: exit 1, DST unchanged.
+    #[arg(long)]
+    pub no_empty: bool,
+    /// The destination (or URL).
     pub dst: PathBuf,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -117,6 +120,14 @@ fn inner(a: &RunArgs) -> CmdResult {
         },
     )?;
 
+    if a.opts.no_clobber
+        && let Sink::File(f) = &sink
+    {
+        // Before CMD starts: its work would be lost anyway. The commit's create-only check
+        // stays the final word.
+        f.check_vacant()?;
+    }
+
     let dst_shown = a.dst.display().to_string();
     let (mut child, shown) = spawn_producer(&a.cmd, &run_id, started, &dst_shown)?;
     signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
@@ -160,9 +171,25 @@ fn inner(a: &RunArgs) -> CmdResult {
             error: None,
         });
     }
+    if a.no_empty && sink.file().is_empty() {
+        drop(sink);
+        return Err(super::write::empty_refused(
+            &dst_shown,
+            Path::new(&format!("the output of `{shown}`")),
+        ));
+    }
     match sink {
         Sink::File(f) => {
-            let receipt = common::commit_guarded(*f).map_err(|e| own_failure(e.into()))?;
+            let receipt = common::commit_guarded(*f).map_err(|e| {
+                let f = Failure::from(e);
+                // --no-clobber lost to a writer that came after the precheck: a conflict
+                // (exit 3), as for `write`.
+                if a.opts.no_clobber && f.code == common::EXIT_CONFLICT {
+                    f
+                } else {
+                    own_failure(f)
+                }
+            })?;
             common::after_commit(&wopts, &receipt).map_err(own_failure)?;
             common::report_receipt(&a.opts, &receipt);
         }
