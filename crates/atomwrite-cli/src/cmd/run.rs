@@ -22,11 +22,15 @@ CMD gets ATOMWRITE_RUN_ID and ATOMWRITE_STARTED_AT (RFC 3339, UTC) in its enviro
 receipt and the manifest (--manifest) record the same run id. CMD's stdin and stderr are
 inherited. Exit code: 0 when committed; CMD's own status when it fails (128+N if killed by
 signal N), nothing committed; 126/127 when CMD cannot be executed / is not found; 125 when
-atomwrite itself fails. SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
+atomwrite itself fails; 3 when --no-clobber finds DST already there (checked before CMD
+starts); 1 when --no-empty refuses an empty output of a successful CMD.
+SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
 With --publish the publisher lock is held (and --expect checked) before CMD starts.
+Unlike `CMD | atomwrite write DST` (a pipe carries no exit status), run knows CMD's status.
 
 Examples:
-  atomwrite run --manifest out/daily.csv -- psql -Atc 'select * from daily'
+  atomwrite run names.txt -- sort -u names.txt   # in-place filter: a failed sort changes nothing
+  atomwrite run --manifest --no-empty out/daily.csv -- psql -Atc 'select * from daily'
   atomwrite run --publish --keep 7 reports/daily.json -- ./make_report --date today
   atomwrite run out/stamp.txt -- sh -c 'echo \"built by $ATOMWRITE_RUN_ID at $ATOMWRITE_STARTED_AT\"'";
 
