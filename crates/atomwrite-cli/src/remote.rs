@@ -313,34 +313,41 @@ mod imp {
     }
 
     /// `--no-clobber`: refuses before any input is read when an object already exists at
-    /// `url` (one HEAD request). The store's create-only write stays the final word. A store
-    /// that cannot answer is not a verdict: the write goes on and the commit decides.
-    fn check_vacant(url: &str) -> Result<(), Failure> {
+    /// `url` (one HEAD request): reports the conflict like a store error (one line; with
+    /// `--json` the error object, `kind` `AlreadyExists`) and returns exit code 3. The store's
+    /// create-only write stays the final word; a store that cannot answer is not a verdict
+    /// (`None`: the write goes on and the commit decides).
+    fn taken(url: &str, json: bool) -> Option<i32> {
         use os::object_store::ObjectStoreExt as _;
-        let Ok(t) = blocking::target(url) else {
-            return Ok(());
-        };
-        let Ok(key) = os::object_store::path::Path::parse(t.key()) else {
-            return Ok(());
-        };
-        match blocking::block_on(t.store().head(&key)) {
-            Ok(_) => Err(Failure {
-                code: EXIT_CONFLICT,
-                message: format!(
-                    "`{url}` already exists and the write is create-only (--no-clobber); \
-                     nothing was read or written"
-                ),
-                error: None,
-            }),
-            Err(_) => Ok(()),
+        let t = blocking::target(url).ok()?;
+        let key = os::object_store::path::Path::parse(t.key()).ok()?;
+        blocking::block_on(t.store().head(&key)).ok()?;
+        let message = format!(
+            "failed to write `{url}`: an object already exists at this key and the write is \
+             create-only (--no-clobber); nothing was read or written"
+        );
+        eprintln!("atomwrite: {message}");
+        if json {
+            common::print_json(&json!({ "error": {
+                "message": message,
+                "exit_code": EXIT_CONFLICT,
+                "operation": "head",
+                "path": url,
+                "url": url,
+                "kind": "AlreadyExists",
+                "store_kind": "AlreadyExists",
+            }}));
         }
+        Some(EXIT_CONFLICT)
     }
 
     pub fn write(a: WriteArgs) -> CmdResult {
         let url = url_of(&a.dst)?;
         check_remote_opts(&a.opts, url)?;
-        if a.opts.no_clobber {
-            check_vacant(url)?;
+        if a.opts.no_clobber
+            && let Some(code) = taken(url, a.opts.json)
+        {
+            return Ok(code);
         }
         let (input, size) = open_input(a.from.as_deref())?;
         let typing = a.from.is_none() && progress::stdin_notice(url, a.opts.quiet);
@@ -653,9 +660,11 @@ mod imp {
                 Err(e) => return store_failure(&e, json, EXIT_RUN_FAILED),
             }
         }
-        if a.opts.no_clobber {
+        if a.opts.no_clobber
+            && let Some(code) = taken(url, json)
+        {
             // Before CMD starts: its work would be lost anyway.
-            check_vacant(url)?;
+            return Ok(code);
         }
         let (mut child, shown) = crate::cmd::run::spawn_producer(&a.cmd, &run_id, started, url)?;
         signals::CHILD.store(child.id() as i32, Ordering::SeqCst);

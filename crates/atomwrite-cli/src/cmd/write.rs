@@ -88,7 +88,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
 /// `--no-empty` found no input: exit 1, nothing committed. Shared with `run` and the URL paths.
 pub fn empty_refused(dst: &str, source: &Path) -> Failure {
     Failure::failed(format!(
-        "refusing to commit an empty `{dst}` (--no-empty): {} was empty; `{dst}` is unchanged",
+        "refusing to commit an empty `{dst}` (--no-empty): {} was empty; nothing was committed to `{dst}`",
         source.display()
     ))
 }
