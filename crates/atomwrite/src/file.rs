@@ -197,6 +197,18 @@ impl AtomicFile {
     /// precheck: with [`Options::no_clobber`] the commit's atomic create-only check stays the
     /// final word (an entry created after this call still makes the commit fail), and without
     /// it this call changes nothing about the commit.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("once.txt");
+    /// let opts = atomwrite::Options::new().no_clobber(true);
+    /// opts.open(&path)?.check_vacant()?; // nothing there yet
+    /// std::fs::write(&path, "taken")?;
+    /// let e = opts.open(&path)?.check_vacant().unwrap_err();
+    /// assert!(e.is_conflict()); // before any data was written
+    /// assert_eq!(std::fs::read(&path)?, b"taken");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_vacant(&self) -> Result<()> {
         match rfs::statat(&*self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => Ok(()),
