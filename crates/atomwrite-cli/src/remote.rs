@@ -317,14 +317,14 @@ mod imp {
     /// `--json` the error object, `kind` `AlreadyExists`) and returns exit code 3. The store's
     /// create-only write stays the final word; a store that cannot answer is not a verdict
     /// (`None`: the write goes on and the commit decides).
-    fn taken(url: &str, json: bool) -> Option<i32> {
+    fn taken(url: &str, json: bool, outcome: &str) -> Option<i32> {
         use os::object_store::ObjectStoreExt as _;
         let t = blocking::target(url).ok()?;
         let key = os::object_store::path::Path::parse(t.key()).ok()?;
         blocking::block_on(t.store().head(&key)).ok()?;
         let message = format!(
             "failed to write `{url}`: an object already exists at this key and the write is \
-             create-only (--no-clobber); nothing was read or written"
+             create-only (--no-clobber); {outcome}"
         );
         eprintln!("atomwrite: {message}");
         if json {
@@ -345,7 +345,7 @@ mod imp {
         let url = url_of(&a.dst)?;
         check_remote_opts(&a.opts, url)?;
         if a.opts.no_clobber
-            && let Some(code) = taken(url, a.opts.json)
+            && let Some(code) = taken(url, a.opts.json, "nothing was read or written")
         {
             return Ok(code);
         }
@@ -661,7 +661,7 @@ mod imp {
             }
         }
         if a.opts.no_clobber
-            && let Some(code) = taken(url, json)
+            && let Some(code) = taken(url, json, "CMD was not run")
         {
             // Before CMD starts: its work would be lost anyway.
             return Ok(code);

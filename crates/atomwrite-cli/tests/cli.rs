@@ -1033,6 +1033,7 @@ fn run_no_clobber_never_starts_the_command() {
     assert_eq!(code, 3, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("CMD was not run"), "{err}");
     assert!(!marker.exists(), "CMD was started");
     assert_eq!(fs::read(&p).unwrap(), b"first");
     assert!(temps_in(d.path()).is_empty());
@@ -1081,6 +1082,7 @@ fn url_no_clobber_and_no_empty_fail_before_reading_or_running() {
         &[],
     );
     assert_eq!(code, 3, "{err}");
+    assert!(err.contains("CMD was not run"), "{err}");
     assert!(!marker.exists(), "CMD was started");
     assert_eq!(fs::read(&p).unwrap(), b"first");
     // --no-empty: nothing is uploaded, the object is unchanged (or not created).

@@ -129,7 +129,11 @@ fn inner(a: &RunArgs) -> CmdResult {
     {
         // Before CMD starts: its work would be lost anyway. The commit's create-only check
         // stays the final word.
-        f.check_vacant()?;
+        f.check_vacant().map_err(|e| {
+            let mut f = Failure::from(e);
+            f.message.push_str("; CMD was not run");
+            f
+        })?;
     }
 
     let dst_shown = a.dst.display().to_string();
