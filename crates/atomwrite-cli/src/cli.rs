@@ -52,9 +52,17 @@ pub enum Command {
 }
 
 const WRITE_EXAMPLES: &str = "\
+A pipe carries no exit status: `producer | atomwrite write DST` cannot know that the producer
+failed, and commits whatever it printed (possibly nothing). To commit only a successful
+producer's output use `atomwrite run DST -- producer`; --no-empty at least refuses an empty
+input. --no-clobber fails (exit 3) before stdin is read when DST already exists. On a
+terminal, write says it is reading stdin and draws no progress bar.
+DST may be a URL (s3://, gs://, az://, file:///, memory:///); a URL-like typo (s3:/b/k,
+s4://b/k, http://...) is a usage error (exit 2); write ./s3:/x to mean a local file.
+
 Examples:
-  curl -fsS https://example.org/data.json | atomwrite write data/latest.json
-  sort -u names.txt | atomwrite write names.txt          # in-place filter, safely
+  curl -fsS https://example.org/data.json | atomwrite write --no-empty data/latest.json
+  atomwrite run names.txt -- sort -u names.txt          # in-place filter: commits only on exit 0
   atomwrite write --from build/app.conf --mode 0640 /etc/app.conf
   pg_dump db | atomwrite write --no-clobber backups/$(date +%F).sql   # exit 3 if it exists";
 
@@ -184,7 +192,11 @@ pub struct WriteArgs {
     /// reading a pipe (like `pv -s`). Only a display hint: more or fewer bytes are fine.
     #[arg(long, value_name = "SIZE", value_parser = crate::progress::parse_size)]
     pub expected_size: Option<u64>,
-    /// The destination file.
+    /// Refuse to commit an empty input: exit 1, DST unchanged. In a pipeline an empty stdin
+    /// often means the producer failed (a pipe carries no exit status; see `atomwrite run`).
+    #[arg(long)]
+    pub no_empty: bool,
+    /// The destination file (or URL).
     pub dst: PathBuf,
 }
 

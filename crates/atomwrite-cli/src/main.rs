@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod common;
+mod location;
 mod progress;
 mod remote;
 mod signals;

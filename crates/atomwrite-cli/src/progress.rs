@@ -173,6 +173,23 @@ impl<R: Read> Read for ProgressReader<'_, R> {
     }
 }
 
+/// Before a command reads its data from stdin: when stdin is a terminal, says once on stderr
+/// that it is waiting for typed input (unless `quiet`) and returns `true`. The caller must
+/// then draw no progress bar: it would draw over what the user types. Returns `false` (and
+/// prints nothing) when stdin is a pipe, a file or closed.
+pub fn stdin_notice(dst: &str, quiet: bool) -> bool {
+    if !io::stdin().is_terminal() {
+        return false;
+    }
+    if !quiet {
+        eprintln!(
+            "atomwrite: reading stdin for `{dst}` (end with Ctrl-D on a new line; Ctrl-C \
+             cancels and leaves `{dst}` unchanged)"
+        );
+    }
+    true
+}
+
 /// Parses a byte size: `1048576`, `512K`, `4M`, `1.5G`, `2T` (binary multiples, like `dd`'s
 /// `K`/`M`; `KiB`/`MiB` spellings accepted; `KB`/`MB`/`GB` are powers of 1000).
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -1,7 +1,9 @@
 //! URL destinations and sources (`s3://`, `gs://`, `az://`, `file:///`, `memory://`) for every
 //! command that takes a path: `write`, `cp`, `run`, `publish`, `latest`, `versions`, `verify`.
 //!
-//! Each command calls [`is_url`] first and hands a URL over to the function of the same name
+//! Every path argument has been classified by [`atomwrite::Location`] before a command runs (a
+//! URL with a typo is a usage error, exit 2: see `crate::location`). Each command calls
+//! [`is_url`] first and hands a URL over to the function of the same name
 //! here, so the local code paths stay exactly as they are. The work is done by the
 //! `atomwrite-object-store` crate (feature `object-store`, on by default); built without it, a
 //! URL is a usage error (exit code 2).
@@ -30,29 +32,14 @@ use crate::common::CmdResult;
 #[cfg(not(feature = "object-store"))]
 use crate::common::Failure;
 
-/// True when `p` is a URL (as opposed to a local path) that the object-store backend would
-/// handle. Also recognised when the backend is compiled out, so that such a destination is a
-/// clear usage error instead of a local file named `s3:`.
+/// True when `p` is a URL with a supported scheme, as classified by [`atomwrite::Location`]
+/// (also when the object-store backend is compiled out, so that such a destination is a clear
+/// usage error instead of a local file named `s3:`).
+///
+/// A URL-like typo (`s3:/b/k`, `s4://b/k`) is `false` here: `cmd::dispatch` has already
+/// refused it with a usage error ([`crate::location::check_args`]) before any command runs.
 pub fn is_url(p: &Path) -> bool {
-    let Some(s) = p.to_str() else { return false };
-    #[cfg(feature = "object-store")]
-    {
-        atomwrite_object_store::is_url(s)
-    }
-    #[cfg(not(feature = "object-store"))]
-    {
-        const SCHEMES: &[&str] = &[
-            "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl", "file", "memory",
-        ];
-        match s.split_once(':') {
-            Some((scheme, rest)) => {
-                let scheme = scheme.to_ascii_lowercase();
-                SCHEMES.contains(&scheme.as_str())
-                    && (rest.starts_with("//") || scheme == "file" || scheme == "memory")
-            }
-            None => false,
-        }
-    }
+    atomwrite::Location::parse(p.as_os_str()).is_ok_and(|l| l.is_url())
 }
 
 #[cfg(not(feature = "object-store"))]
@@ -292,18 +279,93 @@ mod imp {
 
     // ----- write ----------------------------------------------------------------------------
 
+    /// Counts what passes through; with `refuse_empty`, an input that ends before its first
+    /// byte fails the read instead of ending it, so the store aborts the write before any
+    /// request that could make something visible (`--no-empty`).
+    struct NoEmpty<R> {
+        inner: R,
+        seen: u64,
+        refuse_empty: bool,
+        refused: bool,
+    }
+
+    impl<R> NoEmpty<R> {
+        fn new(inner: R, refuse_empty: bool) -> Self {
+            NoEmpty {
+                inner,
+                seen: 0,
+                refuse_empty,
+                refused: false,
+            }
+        }
+    }
+
+    impl<R: Read> Read for NoEmpty<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.seen += n as u64;
+            if n == 0 && !buf.is_empty() && self.seen == 0 && self.refuse_empty {
+                self.refused = true;
+                return Err(io::Error::other("the input is empty (--no-empty)"));
+            }
+            Ok(n)
+        }
+    }
+
+    /// `--no-clobber`: refuses before any input is read when an object already exists at
+    /// `url` (one HEAD request): reports the conflict like a store error (one line; with
+    /// `--json` the error object, `kind` `AlreadyExists`) and returns exit code 3. The store's
+    /// create-only write stays the final word; a store that cannot answer is not a verdict
+    /// (`None`: the write goes on and the commit decides).
+    fn taken(url: &str, json: bool, outcome: &str) -> Option<i32> {
+        use os::object_store::ObjectStoreExt as _;
+        let t = blocking::target(url).ok()?;
+        let key = os::object_store::path::Path::parse(t.key()).ok()?;
+        blocking::block_on(t.store().head(&key)).ok()?;
+        let message = format!(
+            "failed to write `{url}`: an object already exists at this key and the write is \
+             create-only (--no-clobber); {outcome}"
+        );
+        eprintln!("atomwrite: {message}");
+        if json {
+            common::print_json(&json!({ "error": {
+                "message": message,
+                "exit_code": EXIT_CONFLICT,
+                "operation": "head",
+                "path": url,
+                "url": url,
+                "kind": "AlreadyExists",
+                "store_kind": "AlreadyExists",
+            }}));
+        }
+        Some(EXIT_CONFLICT)
+    }
+
     pub fn write(a: WriteArgs) -> CmdResult {
         let url = url_of(&a.dst)?;
         check_remote_opts(&a.opts, url)?;
+        if a.opts.no_clobber
+            && let Some(code) = taken(url, a.opts.json, "nothing was read or written")
+        {
+            return Ok(code);
+        }
         let (input, size) = open_input(a.from.as_deref())?;
-        let mut bar = Progress::bytes(a.expected_size.or(size), flags(&a.opts), last_segment(url));
-        let r = blocking::write_url(url, bar.wrap(input), &write_options(&a.opts));
+        let typing = a.from.is_none() && progress::stdin_notice(url, a.opts.quiet);
+        let mut flags = flags(&a.opts);
+        flags.quiet |= typing;
+        let mut bar = Progress::bytes(a.expected_size.or(size), flags, last_segment(url));
+        let mut input = NoEmpty::new(input, a.no_empty);
+        let r = blocking::write_url(url, bar.wrap(&mut input), &write_options(&a.opts));
         bar.finish();
         match r {
             Ok(r) => {
                 report_receipt(&a.opts, &r);
                 Ok(EXIT_OK)
             }
+            Err(_) if input.refused => Err(crate::cmd::write::empty_refused(
+                url,
+                a.from.as_deref().unwrap_or(Path::new("<stdin>")),
+            )),
             Err(e) => store_failure(&e, a.opts.json, store_code(&e)),
         }
     }
@@ -598,6 +660,12 @@ mod imp {
                 Err(e) => return store_failure(&e, json, EXIT_RUN_FAILED),
             }
         }
+        if a.opts.no_clobber
+            && let Some(code) = taken(url, json, "CMD was not run")
+        {
+            // Before CMD starts: its work would be lost anyway.
+            return Ok(code);
+        }
         let (mut child, shown) = crate::cmd::run::spawn_producer(&a.cmd, &run_id, started, url)?;
         signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
         let out = child.stdout.take().expect("stdout is piped");
@@ -608,13 +676,15 @@ mod imp {
         };
         let mut wopts = write_options(&a.opts);
         wopts.run_id = Some(run_id.clone());
+        let mut guarded = NoEmpty::new(&mut reader, a.no_empty);
         let result = if a.publish {
             let mut p = os::PublishOptions::new().expect(a.expect).run_id(run_id);
             p.write.multipart_threshold = wopts.multipart_threshold;
-            blocking::publish_url(url, &mut reader, &p).map(Ok)
+            blocking::publish_url(url, &mut guarded, &p).map(Ok)
         } else {
-            blocking::write_url(url, &mut reader, &wopts).map(Err)
+            blocking::write_url(url, &mut guarded, &wopts).map(Err)
         };
+        let refused_empty = guarded.refused;
         let status = reader.status.take();
         drop(reader);
         let status = match status {
@@ -662,6 +732,15 @@ mod imp {
             Ok(Err(r)) => {
                 report_receipt(&a.opts, &r);
                 Ok(EXIT_OK)
+            }
+            Err(_) if refused_empty => Err(crate::cmd::write::empty_refused(
+                url,
+                Path::new(&format!("the output of `{shown}`")),
+            )),
+            // --no-clobber lost to a writer that came after the precheck: a conflict, as for
+            // `write`.
+            Err(e) if a.opts.no_clobber && e.is_conflict() => {
+                store_failure(&e, json, EXIT_CONFLICT)
             }
             Err(e) => store_failure(&e, json, EXIT_RUN_FAILED),
         }

@@ -676,3 +676,425 @@ fn cp_failures_are_clean() {
     assert_eq!(fs::read(&dst).unwrap(), b"old");
     assert!(temps_in(d.path()).is_empty());
 }
+
+// ---------------------------------------------------------------- right place or clear error
+
+/// Runs `atomwrite ARGS` in `dir` with `input` on stdin; returns (exit code, stdout, stderr).
+fn run_in(dir: &Path, args: &[&str], input: &[u8]) -> (i32, String, String) {
+    run_in_env(dir, args, input, &[])
+}
+
+fn run_in_env(
+    dir: &Path,
+    args: &[&str],
+    input: &[u8],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut c = bin();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Every entry below `dir`, recursively (relative paths).
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            out.push(e.path().strip_prefix(dir).unwrap().to_path_buf());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const URL_TYPOS: &[&str] = &[
+    "s3:/bucket/key",
+    "s3:bucket/key",
+    "S3:/bucket/key",
+    "s4://b/k",
+    "gs:/b/k",
+    "http://host/x",
+    "https://host/x",
+    "file:x",
+    "memory:x",
+    "s3:///key",
+];
+
+#[test]
+fn a_mistyped_url_is_a_usage_error_and_creates_nothing() {
+    for typo in URL_TYPOS {
+        let d = tmp();
+        let (code, out, err) = run_in(d.path(), &["write", typo], b"x\n");
+        assert_eq!(code, 2, "{typo}: {err}");
+        assert!(out.is_empty(), "{typo}: {out}");
+        assert_eq!(err.lines().count(), 1, "{typo}: {err}");
+        assert!(err.contains(&format!("`{typo}`")), "{typo}: {err}");
+        assert!(
+            err.contains(&format!("to mean a local file, write `./{typo}`")),
+            "{typo}: {err}"
+        );
+        assert!(tree(d.path()).is_empty(), "{typo}: {:?}", tree(d.path()));
+    }
+    // The likely URL is suggested.
+    let d = tmp();
+    let (_, _, err) = run_in(d.path(), &["write", "s3:/bucket/key"], b"x\n");
+    assert!(err.contains("did you mean `s3://bucket/key`?"), "{err}");
+    let (_, _, err) = run_in(d.path(), &["write", "s4://b/k"], b"x\n");
+    assert!(err.contains("did you mean `s3://b/k`?"), "{err}");
+    // --json: the error object on stdout, exit code 2.
+    let (code, out, _) = run_in(d.path(), &["write", "--json", "gs:/b/k"], b"x\n");
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["exit_code"], 2, "{v}");
+    assert!(tree(d.path()).is_empty(), "{:?}", tree(d.path()));
+}
+
+#[test]
+fn every_command_refuses_a_mistyped_url() {
+    let d = tmp();
+    fs::write(d.path().join("src"), b"data").unwrap();
+    let typo = "s3:/bucket/key";
+    for args in [
+        vec!["write", "--from", "src", typo],
+        vec!["write", "--from", typo, "out"],
+        vec!["cp", "src", typo],
+        vec!["cp", typo, "out"],
+        vec!["cp", "src", "src", typo],
+        vec!["run", typo, "--", "sh", "-c", "echo ran > marker"],
+        vec![
+            "run",
+            "--publish",
+            typo,
+            "--",
+            "sh",
+            "-c",
+            "echo ran > marker",
+        ],
+        vec!["publish", "--from", "src", typo],
+        vec!["publish", "--from", typo, "out"],
+        vec!["publish", "--dir", typo, "out"],
+        vec!["latest", typo],
+        vec!["versions", typo],
+        vec!["verify", "src", typo],
+        vec!["clean", typo],
+        vec!["doctor", typo],
+        // Only a local directory makes sense here: a valid URL is refused too.
+        vec!["clean", "s3://bucket/"],
+        vec!["doctor", "s3://bucket/x"],
+        vec!["write", "--from", "s3://bucket/key", "out"],
+    ] {
+        let (code, _, err) = run_in(d.path(), &args, b"x\n");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("to mean a local file"), "{args:?}: {err}");
+        assert_eq!(
+            tree(d.path()),
+            vec![PathBuf::from("src")],
+            "{args:?} created something"
+        );
+    }
+}
+
+#[test]
+fn dot_slash_names_a_local_file_that_looks_like_a_url() {
+    for env in MODES {
+        let d = tmp();
+        for (arg, rel) in [
+            ("./s3:/bucket/key", "s3:/bucket/key"),
+            ("./s4://b/k", "s4:/b/k"),
+        ] {
+            let (code, _, err) = run_in_env(d.path(), &["write", arg], b"x\n", env);
+            assert_eq!(code, 0, "{arg}: {err}");
+            assert_eq!(fs::read(d.path().join(rel)).unwrap(), b"x\n", "{arg}");
+        }
+        // An absolute path is a path, whatever it contains.
+        let abs = d.path().join("gs:/b/k");
+        let (code, _, err) = run(&["write", abs.to_str().unwrap()], b"y\n", env);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(fs::read(&abs).unwrap(), b"y\n");
+    }
+}
+
+// ---------------------------------------------------------------- --no-empty
+
+#[test]
+fn no_empty_refuses_an_empty_stdin_and_keeps_the_destination() {
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("names.txt");
+        fs::write(&p, b"old\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&p).unwrap();
+        let (code, out, err) = run(&["write", "--no-empty", p.to_str().unwrap()], b"", env);
+        assert_eq!(code, 1, "{err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("--no-empty") && err.contains("names.txt"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"old\n");
+        let after = fs::metadata(&p).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&after),
+            std::os::unix::fs::MetadataExt::ino(&before)
+        );
+        assert!(temps_in(d.path()).is_empty());
+        // A new destination is not created.
+        let q = d.path().join("sub/new.txt");
+        let (code, _, err) = run(&["write", "--no-empty", q.to_str().unwrap()], b"", env);
+        assert_eq!(code, 1, "{err}");
+        assert!(!q.exists());
+        // --from an empty file: refused the same way; --json gives the error object.
+        let empty = d.path().join("empty");
+        fs::write(&empty, b"").unwrap();
+        let (code, out, _) = run(
+            &[
+                "write",
+                "--json",
+                "--no-empty",
+                "--from",
+                empty.to_str().unwrap(),
+                p.to_str().unwrap(),
+            ],
+            b"",
+            env,
+        );
+        assert_eq!(code, 1);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["exit_code"], 1, "{v}");
+        assert_eq!(fs::read(&p).unwrap(), b"old\n");
+        // One byte is enough; without the flag an empty input is committed as before.
+        let (code, _, err) = run(&["write", "--no-empty", p.to_str().unwrap()], b"\n", env);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"\n");
+        let (code, _, _) = run(&["write", p.to_str().unwrap()], b"", env);
+        assert_eq!(code, 0);
+        assert_eq!(fs::read(&p).unwrap(), b"");
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn run_no_empty_refuses_a_silent_success_and_passes_a_failure_through() {
+    let d = tmp();
+    let p = d.path().join("out.txt");
+    fs::write(&p, b"old\n").unwrap();
+    let dst = p.to_str().unwrap();
+    let (code, _, err) = run(&["run", "--no-empty", dst, "--", "true"], b"", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--no-empty") && err.contains("`true`"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&p).unwrap(), b"old\n");
+    // CMD's own failure wins over the empty output.
+    let (code, _, err) = run(
+        &["run", "--no-empty", dst, "--", "sh", "-c", "exit 7"],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 7, "{err}");
+    assert!(!err.contains("--no-empty"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"old\n");
+    // With --publish: no version is published.
+    let v = d.path().join("pub.txt");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--publish",
+            "--no-empty",
+            v.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let (code, out, _) = run(&["latest", v.to_str().unwrap()], b"", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "0");
+    // Some output: committed.
+    let (code, _, err) = run(&["run", "--no-empty", dst, "--", "echo", "new"], b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"new\n");
+    assert!(temps_in(d.path()).is_empty());
+}
+
+// ---------------------------------------------------------------- --no-clobber prechecks
+
+/// Starts `atomwrite ARGS` with a stdin that never ends (the write end stays open, nothing is
+/// written) and waits for it to exit. Returns (exit code, stderr); panics if it is still
+/// reading after a generous bound (only a hang fails; no duration is asserted).
+fn run_with_endless_stdin(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = bin();
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let _held_open = child.stdin.take().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (st.code().unwrap_or(-1), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`atomwrite {args:?}` is still reading stdin");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn write_no_clobber_fails_before_reading_stdin() {
+    for env in MODES {
+        let d = tmp();
+        let p = d.path().join("exists");
+        fs::write(&p, b"first").unwrap();
+        let (code, err) =
+            run_with_endless_stdin(&["write", "--no-clobber", p.to_str().unwrap()], env);
+        assert_eq!(code, 3, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains(p.to_str().unwrap()), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert!(temps_in(d.path()).is_empty());
+        // A symlink at the name counts as existing with --no-follow (the commit would find
+        // the name taken); followed, it is its target that must be vacant.
+        let l = d.path().join("link");
+        std::os::unix::fs::symlink("exists", &l).unwrap();
+        let (code, err) = run_with_endless_stdin(
+            &["write", "--no-clobber", "--no-follow", l.to_str().unwrap()],
+            env,
+        );
+        assert_eq!(code, 3, "{err}");
+        let (code, err) =
+            run_with_endless_stdin(&["write", "--no-clobber", l.to_str().unwrap()], env);
+        assert_eq!(code, 3, "{err}");
+        assert_eq!(fs::read_link(&l).unwrap(), Path::new("exists"));
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn run_no_clobber_never_starts_the_command() {
+    let d = tmp();
+    let p = d.path().join("exists");
+    fs::write(&p, b"first").unwrap();
+    let marker = d.path().join("marker");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--no-clobber",
+            p.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!("touch {}; echo new", marker.display()),
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("CMD was not run"), "{err}");
+    assert!(!marker.exists(), "CMD was started");
+    assert_eq!(fs::read(&p).unwrap(), b"first");
+    assert!(temps_in(d.path()).is_empty());
+    // A vacant destination: CMD runs and its output is committed.
+    let q = d.path().join("fresh");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--no-clobber",
+            q.to_str().unwrap(),
+            "--",
+            "echo",
+            "ok",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read(&q).unwrap(), b"ok\n");
+}
+
+#[cfg(feature = "object-store")]
+#[test]
+fn url_no_clobber_and_no_empty_fail_before_reading_or_running() {
+    let d = tmp();
+    let p = d.path().join("exists");
+    fs::write(&p, b"first").unwrap();
+    let url = format!("file://{}", p.display());
+    let (code, err) = run_with_endless_stdin(&["write", "--no-clobber", &url], &[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"first");
+    let marker = d.path().join("marker");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--no-clobber",
+            &url,
+            "--",
+            "sh",
+            "-c",
+            &format!("touch {}; echo new", marker.display()),
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("CMD was not run"), "{err}");
+    assert!(!marker.exists(), "CMD was started");
+    assert_eq!(fs::read(&p).unwrap(), b"first");
+    // --no-empty: nothing is uploaded, the object is unchanged (or not created).
+    let (code, _, err) = run(&["write", "--no-empty", &url], b"", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--no-empty"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"first");
+    let q = d.path().join("new");
+    let qurl = format!("file://{}", q.display());
+    let (code, _, err) = run(&["run", "--no-empty", &qurl, "--", "true"], b"", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--no-empty"), "{err}");
+    assert!(!q.exists());
+    assert_eq!(tree(d.path()), vec![PathBuf::from("exists")]);
+}

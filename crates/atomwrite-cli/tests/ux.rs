@@ -686,7 +686,13 @@ struct Tmux {
 
 impl Tmux {
     fn start() -> Tmux {
-        let socket = format!("atomwrite-ux-{}", std::process::id());
+        // One server per test: tests of one binary run in parallel in the same process.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let socket = format!(
+            "atomwrite-ux-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let st = Command::new("tmux")
             .args([
                 "-L",
@@ -722,6 +728,15 @@ impl Tmux {
         assert!(st.success());
         let st = Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-t", "t", "Enter"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Sends one key (tmux key name, e.g. `C-d`).
+    fn key(&self, k: &str) {
+        let st = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t", k])
             .status()
             .unwrap();
         assert!(st.success());
@@ -825,6 +840,90 @@ fn progress_bar_in_a_real_terminal() {
     release(&gate);
     t.wait_for("the second write to end", |p| p.contains("EXIT2=0"));
     assert_eq!(fs::metadata(&out2).unwrap().len(), 3 << 20);
+}
+
+#[test]
+fn write_on_a_terminal_says_it_reads_stdin_and_draws_nothing_over_typing() {
+    if !require(have("tmux"), "tmux") {
+        return;
+    }
+    let d = tmp();
+    let t = Tmux::start();
+    let bin = bin_path();
+    let out = d.path().join("typed.txt");
+    // --progress would draw a bar from the start (redrawn 5 times a second) if one were allowed.
+    t.send(&format!(
+        "{} write --progress {}; echo EXIT=$?",
+        bin.display(),
+        out.display()
+    ));
+    let pane = t.wait_for("the stdin notice", |p| p.contains("reading stdin for"));
+    let notice: Vec<&str> = pane
+        .lines()
+        .filter(|l| l.contains("reading stdin for"))
+        .collect();
+    assert_eq!(notice.len(), 1, "{pane}");
+    assert!(
+        notice[0].contains("typed.txt") && notice[0].contains("Ctrl-D"),
+        "{pane}"
+    );
+    t.send("first typed line");
+    t.send("second typed line");
+    t.wait_for("the typed lines", |p| p.contains("second typed line"));
+    // Several looks while the program waits for more input: only what was typed is there.
+    for _ in 0..10 {
+        let p = t.pane();
+        assert!(
+            !p.contains("B/s") && !p.contains(" 0 B"),
+            "a bar was drawn:\n{p}"
+        );
+        let after: Vec<&str> = p
+            .lines()
+            .skip_while(|l| !l.contains("reading stdin for"))
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(after, ["first typed line", "second typed line"], "{p}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.key("C-d");
+    let pane = t.wait_for("the write to end", |p| {
+        p.lines().any(|l| l.starts_with("EXIT="))
+    });
+    assert!(pane.lines().any(|l| l == "EXIT=0"), "{pane}");
+    assert!(pane.contains("atomwrite: wrote "), "{pane}");
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "first typed line\nsecond typed line\n"
+    );
+
+    // -q: no notice either; piped stdin on a terminal: no notice (the pipe is not typed into).
+    t.send("clear");
+    t.wait_for("a cleared screen", |p| !p.contains("EXIT=0"));
+    t.send(&format!(
+        "{} write -q {}; echo EXIT2=$?",
+        bin.display(),
+        out.display()
+    ));
+    t.send("quiet line");
+    t.key("C-d");
+    let pane = t.wait_for("the quiet write to end", |p| {
+        p.lines().any(|l| l.starts_with("EXIT2="))
+    });
+    assert!(pane.lines().any(|l| l == "EXIT2=0"), "{pane}");
+    assert!(!pane.contains("reading stdin"), "{pane}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "quiet line\n");
+    t.send(&format!(
+        "echo piped | {} write {}; echo EXIT3=$?",
+        bin.display(),
+        out.display()
+    ));
+    let pane = t.wait_for("the piped write to end", |p| {
+        p.lines().any(|l| l.starts_with("EXIT3="))
+    });
+    assert!(pane.lines().any(|l| l == "EXIT3=0"), "{pane}");
+    assert!(!pane.contains("reading stdin"), "{pane}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "piped\n");
 }
 
 // ---------------------------------------------------------------- the other commands' JSON

@@ -207,6 +207,40 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// An early answer for a create-only write: fails with [`std::io::ErrorKind::AlreadyExists`]
+    /// (a conflict, [`Error::is_conflict`]) when something already has the destination's name
+    /// in its directory (a file, a symlink, anything). The name is looked up relative to the
+    /// directory held open since [`Options::open`], without following a final symlink, so it
+    /// is the very entry the commit would replace; nothing is resolved again.
+    ///
+    /// Use it to refuse before reading a long input (`--no-clobber`). It is only a
+    /// precheck: with [`Options::no_clobber`] the commit's atomic create-only check stays the
+    /// final word (an entry created after this call still makes the commit fail), and without
+    /// it this call changes nothing about the commit.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("once.txt");
+    /// let opts = atomwrite::Options::new().no_clobber(true);
+    /// opts.open(&path)?.check_vacant()?; // nothing there yet
+    /// std::fs::write(&path, "taken")?;
+    /// let e = opts.open(&path)?.check_vacant().unwrap_err();
+    /// assert!(e.is_conflict()); // before any data was written
+    /// assert_eq!(std::fs::read(&path)?, b"taken");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_vacant(&self) -> Result<()> {
+        match rfs::statat(&*self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(()),
+            Ok(_) => Err(
+                Error::new(Op::CheckDestination, &self.dest, errno(Errno::EXIST)).with_hint(
+                    "the destination already exists and the write is create-only (--no-clobber)",
+                ),
+            ),
+            Err(e) => Err(Error::new(Op::Inspect, &self.dest, errno(e))),
+        }
+    }
+
     /// The path of the named temporary file, if one is in use (`None` for an anonymous
     /// `O_TMPFILE` inode). Useful to remove it from a signal handler; the path is only
     /// meaningful while the directory has not been renamed.

@@ -96,6 +96,7 @@ mod tempname;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod location;
 pub mod manifest;
 pub mod versions;
 
@@ -104,6 +105,7 @@ pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::{AtomicFile, CopyMethod};
+pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
 pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use options::{Durability, Options, SymlinkPolicy};
 pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};

@@ -9,12 +9,17 @@ pub mod publish;
 pub mod run;
 pub mod verify;
 pub mod versions;
-mod write;
+pub mod write;
 
 use crate::cli::{Cli, Command};
 use crate::common;
 
 pub fn dispatch(cli: Cli) -> i32 {
+    // Every DST/SRC/PATH is classified first: a mistyped URL never becomes a local file.
+    if let Err(f) = crate::location::check_args(&cli.command) {
+        common::report_failure(&f, crate::location::wants_json(&cli.command));
+        return f.code;
+    }
     let (json, result) = match cli.command {
         Command::Write(a) => (a.opts.json, write::run(a)),
         Command::Cp(a) => (a.opts.json, cp::run(a)),

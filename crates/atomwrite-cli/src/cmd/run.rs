@@ -22,11 +22,15 @@ CMD gets ATOMWRITE_RUN_ID and ATOMWRITE_STARTED_AT (RFC 3339, UTC) in its enviro
 receipt and the manifest (--manifest) record the same run id. CMD's stdin and stderr are
 inherited. Exit code: 0 when committed; CMD's own status when it fails (128+N if killed by
 signal N), nothing committed; 126/127 when CMD cannot be executed / is not found; 125 when
-atomwrite itself fails. SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
+atomwrite itself fails; 3 when --no-clobber finds DST already there (checked before CMD
+starts); 1 when --no-empty refuses an empty output of a successful CMD.
+SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
 With --publish the publisher lock is held (and --expect checked) before CMD starts.
+Unlike `CMD | atomwrite write DST` (a pipe carries no exit status), run knows CMD's status.
 
 Examples:
-  atomwrite run --manifest out/daily.csv -- psql -Atc 'select * from daily'
+  atomwrite run names.txt -- sort -u names.txt   # in-place filter: a failed sort changes nothing
+  atomwrite run --manifest --no-empty out/daily.csv -- psql -Atc 'select * from daily'
   atomwrite run --publish --keep 7 reports/daily.json -- ./make_report --date today
   atomwrite run out/stamp.txt -- sh -c 'echo \"built by $ATOMWRITE_RUN_ID at $ATOMWRITE_STARTED_AT\"'";
 
@@ -47,7 +51,10 @@ pub struct RunArgs {
     /// With --publish: compare-and-swap against version V (checked before CMD starts).
     #[arg(long, value_name = "V", requires = "publish")]
     pub expect: Option<u64>,
-    /// The destination.
+    /// Refuse to commit when CMD exits 0 but prints nothing: exit 1, DST unchanged.
+    #[arg(long)]
+    pub no_empty: bool,
+    /// The destination (or URL).
     pub dst: PathBuf,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -120,6 +127,18 @@ fn inner(a: &RunArgs) -> CmdResult {
         },
     )?;
 
+    if a.opts.no_clobber
+        && let Sink::File(f) = &sink
+    {
+        // Before CMD starts: its work would be lost anyway. The commit's create-only check
+        // stays the final word.
+        f.check_vacant().map_err(|e| {
+            let mut f = Failure::from(e);
+            f.message.push_str("; CMD was not run");
+            f
+        })?;
+    }
+
     let dst_shown = a.dst.display().to_string();
     let (mut child, shown) = spawn_producer(&a.cmd, &run_id, started, &dst_shown)?;
     signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
@@ -163,9 +182,25 @@ fn inner(a: &RunArgs) -> CmdResult {
             error: None,
         });
     }
+    if a.no_empty && sink.file().is_empty() {
+        drop(sink);
+        return Err(super::write::empty_refused(
+            &dst_shown,
+            Path::new(&format!("the output of `{shown}`")),
+        ));
+    }
     match sink {
         Sink::File(f) => {
-            let receipt = common::commit_guarded(*f).map_err(|e| own_failure(e.into()))?;
+            let receipt = common::commit_guarded(*f).map_err(|e| {
+                let f = Failure::from(e);
+                // --no-clobber lost to a writer that came after the precheck: a conflict
+                // (exit 3), as for `write`.
+                if a.opts.no_clobber && f.code == common::EXIT_CONFLICT {
+                    f
+                } else {
+                    own_failure(f)
+                }
+            })?;
             common::after_commit(&wopts, &receipt).map_err(own_failure)?;
             common::report_receipt(&a.opts, &receipt);
         }

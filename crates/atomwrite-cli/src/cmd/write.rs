@@ -55,20 +55,40 @@ pub fn run(a: WriteArgs) -> CmdResult {
         }
     };
     let mut file = common::open_tracked(&opts, &a.dst)?;
+    if a.opts.no_clobber {
+        // Refuse before reading any input (it may be long, or never end); the commit's
+        // create-only check stays the final word.
+        file.check_vacant()?;
+    }
     let label = a
         .dst
         .file_name()
         .unwrap_or(a.dst.as_os_str())
         .to_string_lossy();
+    // Typing into a terminal: say so, and draw no bar over what the user types.
+    let typing = a.from.is_none() && progress::stdin_notice(&a.dst.to_string_lossy(), a.opts.quiet);
     let flags = progress::Flags {
         force: a.opts.progress,
-        quiet: a.opts.quiet,
+        quiet: a.opts.quiet || typing,
     };
     let mut bar = Progress::bytes(known_size, flags, &label);
-    file.copy_from(&mut bar.wrap(&mut input), source_name)?;
+    let copied = file.copy_from(&mut bar.wrap(&mut input), source_name);
     bar.finish();
+    copied?;
+    if a.no_empty && file.is_empty() {
+        drop(file);
+        return Err(empty_refused(&a.dst.display().to_string(), source_name));
+    }
     let receipt = common::commit_guarded(file)?;
     common::after_commit(&a.opts, &receipt)?;
     common::report_receipt(&a.opts, &receipt);
     Ok(EXIT_OK)
+}
+
+/// `--no-empty` found no input: exit 1, nothing committed. Shared with `run` and the URL paths.
+pub fn empty_refused(dst: &str, source: &Path) -> Failure {
+    Failure::failed(format!(
+        "refusing to commit an empty `{dst}` (--no-empty): {} was empty; nothing was committed to `{dst}`",
+        source.display()
+    ))
 }
