@@ -938,7 +938,7 @@ fn run_no_empty_refuses_a_silent_success_and_passes_a_failure_through() {
     );
     assert_eq!(code, 1, "{err}");
     let (code, out, _) = run(&["latest", v.to_str().unwrap()], b"", &[]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1, "never published");
     assert_eq!(out.trim(), "0");
     // Some output: committed.
     let (code, _, err) = run(&["run", "--no-empty", dst, "--", "echo", "new"], b"", &[]);
