@@ -969,7 +969,7 @@ fn publish_latest_versions_verify_run_json_shapes() {
     let out = run(&["versions", "--json", dst_s], b"");
     assert_eq!(out.code, 0);
     let v = json(&out.stdout);
-    assert_eq!(keys(&v), ["current", "dst", "versions"]);
+    assert_eq!(keys(&v), ["current", "dst", "ignored", "versions"]);
     let list = v["versions"]
         .as_array()
         .expect("versions --json has a versions array");
