@@ -47,6 +47,9 @@ pub struct PublishArgs {
     /// bottom-up before the pointer swap).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Refuse to publish an empty input (stdin or --from): exit 1, nothing published.
+    #[arg(long, conflicts_with = "dir")]
+    pub no_empty: bool,
     /// The pointer: a symlink to the current version.
     pub dst: PathBuf,
 }
@@ -157,6 +160,12 @@ pub fn report_published(opts: &WriteOpts, p: &Published) {
 
 pub fn run(a: PublishArgs) -> CmdResult {
     if crate::remote::is_url(&a.dst) {
+        if a.no_empty || a.wait.is_some() {
+            return Err(Failure::usage(
+                "--no-empty and --wait apply to local destinations only (an object store \
+                 orders publishers by compare-and-swap, without waiting)",
+            ));
+        }
         return crate::remote::publish(a);
     }
     if a.opts.no_clobber {
@@ -182,12 +191,22 @@ pub fn run(a: PublishArgs) -> CmdResult {
                 }
                 (Box::new(file), f.as_path())
             }
-            None => (Box::new(io::stdin().lock()), Path::new("<stdin>")),
+            None => {
+                crate::progress::stdin_notice(&a.dst.to_string_lossy(), a.opts.quiet);
+                (Box::new(io::stdin().lock()), Path::new("<stdin>"))
+            }
         };
         // Not under the signal lock: waiting for another publisher must stay interruptible.
         let mut pv = p.begin(&a.dst)?;
         signals::set_active(pv.temp_path());
         pv.file().copy_from(&mut input, source_name)?;
+        if a.no_empty && pv.file().is_empty() {
+            drop(pv);
+            return Err(crate::cmd::write::empty_refused(
+                &a.dst.display().to_string(),
+                source_name,
+            ));
+        }
         commit_guarded(pv)?
     };
     report_published(&a.opts, &published);
