@@ -684,3 +684,126 @@ fn sigterm_is_forwarded_to_cmd_and_nothing_is_committed() {
     assert!(err.contains("nothing was replaced"), "{err}");
     no_temps(d.path());
 }
+
+/// Starts atomwrite paused at `step` (holding the publishers' lock) and returns it running,
+/// with the rest of its stderr.
+fn paused_at(
+    dir: &Path,
+    step: &str,
+    args: &[&str],
+    input: &[u8],
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStderr>>) {
+    let mut c: Child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("ATOMWRITE_TEST_PAUSE_AT", step)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut si = c.stdin.take().unwrap();
+    si.write_all(input).unwrap();
+    drop(si);
+    let mut lines = BufReader::new(c.stderr.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(&format!("test pause at {step}")) => break,
+            Some(Ok(_)) => {}
+            _ => panic!("atomwrite never reached step {step}: {:?}", c.wait()),
+        }
+    }
+    (c, lines)
+}
+
+#[test]
+fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
+    let d = tmp();
+    let dst = d.path().join("w.txt");
+    assert_eq!(code(&aw(d.path(), &["publish", "-q", "w.txt"], b"1\n")), 0);
+    let (mut holder, _holder_err) =
+        paused_at(d.path(), "version-written", &["publish", "w.txt"], b"2\n");
+    // --wait bounds the wait: exit 3, one line, nothing published.
+    let o = aw(d.path(), &["publish", "--wait", "300ms", "w.txt"], b"3\n");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let msg = one_line_error(&o);
+    assert!(msg.contains("another publisher"), "{msg}");
+    // Without --wait, SIGINT ends the wait at once: exit 130, nothing published, no temp.
+    let mut waiter = Command::new(bin())
+        .args(["publish", "w.txt"])
+        .current_dir(d.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    waiter.stdin.take().unwrap().write_all(b"4\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &waiter.id().to_string()])
+        .status()
+        .unwrap();
+    let st = waiter.wait().unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(st.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut waiter.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("nothing was replaced"), "{err}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(fs::read(&dst).unwrap(), b"1\n");
+    assert_eq!(latest(&dst), 1);
+    no_temps(d.path());
+}
+
+#[test]
+fn a_directory_publish_interrupted_after_the_swap_says_it_was_published() {
+    let d = tmp();
+    let src = d.path().join("build");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"1").unwrap();
+    let (mut c, err) = paused_at(
+        d.path(),
+        "swapped",
+        &["publish", "--dir", "build", "site"],
+        b"",
+    );
+    Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
+    let st = c.wait().unwrap();
+    assert_eq!(st.code(), Some(143));
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("`site` was replaced")),
+        "{rest:?}"
+    );
+    assert_eq!(latest(&d.path().join("site")), 1);
+    assert_eq!(fs::read(d.path().join("site/a")).unwrap(), b"1");
+}
+
+#[test]
+fn publish_refuses_a_destination_inside_the_tree_it_publishes() {
+    let d = tmp();
+    let src = d.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"1").unwrap();
+    let o = aw(&src, &["publish", "--dir", ".", "site"], b"");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(one_line_error(&o).contains("inside the directory"), "{}", stderr(&o));
+    assert!(!src.join("site").exists());
+    assert!(!src.join("site.versions").exists() || numbers(&src.join("site")).is_empty());
+    let o = aw(d.path(), &["publish", "--dir", "tree", "tree/sub/site"], b"");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    no_temps(&src);
+}
+
+#[test]
+fn keep_zero_is_a_usage_error() {
+    let d = tmp();
+    let o = aw(d.path(), &["publish", "--keep", "0", "k.txt"], b"x");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!d.path().join("k.txt").exists());
+}
