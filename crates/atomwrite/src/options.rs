@@ -279,3 +279,46 @@ impl Options {
         f.commit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn inherit_gives_a_new_file_the_mode_and_owner_of_the_file_it_logically_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = rustix::process::geteuid().is_root();
+        // Root can give the file away (set-id kept with the owner); others inherit their own ids.
+        let (uid, gid, mode) = if root {
+            (65534, 65534, 0o4750)
+        } else {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+                0o640,
+            )
+        };
+        let ex = Existing { mode, uid, gid };
+        for portable in [false, true] {
+            let path = dir.path().join(format!("v-{portable}"));
+            let r = Options::new()
+                .portable(portable)
+                .inherit(ex)
+                .write(&path, b"new version")
+                .unwrap();
+            let md = std::fs::metadata(&path).unwrap();
+            assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (mode, uid, gid));
+            assert_eq!(r.owner_changed, None);
+            // An existing destination keeps its own attributes.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            Options::new()
+                .portable(portable)
+                .inherit(Existing { mode: 0o666, ..ex })
+                .write(&path, b"again")
+                .unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        }
+    }
+}
