@@ -370,11 +370,11 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 pub(crate) fn resolve(
     path: &Path,
     opts: &Options,
-    mut cache: Option<&mut DirCache>,
+    cache: Option<&mut DirCache>,
 ) -> Result<Dest> {
     refuse_directory_syntax(path)?;
     let (mut dir_path, mut name) = split(path)?;
-    let (mut dir, mut fs) = match cache.as_deref_mut() {
+    let (mut dir, mut fs) = match cache {
         Some(c) => c.get(&dir_path, opts)?,
         None => open_with_info(&dir_path, opts)?,
     };
