@@ -137,13 +137,13 @@ fn check_sticky_rule(
             "fs.protected_symlinks",
             "symlink",
             "followed",
-            "remove the link, or replace the link itself (--no-follow, SymlinkPolicy::Replace)",
+            "remove the link, or replace the link itself with --no-follow (SymlinkPolicy::Replace)",
         ),
         Rule::Regular => (
             "fs.protected_regular",
             "file",
             "replaced",
-            "remove or rename the file first (its owner or the directory's owner can)",
+            "its owner or the directory's owner can remove or rename it first",
         ),
     };
     Err(Error::other(
@@ -225,9 +225,28 @@ impl Walk {
         }
     }
 
-    /// Walks `todo` (a stack: the next component last) down from `self.dir`.
-    fn descend(&mut self, mut todo: Vec<Component>) -> Result<()> {
-        while let Some((name, from)) = todo.pop() {
+    /// Walks `todo` (a stack: the next component last) down from `self.dir`. `try_fast`: first
+    /// try the whole rest in one `openat2(RESOLVE_NO_SYMLINKS)` (again after each symlink).
+    fn descend(&mut self, mut todo: Vec<Component>, mut try_fast: bool) -> Result<()> {
+        loop {
+            if try_fast && todo.len() > 1 {
+                try_fast = false;
+                let rest: PathBuf = todo.iter().rev().map(|(n, _)| n).collect();
+                if let Some(fd) = sys::open_dir_no_symlinks(self.dir.as_fd(), &rest) {
+                    self.dir = Arc::new(fd);
+                    for (name, _) in todo.drain(..).rev() {
+                        if name == ".." && self.shown.file_name().is_some() {
+                            self.shown.pop();
+                        } else {
+                            self.shown.push(name);
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            let Some((name, from)) = todo.pop() else {
+                return Ok(());
+            };
             if name == ".." {
                 let up = open_dir_at(&self.dir, &name)
                     .map_err(|e| Error::new(Op::OpenDir, self.shown.join(".."), errno(e)))?;
@@ -281,11 +300,11 @@ impl Walk {
                     }
                     let target = self.follow(&name, &here, st.st_uid)?;
                     todo.extend(components(target.as_bytes(), Origin::Link).rev());
+                    try_fast = true;
                 }
                 Err(e) => return Err(Error::new(Op::OpenDir, &here, errno(e))),
             }
         }
-        Ok(())
     }
 
     /// Reads the symlink `name` in the current directory after checking the sticky rule, and
@@ -318,7 +337,7 @@ impl Walk {
 /// Opens the directory `path` the caller gave: in one `openat2(RESOLVE_NO_SYMLINKS)` where the
 /// kernel has it and no component is a symlink, else by walking it (see [`Walk`]).
 fn walk_path(path: &Path, create: bool, durability: Durability) -> Result<OwnedFd> {
-    if let Some(fd) = sys::open_dir_no_symlinks(path) {
+    if let Some(fd) = sys::open_dir_no_symlinks(fs::CWD, path) {
         return Ok(fd);
     }
     let bytes = path.as_os_str().as_bytes();
@@ -326,7 +345,8 @@ fn walk_path(path: &Path, create: bool, durability: Durability) -> Result<OwnedF
     let shown = PathBuf::from(if absolute { "/" } else { "" });
     let mut w = Walk::new(Arc::new(open_root(absolute)?), shown, create, durability);
     w.given = Some(path.to_path_buf());
-    w.descend(components(bytes, Origin::Given).rev().collect())?;
+    // The one-syscall open just failed for this very path: walk it component by component.
+    w.descend(components(bytes, Origin::Given).rev().collect(), false)?;
     w.into_fd()
 }
 
@@ -367,11 +387,7 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 /// symlink is followed (under [`SymlinkPolicy::Follow`]) by walking its target from the
 /// directory that holds it; every hop obeys the sticky-directory rule; nothing is created for a
 /// link's target.
-pub(crate) fn resolve(
-    path: &Path,
-    opts: &Options,
-    cache: Option<&mut DirCache>,
-) -> Result<Dest> {
+pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<Dest> {
     refuse_directory_syntax(path)?;
     let (mut dir_path, mut name) = split(path)?;
     let (mut dir, mut fs) = match cache {
@@ -424,7 +440,7 @@ pub(crate) fn resolve(
                         ));
                     }
                     let (target_dir, target_name) = split_target(bytes);
-                    w.descend(components(target_dir, Origin::Link).rev().collect())?;
+                    w.descend(components(target_dir, Origin::Link).rev().collect(), true)?;
                     hops = w.hops;
                     fs = sys::fs_info(w.dir.as_fd())
                         .map_err(|e| Error::new(Op::OpenDir, &w.shown, e))?;

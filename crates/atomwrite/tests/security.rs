@@ -642,6 +642,12 @@ fn every_hop_of_a_chain_and_every_directory_on_the_way_obey_the_sticky_rule() {
         assert_refused(&e, "fs.protected_symlinks", &d, NOBODY);
         let e = o.write(d.join("new/sub/file"), b"x").unwrap_err();
         assert_refused(&e, "fs.protected_symlinks", &d, NOBODY);
+        // ...and behind a legitimate directory link of the caller's: `hop/d/secret`.
+        let hop = base.path().join("hop");
+        symlink_owned_by(Path::new("shared"), &hop, 0);
+        let e = o.write(hop.join("d/secret"), b"x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("uid 65534"), "{e}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"root's");
         assert!(
             !victim_dir.join("new").exists(),
@@ -650,6 +656,7 @@ fn every_hop_of_a_chain_and_every_directory_on_the_way_obey_the_sticky_rule() {
         let mut after = snapshot(base.path());
         after.remove(&d);
         after.remove(&via);
+        after.remove(&hop);
         assert_eq!(after, before, "something changed");
     }
 }

@@ -106,6 +106,6 @@ pub(crate) fn copy_range(
 }
 
 /// No `openat2` here: always `None`, so the caller walks the path one component at a time.
-pub(crate) fn open_dir_no_symlinks(_dir: &std::path::Path) -> Option<OwnedFd> {
+pub(crate) fn open_dir_no_symlinks(_at: BorrowedFd<'_>, _dir: &std::path::Path) -> Option<OwnedFd> {
     None
 }
