@@ -728,6 +728,27 @@ fn a_followed_link_never_creates_directories() {
 }
 
 #[test]
+fn the_walk_resolves_dot_dot_after_a_directory_link_as_the_kernel_does() {
+    for portable in [false, true] {
+        let base = tempdir();
+        let sub = base.path().join("real/sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::os::unix::fs::symlink(&sub, base.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("real/sub", base.path().join("rel")).unwrap();
+        for (i, link) in ["abs", "rel"].into_iter().enumerate() {
+            // `link/../f` is `real/f` (the target's parent), not `f` beside the link.
+            let p = base.path().join(format!("{link}/../f{i}"));
+            Options::new().portable(portable).write(&p, b"x").unwrap();
+            assert_eq!(
+                std::fs::read(base.path().join(format!("real/f{i}"))).unwrap(),
+                b"x"
+            );
+            assert!(!base.path().join(format!("f{i}")).exists());
+        }
+    }
+}
+
+#[test]
 fn a_destination_written_as_a_directory_writes_nothing() {
     for portable in [false, true] {
         let o = Options::new().portable(portable);
