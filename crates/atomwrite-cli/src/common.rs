@@ -118,7 +118,27 @@ pub fn receipt_json(r: &Receipt) -> serde_json::Value {
         "written_at": r.written_at_rfc3339(),
         "run_id": r.run_id,
         "durability": r.durability,
+        "owner_changed": r.owner_changed,
     })
+}
+
+/// `; owner changed from uid A gid B to uid C gid D (set-id bits dropped)`, or nothing.
+fn owner_change_text(r: &Receipt) -> String {
+    match &r.owner_changed {
+        None => String::new(),
+        Some(c) => format!(
+            "; owner changed from uid {} gid {} to uid {} gid {}{}",
+            c.from_uid,
+            c.from_gid,
+            c.to_uid,
+            c.to_gid,
+            if c.setid_dropped {
+                ", set-id bits dropped"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 /// Prints one JSON value on stdout; a closed pipe is not an error.
@@ -135,11 +155,12 @@ pub fn report_receipt(opts: &WriteOpts, r: &Receipt) {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "atomwrite: wrote {} ({} bytes, sha256 {}, durability {})",
+            "atomwrite: wrote {} ({} bytes, sha256 {}, durability {}{})",
             r.path.display(),
             r.size,
             r.sha256.as_deref().unwrap_or("-"),
-            r.durability
+            r.durability,
+            owner_change_text(r)
         );
     }
 }

@@ -116,6 +116,10 @@ fn json_prints_the_receipt() {
     assert_eq!(v["durability"], "full");
     assert_eq!(v["path"], p.to_str().unwrap());
     assert!(v["written_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        v.as_object().unwrap().contains_key("owner_changed") && v["owner_changed"].is_null(),
+        "{v}"
+    );
 }
 
 #[test]
@@ -1097,4 +1101,287 @@ fn url_no_clobber_and_no_empty_fail_before_reading_or_running() {
     assert!(err.contains("--no-empty"), "{err}");
     assert!(!q.exists());
     assert_eq!(tree(d.path()), vec![PathBuf::from("exists")]);
+}
+
+// ---- never more than a redirect (root: a second uid, sticky directories) ------------------
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Returns false (after saying why) when a root-only test must skip; panics under `CI=true`.
+fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} needs root and CI=true forbids skipping");
+    }
+    eprintln!("SKIP {test}: needs root (to act as another uid)");
+    false
+}
+
+/// A temp dir other users can reach.
+fn reachable_tmp() -> tempfile::TempDir {
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn owner_of(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(p).unwrap();
+    (md.uid(), md.gid())
+}
+
+/// Runs `umask 022; atomwrite ARGS` (a known umask), optionally as uid/gid 65534.
+fn run_umask_022(args: &[&str], as_nobody: bool) -> (i32, String, String) {
+    run_umask_022_env(args, as_nobody, &[])
+}
+
+/// [`run_umask_022`] with extra environment variables.
+fn run_umask_022_env(
+    args: &[&str],
+    as_nobody: bool,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("umask 022; exec \"$@\"")
+        .arg("sh")
+        .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    if as_nobody {
+        c.uid(NOBODY).gid(NOBODY);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn cp_never_copies_set_id_bits_and_honours_the_umask() {
+    let d = reachable_tmp();
+    for (src_mode, want) in [
+        (0o6755, 0o755),
+        (0o4711, 0o711),
+        (0o666, 0o644),
+        (0o777, 0o755),
+    ] {
+        let src = d.path().join(format!("src-{src_mode:o}"));
+        fs::write(&src, b"#!/bin/sh\n").unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(&src, Some(1000), Some(1000)).unwrap();
+        }
+        fs::set_permissions(&src, fs::Permissions::from_mode(src_mode)).unwrap();
+        let dst = d.path().join(format!("dst-{src_mode:o}"));
+        let (code, _, err) = run_umask_022(
+            &["cp", "-q", src.to_str().unwrap(), dst.to_str().unwrap()],
+            false,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(mode_of(&dst), want, "cp of a {src_mode:o} source");
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(owner_of(&dst).0, me, "a copy belongs to the copier");
+    }
+}
+
+#[test]
+fn cp_preserve_keeps_set_id_bits_only_with_the_owner() {
+    if !require_root("cp_preserve_keeps_set_id_bits_only_with_the_owner") {
+        return;
+    }
+    let d = reachable_tmp();
+    let src = d.path().join("tool");
+    fs::write(&src, b"#!/bin/sh\n").unwrap();
+    std::os::unix::fs::chown(&src, Some(1000), Some(1000)).unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o6755)).unwrap();
+    // Root can keep the owner: mode kept exactly, umask ignored (like GNU cp -p).
+    let dst = d.path().join("as-root");
+    let (code, _, err) = run_umask_022(
+        &["cp", "-p", src.to_str().unwrap(), dst.to_str().unwrap()],
+        false,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((mode_of(&dst), owner_of(&dst)), (0o6755, (1000, 1000)));
+    // uid 65534 cannot: its copy is its own, without set-id bits.
+    let out = d.path().join("nobody");
+    fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    let dst = out.join("copy");
+    let (code, _, err) = run_umask_022(
+        &[
+            "cp",
+            "--preserve",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+        true,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((mode_of(&dst), owner_of(&dst)), (0o755, (NOBODY, NOBODY)));
+}
+
+/// A 1777 dir with `report.txt -> victim` planted by uid 65534 (and a file it pre-created).
+fn planted_sticky_dir(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let victim = d.join("victim");
+    fs::write(&victim, b"root's data\n").unwrap();
+    let shared = d.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = shared.join("report.txt");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let planted = shared.join("planted.txt");
+    fs::write(&planted, b"planted\n").unwrap();
+    std::os::unix::fs::chown(&planted, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).unwrap();
+    (victim, link, planted)
+}
+
+#[test]
+fn write_and_cp_refuse_what_a_hardened_redirect_would() {
+    if !require_root("write_and_cp_refuse_what_a_hardened_redirect_would") {
+        return;
+    }
+    for env in MODES {
+        let d = reachable_tmp();
+        let (victim, link, planted) = planted_sticky_dir(d.path());
+        let src = d.path().join("src");
+        fs::write(&src, b"new").unwrap();
+        let cases: [(Vec<&str>, &Path, &str); 4] = [
+            (
+                vec!["write", link.to_str().unwrap()],
+                &link,
+                "fs.protected_symlinks",
+            ),
+            (
+                vec!["cp", src.to_str().unwrap(), link.to_str().unwrap()],
+                &link,
+                "fs.protected_symlinks",
+            ),
+            (
+                vec!["write", planted.to_str().unwrap()],
+                &planted,
+                "fs.protected_regular",
+            ),
+            (
+                vec!["write", "--no-follow", planted.to_str().unwrap()],
+                &planted,
+                "fs.protected_regular",
+            ),
+        ];
+        for (args, entry, rule) in cases {
+            let (code, out, err) = run(&args, b"attacker's choice\n", env);
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert_eq!(out, "");
+            assert_eq!(err.lines().count(), 1, "not one line: {err}");
+            assert!(err.contains(rule), "{err}");
+            assert!(err.contains(entry.to_str().unwrap()), "{err}");
+            assert!(err.contains("uid 65534"), "{err}");
+        }
+        // --json: the error object says what and where.
+        let (code, out, _) = run(&["write", "--json", link.to_str().unwrap()], b"x", env);
+        assert_eq!(code, 1);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["operation"], "check_destination");
+        assert_eq!(v["error"]["kind"], "PermissionDenied");
+        // Nothing changed, no temp anywhere.
+        assert_eq!(fs::read(&victim).unwrap(), b"root's data\n");
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(fs::read(&planted).unwrap(), b"planted\n");
+        assert_eq!(owner_of(&planted), (NOBODY, NOBODY));
+        assert_eq!(fs::read_dir(link.parent().unwrap()).unwrap().count(), 2);
+        assert!(temps_in(d.path()).is_empty());
+    }
+}
+
+#[test]
+fn replacing_a_file_of_another_owner_drops_set_id_bits_and_says_so() {
+    if !require_root("replacing_a_file_of_another_owner_drops_set_id_bits_and_says_so") {
+        return;
+    }
+    for env in MODES {
+        let d = reachable_tmp();
+        // uid 65534's own directory holds root's set-id tool: 65534 may replace the entry.
+        let dir = d.path().join("nobody");
+        fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+        let tool = dir.join("tool");
+        let src = d.path().join("src");
+        fs::write(&src, b"#!/bin/sh\necho replaced\n").unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+        for json in [false, true] {
+            fs::write(&tool, b"#!/bin/sh\necho root\n").unwrap();
+            std::os::unix::fs::chown(&tool, Some(0), Some(0)).unwrap();
+            fs::set_permissions(&tool, fs::Permissions::from_mode(0o4755)).unwrap();
+            let mut args = vec!["write", "--from", src.to_str().unwrap()];
+            if json {
+                args.push("--json");
+            }
+            args.push(tool.to_str().unwrap());
+            let (code, out, err) = run_umask_022_env(&args, true, env);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(fs::read(&tool).unwrap(), b"#!/bin/sh\necho replaced\n");
+            assert_eq!(
+                (mode_of(&tool), owner_of(&tool)),
+                (0o755, (NOBODY, NOBODY)),
+                "set-id bits kept across an owner change"
+            );
+            if json {
+                let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+                assert_eq!(
+                    v["owner_changed"],
+                    serde_json::json!({
+                        "from_uid": 0, "from_gid": 0, "to_uid": NOBODY, "to_gid": NOBODY,
+                        "setid_dropped": true
+                    })
+                );
+            } else {
+                assert_eq!(err.lines().count(), 1, "{err}");
+                assert!(
+                    err.contains(
+                        "owner changed from uid 0 gid 0 to uid 65534 gid 65534, set-id bits dropped"
+                    ),
+                    "{err}"
+                );
+            }
+            assert!(temps_in(&dir).is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_trailing_slash_fails_like_the_shell_and_writes_nothing() {
+    for env in MODES {
+        let d = tmp();
+        let reg = d.path().join("reg");
+        fs::write(&reg, b"keep").unwrap();
+        let reg_slash = format!("{}/", reg.display());
+        let nodir_slash = format!("{}/", d.path().join("nodir").display());
+        for (arg, reason) in [
+            (reg_slash.as_str(), "Not a directory"),
+            (nodir_slash.as_str(), "Is a directory"),
+        ] {
+            let (code, _, err) = run(&["write", arg], b"x", env);
+            assert_eq!(code, 1, "{err}");
+            assert!(err.contains(reason) && err.contains(arg), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        assert_eq!(fs::read(&reg).unwrap(), b"keep");
+        assert!(!d.path().join("nodir").exists(), "nodir/ was created");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
 }

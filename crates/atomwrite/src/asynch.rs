@@ -174,7 +174,8 @@ where
 
 /// Async atomic copy of the regular file `src` to `dst` (reflink or `copy_file_range` when
 /// possible, like `atomwrite cp`), with the default [`Options`]. A new destination gets the
-/// source's permission bits.
+/// source's permission bits filtered by the umask, never set-id bits
+/// ([`Options::source_mode`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -216,7 +217,7 @@ pub async fn copy_opts(
         }
         use std::os::unix::fs::PermissionsExt;
         let mut out = opts
-            .default_mode(md.permissions().mode() & 0o7777)
+            .source_mode(md.permissions().mode() & 0o7777)
             .size_hint(md.len())
             .open(&d)?;
         out.copy_from_file(&file, &src)?;

@@ -1,10 +1,13 @@
-//! Resolving a destination: open its parent directory once (creating it durably if asked),
-//! follow or keep a final symlink, refuse anything that is not a regular file.
+//! Resolving a destination: walk to its parent directory one component at a time (creating
+//! missing directories durably if asked), follow or keep a final symlink, refuse anything that is
+//! not a regular file, and never do more than the caller's own `>` redirect would be allowed to
+//! on a hardened system (the sticky-directory rule, see [`SymlinkPolicy`]).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,11 +23,22 @@ use crate::{Error, Op, Result};
 const MAX_HOPS: usize = 40;
 
 /// The metadata of a regular file being replaced.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Existing {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+impl Existing {
+    /// The mode (`& 0o7777`), owner and group of a `stat` result.
+    pub(crate) fn from_stat(st: &fs::Stat) -> Existing {
+        Existing {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
 }
 
 /// A destination, resolved: its directory (held open for the whole write), its name in that
@@ -55,6 +69,287 @@ pub(crate) fn split(path: &Path) -> Result<(PathBuf, OsString)> {
     Ok((parent, name.to_os_string()))
 }
 
+/// Whether the raw bytes of `path` name a directory: a trailing `/`, or a last component `.` or
+/// `..`. (`Path::file_name` drops a trailing slash and a final `.`, so `reg/` and `reg/.` would
+/// otherwise name the file `reg`.)
+fn names_a_directory(path: &[u8]) -> bool {
+    let last = path.rsplit(|b| *b == b'/').next().unwrap_or(b"");
+    path.ends_with(b"/") || last == b"." || last == b".."
+}
+
+/// A destination written as a directory (`reg/`, `nodir/`, `x/.`) fails as the shell's
+/// redirect does: `ENOTDIR` when it names an existing non-directory, else `EISDIR`. Nothing is
+/// created. (The `stat` here only picks the error; the path is refused either way.)
+fn refuse_directory_syntax(path: &Path) -> Result<()> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || !names_a_directory(bytes) {
+        return Ok(());
+    }
+    let e = match fs::stat(path) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => Errno::NOTDIR,
+        Err(Errno::NOTDIR) => Errno::NOTDIR,
+        _ => Errno::ISDIR,
+    };
+    Err(Error::new(Op::CheckDestination, path, errno(e)).with_hint(
+        "a destination ending in `/`, `/.` or `/..` names a directory; give the file's path",
+    ))
+}
+
+/// The rule a refusal applies (the kernel's sysctl of the same name, level 1 or 2).
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// `fs.protected_symlinks = 1`: do not follow.
+    Symlinks,
+    /// `fs.protected_regular = 2`: do not replace.
+    Regular,
+}
+
+/// The owner of `dir` when it is sticky and writable by group or others (a shared directory
+/// such as `/tmp`), else `None`. `fstat` on the fd already held: no path is resolved again.
+fn shared_sticky_owner(dir: &OwnedFd, shown: &Path) -> Result<Option<u32>> {
+    let st = fs::fstat(dir).map_err(|e| Error::new(Op::Inspect, shown, errno(e)))?;
+    let sticky = st.st_mode & 0o1000 != 0;
+    let shared = st.st_mode & 0o022 != 0;
+    Ok((sticky && shared).then_some(st.st_uid))
+}
+
+/// Never more than a redirect: in a shared sticky directory, a symlink is followed and a file is
+/// replaced only if it belongs to the caller or to the directory's owner.
+fn check_sticky_rule(
+    rule: Rule,
+    dir: &OwnedFd,
+    dir_shown: &Path,
+    entry: &Path,
+    entry_uid: u32,
+) -> Result<()> {
+    let caller = rustix::process::geteuid().as_raw();
+    if entry_uid == caller {
+        return Ok(());
+    }
+    let Some(dir_owner) = shared_sticky_owner(dir, dir_shown)? else {
+        return Ok(());
+    };
+    if entry_uid == dir_owner {
+        return Ok(());
+    }
+    let (sysctl, what, verb, hint) = match rule {
+        Rule::Symlinks => (
+            "fs.protected_symlinks",
+            "symlink",
+            "followed",
+            "remove the link, or replace the link itself with --no-follow (SymlinkPolicy::Replace)",
+        ),
+        Rule::Regular => (
+            "fs.protected_regular",
+            "file",
+            "replaced",
+            "its owner or the directory's owner can remove or rename it first",
+        ),
+    };
+    Err(Error::other(
+        Op::CheckDestination,
+        entry,
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "refused by the {sysctl} rule (applied whatever the sysctl says): the {what} belongs \
+             to uid {entry_uid}, and in a sticky directory that others may write a {what} is \
+             {verb} only if it belongs to the caller (uid {caller}) or to the directory's owner \
+             (uid {dir_owner})"
+        ),
+    )
+    .with_hint(hint))
+}
+
+/// Where a component still to walk comes from: only components of the path the caller gave may
+/// be created, never those named by a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The path the caller gave: created when missing (if asked).
+    Given,
+    /// Just created by us (or by someone else at the same moment): open it, do not create again.
+    Made { by_us: bool },
+    /// A symlink's target: never created.
+    Link,
+}
+
+type Component = (OsString, Origin);
+
+fn components(path: &[u8], from: Origin) -> impl DoubleEndedIterator<Item = Component> + '_ {
+    path.split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(move |c| (OsString::from_vec(c.to_vec()), from))
+}
+
+fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn open_root(absolute: bool) -> Result<OwnedFd> {
+    let start = if absolute { "/" } else { "." };
+    fs::open(
+        start,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::new(Op::OpenDir, start, errno(e)))
+}
+
+/// A directory reached by walking components one at a time from `/` or `.`, like systemd's
+/// `chase()`: `openat(O_DIRECTORY|O_NOFOLLOW)` per component, symlinks read with `readlinkat`,
+/// checked under the sticky-directory rule and spliced into the walk by hand.
+struct Walk {
+    dir: Arc<OwnedFd>,
+    /// The path walked so far, for messages (lexical: `..` drops the last component).
+    shown: PathBuf,
+    hops: usize,
+    create: bool,
+    durability: Durability,
+    /// The directory path the caller gave, named when one of its own components is missing.
+    given: Option<PathBuf>,
+}
+
+impl Walk {
+    fn new(dir: Arc<OwnedFd>, shown: PathBuf, create: bool, durability: Durability) -> Walk {
+        Walk {
+            dir,
+            shown,
+            hops: 0,
+            create,
+            durability,
+            given: None,
+        }
+    }
+
+    /// Walks `todo` (a stack: the next component last) down from `self.dir`. `try_fast`: first
+    /// try the whole rest in one `openat2(RESOLVE_NO_SYMLINKS)` (again after each symlink).
+    fn descend(&mut self, mut todo: Vec<Component>, mut try_fast: bool) -> Result<()> {
+        loop {
+            if try_fast && todo.len() > 1 {
+                try_fast = false;
+                let rest: PathBuf = todo.iter().rev().map(|(n, _)| n).collect();
+                if let Some(fd) = sys::open_dir_no_symlinks(self.dir.as_fd(), &rest) {
+                    self.dir = Arc::new(fd);
+                    for (name, _) in todo.drain(..).rev() {
+                        if name == ".." && self.shown.file_name().is_some() {
+                            self.shown.pop();
+                        } else {
+                            self.shown.push(name);
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            let Some((name, from)) = todo.pop() else {
+                return Ok(());
+            };
+            if name == ".." {
+                let up = open_dir_at(&self.dir, &name)
+                    .map_err(|e| Error::new(Op::OpenDir, self.shown.join(".."), errno(e)))?;
+                self.dir = Arc::new(up);
+                if self.shown.file_name().is_some() {
+                    self.shown.pop();
+                } else {
+                    self.shown.push("..");
+                }
+                continue;
+            }
+            let here = self.shown.join(&name);
+            match open_dir_at(&self.dir, &name) {
+                Ok(next) => {
+                    if from == (Origin::Made { by_us: true }) && self.durability == Durability::Full
+                    {
+                        // Makes the new directory's entry in its parent durable: without it a
+                        // power loss could drop the directory, and the file in it, even after
+                        // the file's own commit returned.
+                        sys::sync_dir(self.dir.as_fd())
+                            .map_err(|e| Error::new(Op::SyncDir, &self.shown, e))?;
+                    }
+                    self.dir = Arc::new(next);
+                    self.shown = here;
+                }
+                Err(Errno::NOENT) if from == Origin::Given && self.create => {
+                    let by_us = match fs::mkdirat(&*self.dir, &name, Mode::from_raw_mode(0o777)) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
+                        Err(e) => return Err(Error::new(Op::CreateDir, &here, errno(e))),
+                    };
+                    todo.push((name, Origin::Made { by_us }));
+                }
+                Err(Errno::NOENT) if from == Origin::Given => {
+                    let shown = self.given.as_deref().unwrap_or(&here);
+                    return Err(Error::new(Op::OpenDir, shown, errno(Errno::NOENT)));
+                }
+                Err(Errno::NOENT) if from == Origin::Link => {
+                    return Err(
+                        Error::new(Op::OpenDir, &here, errno(Errno::NOENT)).with_hint(
+                            "the directory is named by a symlink's target; atomwrite creates \
+                         directories only for the path it was given, never for a link target",
+                        ),
+                    );
+                }
+                Err(Errno::NOTDIR | Errno::LOOP) => {
+                    let st = fs::statat(&*self.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| Error::new(Op::Inspect, &here, errno(e)))?;
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                        return Err(Error::new(Op::OpenDir, &here, errno(Errno::NOTDIR)));
+                    }
+                    let target = self.follow(&name, &here, st.st_uid)?;
+                    todo.extend(components(target.as_bytes(), Origin::Link).rev());
+                    try_fast = true;
+                }
+                Err(e) => return Err(Error::new(Op::OpenDir, &here, errno(e))),
+            }
+        }
+    }
+
+    /// Reads the symlink `name` in the current directory after checking the sticky rule, and
+    /// moves to `/` when its target is absolute. Returns the target.
+    fn follow(&mut self, name: &OsStr, here: &Path, owner: u32) -> Result<OsString> {
+        self.hops += 1;
+        if self.hops > MAX_HOPS {
+            return Err(Error::new(Op::Inspect, here, errno(Errno::LOOP)));
+        }
+        check_sticky_rule(Rule::Symlinks, &self.dir, &self.shown, here, owner)?;
+        let target = fs::readlinkat(&*self.dir, name, Vec::new())
+            .map_err(|e| Error::new(Op::Inspect, here, errno(e)))?;
+        let target = OsString::from_vec(target.into_bytes());
+        if target.as_bytes().starts_with(b"/") {
+            self.dir = Arc::new(open_root(true)?);
+            self.shown = PathBuf::from("/");
+        }
+        Ok(target)
+    }
+
+    fn into_fd(self) -> Result<OwnedFd> {
+        match Arc::try_unwrap(self.dir) {
+            Ok(fd) => Ok(fd),
+            Err(shared) => rustix::io::fcntl_dupfd_cloexec(&*shared, 0)
+                .map_err(|e| Error::new(Op::OpenDir, &self.shown, errno(e))),
+        }
+    }
+}
+
+/// Opens the directory `path` the caller gave: in one `openat2(RESOLVE_NO_SYMLINKS)` where the
+/// kernel has it and no component is a symlink, else by walking it (see [`Walk`]).
+fn walk_path(path: &Path, create: bool, durability: Durability) -> Result<OwnedFd> {
+    if let Some(fd) = sys::open_dir_no_symlinks(fs::CWD, path) {
+        return Ok(fd);
+    }
+    let bytes = path.as_os_str().as_bytes();
+    let absolute = bytes.starts_with(b"/");
+    let shown = PathBuf::from(if absolute { "/" } else { "" });
+    let mut w = Walk::new(Arc::new(open_root(absolute)?), shown, create, durability);
+    w.given = Some(path.to_path_buf());
+    // The one-syscall open just failed for this very path: walk it component by component.
+    w.descend(components(bytes, Origin::Given).rev().collect(), false)?;
+    w.into_fd()
+}
+
 /// Directories already opened by a [`Batch`](crate::Batch), so a thousand files in one
 /// directory cost one `open` + `fstatfs`, not a thousand.
 #[derive(Debug, Default)]
@@ -74,24 +369,34 @@ impl DirCache {
 }
 
 fn open_with_info(parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
-    let dir = open_dir(parent, !opts.no_create_dirs, opts.durability)?;
+    let dir = walk_path(parent, !opts.no_create_dirs, opts.durability)?;
     let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, parent, e))?;
     Ok((Arc::new(dir), fs))
 }
 
-pub(crate) fn resolve(
-    path: &Path,
-    opts: &Options,
-    mut cache: Option<&mut DirCache>,
-) -> Result<Dest> {
-    let mut cur = path.to_path_buf();
-    for _ in 0..=MAX_HOPS {
-        let (parent, name) = split(&cur)?;
-        let (dir, fs) = match cache.as_deref_mut() {
-            Some(c) => c.get(&parent, opts)?,
-            None => open_with_info(&parent, opts)?,
-        };
-        let full = parent.join(&name);
+/// Splits the raw bytes of a link target into its directory part and final name.
+fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    match target.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&target[..i + 1], &target[i + 1..]),
+        None => (b"", target),
+    }
+}
+
+/// Resolves `path` for a write: its directory, opened by walking (creating missing directories
+/// of `path` itself when `create_dirs`), the final name, and the file there now. A final
+/// symlink is followed (under [`SymlinkPolicy::Follow`]) by walking its target from the
+/// directory that holds it; every hop obeys the sticky-directory rule; nothing is created for a
+/// link's target.
+pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<Dest> {
+    refuse_directory_syntax(path)?;
+    let (mut dir_path, mut name) = split(path)?;
+    let (mut dir, mut fs) = match cache {
+        Some(c) => c.get(&dir_path, opts)?,
+        None => open_with_info(&dir_path, opts)?,
+    };
+    let mut hops = 0;
+    loop {
+        let full = dir_path.join(&name);
         if name.len() > fs.name_max {
             return Err(
                 Error::new(Op::CheckDestination, &full, errno(Errno::NAMETOOLONG)).with_hint(
@@ -103,7 +408,7 @@ pub(crate) fn resolve(
                 ),
             );
         }
-        let st = match fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        let st = match fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
             Err(Errno::NOENT) => None,
             Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
@@ -111,24 +416,44 @@ pub(crate) fn resolve(
         let existing = match st {
             None => None,
             Some(st) => match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile => Some(Existing {
-                    mode: st.st_mode & 0o7777,
-                    uid: st.st_uid,
-                    gid: st.st_gid,
-                }),
+                FileType::RegularFile => {
+                    // Create-only never replaces: the commit fails with EEXIST, as O_EXCL does.
+                    if !opts.no_clobber {
+                        check_sticky_rule(Rule::Regular, &dir, &dir_path, &full, st.st_uid)?;
+                    }
+                    Some(Existing::from_stat(&st))
+                }
                 FileType::Symlink if opts.symlinks == SymlinkPolicy::Follow => {
-                    let target = fs::readlinkat(&dir, &name, Vec::new())
-                        .map_err(|e| Error::new(Op::Inspect, &full, errno(e)))?;
-                    let target: OsString =
-                        std::os::unix::ffi::OsStringExt::from_vec(target.into_bytes());
-                    let target = PathBuf::from(target);
-                    cur = if target.is_absolute() {
-                        target
+                    let mut w = Walk::new(dir.clone(), dir_path.clone(), false, opts.durability);
+                    w.hops = hops;
+                    let target = w.follow(&name, &full, st.st_uid)?;
+                    let bytes = target.as_bytes();
+                    if names_a_directory(bytes) {
+                        return Err(Error::other(
+                            Op::CheckDestination,
+                            &full,
+                            io::ErrorKind::IsADirectory,
+                            format!(
+                                "the destination is a symlink to `{}`, which names a directory",
+                                target.to_string_lossy()
+                            ),
+                        ));
+                    }
+                    let (target_dir, target_name) = split_target(bytes);
+                    w.descend(components(target_dir, Origin::Link).rev().collect(), true)?;
+                    hops = w.hops;
+                    fs = sys::fs_info(w.dir.as_fd())
+                        .map_err(|e| Error::new(Op::OpenDir, &w.shown, e))?;
+                    dir = w.dir;
+                    dir_path = if w.shown.as_os_str().is_empty() {
+                        PathBuf::from(".")
                     } else {
-                        parent.join(target)
+                        w.shown
                     };
+                    name = OsString::from_vec(target_name.to_vec());
                     continue;
                 }
+                // Replacing the link itself redirects nothing: allowed wherever it lives.
                 FileType::Symlink => None,
                 FileType::Directory => {
                     return Err(Error::other(
@@ -159,28 +484,27 @@ pub(crate) fn resolve(
         };
         return Ok(Dest {
             dir,
-            dir_path: parent,
+            dir_path,
             name,
             path: full,
             existing,
             fs,
         });
     }
-    Err(Error::new(Op::Inspect, path, errno(Errno::LOOP)))
 }
 
 /// A destination `name` inside an open directory: nothing resolved by path, a symlink at `name`
-/// is replaced (never followed), a non-regular file refused.
+/// is replaced (never followed), a non-regular file refused, and a regular file of another user
+/// in a shared sticky directory not replaced (the `fs.protected_regular` rule, as in [`resolve`]).
 pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Result<Dest> {
     let full = dir_path.join(&name);
     let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &dir_path, e))?;
     let existing = match fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => Some(Existing {
-                mode: st.st_mode & 0o7777,
-                uid: st.st_uid,
-                gid: st.st_gid,
-            }),
+            FileType::RegularFile => {
+                check_sticky_rule(Rule::Regular, &dir, &dir_path, &full, st.st_uid)?;
+                Some(Existing::from_stat(&st))
+            }
             FileType::Symlink => None,
             _ => {
                 return Err(Error::other(
@@ -204,61 +528,14 @@ pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Re
     })
 }
 
-fn open_dir_raw(path: &Path) -> rustix::io::Result<OwnedFd> {
-    fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-/// Opens `dir` (`O_DIRECTORY | O_RDONLY | O_CLOEXEC`), creating it and its missing ancestors when `create` is set.
+/// Opens the directory `dir` (`O_DIRECTORY | O_RDONLY | O_CLOEXEC`), creating it and its missing
+/// ancestors when `create` is set. The path is walked one component at a time with `O_NOFOLLOW`
+/// (or opened in one `openat2(RESOLVE_NO_SYMLINKS)` when it holds no symlink): a symlink on the
+/// way is followed only under the sticky-directory rule (see
+/// [`SymlinkPolicy`](crate::SymlinkPolicy)), and no directory is created for a symlink's target.
 /// Under [`Durability::Full`] each created directory is made durable by an `fsync` of its
 /// parent: without it a power loss could drop the new directory, and the file in it, even
 /// after the file's own commit returned.
 pub fn open_dir(dir: &Path, create: bool, durability: Durability) -> Result<OwnedFd> {
-    match open_dir_raw(dir) {
-        Ok(fd) => return Ok(fd),
-        Err(Errno::NOENT) if create => {}
-        Err(e) => return Err(Error::new(Op::OpenDir, dir, errno(e))),
-    }
-    // Walk up to the deepest ancestor that exists.
-    let mut missing: Vec<OsString> = Vec::new();
-    let mut cur = dir.to_path_buf();
-    let mut base = loop {
-        let Some(name) = cur.file_name() else {
-            return Err(Error::new(Op::OpenDir, dir, errno(Errno::NOENT)));
-        };
-        missing.push(name.to_os_string());
-        cur = match cur.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        match open_dir_raw(&cur) {
-            Ok(fd) => break fd,
-            Err(Errno::NOENT) => continue,
-            Err(e) => return Err(Error::new(Op::OpenDir, &cur, errno(e))),
-        }
-    };
-    for name in missing.into_iter().rev() {
-        let created = cur.join(&name);
-        match fs::mkdirat(&base, &name, Mode::from_raw_mode(0o777)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Error::new(Op::CreateDir, &created, errno(e))),
-        }
-        let next = fs::openat(
-            &base,
-            &name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::new(Op::OpenDir, &created, errno(e)))?;
-        if durability == Durability::Full {
-            // Makes the new directory's entry in its parent durable.
-            sys::sync_dir(base.as_fd()).map_err(|e| Error::new(Op::SyncDir, &cur, e))?;
-        }
-        base = next;
-        cur = created;
-    }
-    Ok(base)
+    walk_path(dir, create, durability)
 }

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::dest::{self, DirCache, Existing};
 use crate::error::errno;
-use crate::options::{Durability, Options};
-use crate::receipt::{self, Receipt};
+use crate::options::{Durability, NewMode, Options};
+use crate::receipt::{self, OwnerChange, Receipt};
 use crate::sys::{self, Feature, FsInfo};
 use crate::tempname;
 use crate::{Error, Op, Result};
@@ -30,6 +30,9 @@ const COPY_CHUNK: usize = 1 << 20;
 
 /// Streams longer than this hash on a helper thread.
 const PARALLEL_HASH_AFTER: u64 = 8 << 20;
+
+/// Set-uid and set-gid: kept only with the owner and group they were granted with.
+const SETID: u32 = 0o6000;
 
 /// Size hints below this are not preallocated.
 const PREALLOCATE_MIN: u64 = 1 << 20;
@@ -95,6 +98,8 @@ pub struct AtomicFile {
     /// The anonymous inode was created with mode 0666 filtered by the kernel through the umask,
     /// which is already the right final mode for a new file.
     mode_is_final: bool,
+    /// Set by `prepare` when the new file's owner or group differs from the replaced file's.
+    owner_changed: Option<OwnerChange>,
     hasher: Option<Sha256>,
     hashed: u64,
     hash_dirty: bool,
@@ -148,8 +153,7 @@ impl AtomicFile {
         let mut anon = None;
         let mut mode_is_final = false;
         if !portable && !sys::known_refused(d.fs.fs_type, Feature::Tmpfile) {
-            let new_file_default =
-                opts.mode.is_none() && opts.default_mode.is_none() && d.existing.is_none();
+            let new_file_default = opts.new_file_gets_default_mode() && d.existing.is_none();
             let create_mode = if new_file_default { 0o666 } else { 0o600 };
             match sys::open_anonymous(d.dir.as_fd(), create_mode) {
                 Ok(Some(fd)) => {
@@ -178,6 +182,7 @@ impl AtomicFile {
             fs: d.fs,
             opts: opts.clone(),
             mode_is_final,
+            owner_changed: None,
             hasher: if opts.no_checksum {
                 None
             } else {
@@ -500,37 +505,78 @@ impl AtomicFile {
             None => None,
         };
         let fd = self.file.as_fd();
+        // The file this one replaces (or, for a new file, logically replaces: `inherit`).
+        let replaced = self.existing.or(self.opts.inherited);
+        let want_owner = match self.opts.new_mode {
+            Some(NewMode::Preserve { uid, gid, .. }) => Some((uid, gid)),
+            _ => replaced.map(|ex| (ex.uid, ex.gid)),
+        };
         // Owner and group first: chown clears set-id bits, which the chmod below restores.
         // Always attempted for a replaced file (a no-op when they are already ours): cheaper
         // than asking for our own ids, which only matter if it fails.
-        if let Some(ex) = self.existing {
-            let r = rfs::fchown(
-                fd,
-                Some(rustix::fs::Uid::from_raw(ex.uid)),
-                Some(rustix::fs::Gid::from_raw(ex.gid)),
-            );
-            match r {
-                Ok(()) => {}
-                // An unprivileged writer cannot give a file away: the new file is then the
-                // writer's (documented; `preserve_owner_strict` makes it an error).
-                Err(Errno::PERM | Errno::INVAL)
-                    if !self.opts.preserve_owner_strict
-                        && !rustix::process::geteuid().is_root() => {}
-                Err(e) => return Err(Error::new(Op::Chown, &self.dest, errno(e))),
-            }
-        }
-        let mode = match (self.opts.mode, self.existing) {
-            (Some(m), _) => Some(m),
-            (None, Some(ex)) => Some(ex.mode),
-            (None, None) if self.opts.default_mode.is_some() => self.opts.default_mode,
-            (None, None) if self.mode_is_final => None,
-            (None, None) => Some(0o666 & !sys::umask()),
+        let owner_kept = match want_owner {
+            None => true,
+            Some((uid, gid)) => self.chown_to(uid, gid)?,
+        };
+        // Set-id bits survive only with the owner and group they were granted with: the kernel
+        // drops them on chown, and a writer must never get a set-id file that runs as itself.
+        let keep = |m: u32| if owner_kept { m } else { m & !SETID };
+        let (mode, intended) = match (self.opts.mode, self.opts.new_mode, replaced) {
+            // An explicit request (like `install -m`): exact.
+            (Some(m), _, _) => (Some(m), m),
+            (None, Some(NewMode::Preserve { mode, .. }), _) => (Some(keep(mode)), mode),
+            (None, _, Some(ex)) => (Some(keep(ex.mode)), ex.mode),
+            // Like `cp` without `-p`: never set-id, never more open than the umask allows.
+            (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !sys::umask()), 0),
+            (None, None, None) if self.mode_is_final => (None, 0),
+            (None, None, None) => (Some(0o666 & !sys::umask()), 0),
         };
         if let Some(m) = mode {
             rfs::fchmod(fd, Mode::from_raw_mode(m))
                 .map_err(|e| Error::new(Op::Chmod, &self.dest, errno(e)))?;
         }
+        self.owner_changed = match (replaced, want_owner) {
+            (Some(ex), Some(want)) => {
+                let (to_uid, to_gid) = if owner_kept {
+                    want
+                } else {
+                    let st =
+                        rfs::fstat(fd).map_err(|e| Error::new(Op::Chown, &self.dest, errno(e)))?;
+                    (st.st_uid, st.st_gid)
+                };
+                ((to_uid, to_gid) != (ex.uid, ex.gid)).then_some(OwnerChange {
+                    from_uid: ex.uid,
+                    from_gid: ex.gid,
+                    to_uid,
+                    to_gid,
+                    setid_dropped: intended & SETID != 0
+                        && mode.is_some_and(|m| m & SETID != intended & SETID),
+                })
+            }
+            _ => None,
+        };
         Ok(sha256)
+    }
+
+    /// `fchown`s the temp to `uid`:`gid`. `Ok(false)` when an unprivileged writer may not (then
+    /// the group alone is kept if the writer belongs to it); an error with
+    /// `preserve_owner_strict`, or for root (a refusal there is not the ordinary `EPERM`).
+    fn chown_to(&self, uid: u32, gid: u32) -> Result<bool> {
+        let fd = self.file.as_fd();
+        let uid = rfs::Uid::from_raw(uid);
+        let gid = rfs::Gid::from_raw(gid);
+        match rfs::fchown(fd, Some(uid), Some(gid)) {
+            Ok(()) => Ok(true),
+            // An unprivileged writer cannot give a file away: the new file is then the
+            // writer's (documented; `preserve_owner_strict` makes it an error).
+            Err(Errno::PERM | Errno::INVAL)
+                if !self.opts.preserve_owner_strict && !rustix::process::geteuid().is_root() =>
+            {
+                let _ = rfs::fchown(fd, None, Some(gid));
+                Ok(false)
+            }
+            Err(e) => Err(Error::new(Op::Chown, &self.dest, errno(e))),
+        }
     }
 
     pub(crate) fn sync_dir(&self) -> Result<()> {
@@ -558,6 +604,7 @@ impl AtomicFile {
                 Durability::Integrity => "integrity",
                 Durability::None => "none",
             },
+            owner_changed: self.owner_changed,
         }
     }
 

@@ -28,6 +28,24 @@
 //! files (publish them as one directory instead); hard links to the destination keep the old
 //! contents (a rename replaces the name, not the inode).
 //!
+//! **Never more than a redirect.** A write never does what the caller's own `>` redirect or
+//! `cp` would be refused on a hardened system, whatever `fs.protected_symlinks` and
+//! `fs.protected_regular` are set to (the kernel enforces them only when set, and never for a
+//! `rename`):
+//!
+//! - in a sticky directory others may write (`+t` with `g+w` or `o+w`, like `/tmp`), a symlink
+//!   is followed only if it belongs to the caller or to the directory's owner, on every hop of
+//!   a chain and for every directory on the way; a file belonging to neither is not replaced.
+//!   The refusal is a `PermissionDenied` error naming the rule, the entry and its owner's uid,
+//!   raised before a temporary file exists (see [`SymlinkPolicy`]);
+//! - a followed symlink never makes atomwrite create directories (missing parents are created
+//!   only for the path given), and a destination ending in `/` fails like the shell
+//!   (`ENOTDIR`/`EISDIR`);
+//! - a copy's new file ([`Options::source_mode`]) never carries set-uid/set-gid bits and is
+//!   `mode & 0o777 & !umask`; set-id bits are kept only with the owner they came with
+//!   ([`Options::preserve_source`]), and a replaced file whose owner cannot be kept loses them,
+//!   which [`Receipt::owner_changed`] reports. Only an explicit [`Options::mode`] is exact.
+//!
 //! # How it works
 //!
 //! On Linux, for `write(dst, bytes)` with the defaults:
@@ -76,6 +94,11 @@
 //! - A destination that is a bind-mounted file (Docker, Podman) cannot be replaced atomically:
 //!   the rename fails with `EBUSY` and atomwrite reports it; it never writes in place.
 //! - Extended attributes, ACLs and SELinux labels of a replaced file are not carried over.
+//! - The sticky-directory rule is checked when the destination is opened, against the
+//!   effective uid (the kernel uses the fsuid, which equals it unless a program changed it).
+//!   An entry swapped in afterwards is never followed nor written through: the commit
+//!   `rename`s over the name, so at worst it replaces another user's entry there (which the
+//!   sticky bit allows only to root or the directory's owner anyway).
 //! - Network filesystems (NFS, SMB, FUSE) are used through the same syscalls, but their
 //!   rename and `fsync` semantics are theirs: no durability promise is made there.
 //! - Unix only; Windows support would be one more file under `src/sys/`.
@@ -108,7 +131,7 @@ pub use file::{AtomicFile, CopyMethod};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
 pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use options::{Durability, Options, SymlinkPolicy};
-pub use receipt::{Receipt, new_run_id, process_run_id, rfc3339};
+pub use receipt::{OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,

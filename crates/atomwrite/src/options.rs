@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::dest::Existing;
 use crate::{AtomicFile, Receipt, Result};
 
 /// How much of a commit survives a power loss. Every level is atomic: a reader, or the system
@@ -27,18 +28,61 @@ pub enum Durability {
 }
 
 /// What to do when the destination is a symbolic link.
+///
+/// # Never more than a redirect
+///
+/// Whatever the policy, atomwrite never lets its caller do what the same caller's `>` redirect
+/// would be refused on a hardened system, **whatever the sysctls say**. In a *sticky*
+/// directory that others may write (mode `o+w` or `g+w` with `+t`, like `/tmp`):
+///
+/// - a symlink is followed only if its owner is the caller (effective uid) or the directory's
+///   owner: the kernel's `fs.protected_symlinks = 1` rule, checked on every hop of a chain and
+///   on every symlink in the directories leading to the destination;
+/// - an existing file owned by neither is not replaced: the `fs.protected_regular = 2` rule.
+///
+/// Both refusals are [`PermissionDenied`](std::io::ErrorKind::PermissionDenied) errors of
+/// [`Op::CheckDestination`](crate::Op::CheckDestination) naming the rule, the link or file and
+/// its owner's uid, raised before any temporary file exists: nothing is changed. Why: another
+/// user can plant `report.txt -> /etc/shadow` (or pre-create `report.txt` to receive the data)
+/// in `/tmp`; a root writer following the link would overwrite a file that user cannot, and a
+/// replaced file owned by that user would hand them root's data. The kernel refuses these only
+/// when the sysctls are set, and never for a `rename`, so atomwrite checks them itself (with
+/// `fstat` on the directory fd it holds, never by resolving a path again).
+///
+/// A followed symlink never makes atomwrite create directories: missing parents are created
+/// only for the path the caller gave ([`Options::create_dirs`]), never for a link's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SymlinkPolicy {
     /// Write to the link's (final) target and keep the link, like editors and
-    /// `write-file-atomic`. A dangling link creates its target. The temporary file is created
-    /// beside the target, so the rename never crosses a filesystem.
+    /// `write-file-atomic`. A dangling link creates its target file, if the target's directory
+    /// exists. The temporary file is created beside the target, so the rename never crosses a
+    /// filesystem. Links in shared sticky directories are followed only under the rule above.
     #[default]
     Follow,
-    /// Replace the link itself with a regular file.
+    /// Replace the link itself with a regular file (no redirect happens, so a link owned by
+    /// another user may be replaced; a regular file owned by another user in a shared sticky
+    /// directory is still not replaced).
     Replace,
 }
 
+/// How a newly created file gets its mode (and owner), when [`Options::mode`] is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewMode {
+    /// `mode & 0o777 & !umask`: the source's permission bits, never set-id (`cp`).
+    Source(u32),
+    /// `cp -p`: the source's owner and group, and its mode including set-id bits if (and only
+    /// if) both could be set.
+    Preserve { mode: u32, uid: u32, gid: u32 },
+}
+
 /// Builder for an atomic write. Cheap to clone; reuse it for many writes.
+///
+/// Whatever the options, a write never does more than the caller's own `>` redirect could on a
+/// hardened system: symlinks and files of other users in shared sticky directories are neither
+/// followed nor replaced (see [`SymlinkPolicy`] for the rule and why), new files never get
+/// set-id bits unless asked for exactly ([`mode`](Options::mode)) or with their owner kept
+/// ([`preserve_source`](Options::preserve_source)), and a replaced file whose owner cannot be
+/// kept loses its set-id bits ([`Receipt::owner_changed`]).
 ///
 /// ```
 /// use atomwrite::{Durability, Options};
@@ -63,9 +107,8 @@ pub struct Options {
     pub(crate) portable: bool,
     pub(crate) size_hint: Option<u64>,
     pub(crate) preserve_owner_strict: bool,
-    pub(crate) default_mode: Option<u32>,
-    /// Treat a new file as replacing one with this mode and owner (publish: the current version).
-    pub(crate) inherited: Option<crate::dest::Existing>,
+    pub(crate) new_mode: Option<NewMode>,
+    pub(crate) inherited: Option<Existing>,
 }
 
 impl Options {
@@ -83,18 +126,59 @@ impl Options {
     }
 
     /// Sets the final permission bits exactly (not filtered by the umask), for new and existing
-    /// files alike. Bits outside `0o7777` are ignored.
+    /// files alike, set-id bits included: an explicit request, like `install -m`. Bits outside
+    /// `0o7777` are ignored. Overrides [`source_mode`](Options::source_mode) and
+    /// [`preserve_source`](Options::preserve_source) for the mode (not for the owner).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o7777);
         self
     }
 
-    /// The mode for a newly created file instead of `0666 & !umask` (an existing file still
-    /// keeps its own; [`mode`](Options::mode) overrides both). `cp` uses it to give a new copy
-    /// the source's mode, as `cp(1)` does.
-    pub fn default_mode(mut self, mode: u32) -> Self {
-        self.default_mode = Some(mode & 0o7777);
+    /// A copy's mode, like `cp` without `-p`: a **new** file gets `mode & 0o777 & !umask`, so it
+    /// never carries set-uid, set-gid or sticky bits and is never more open than the umask
+    /// allows. An existing destination keeps its own mode, owner and group, as with `cp`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("tool");
+    /// use std::os::unix::fs::PermissionsExt;
+    /// atomwrite::Options::new().source_mode(0o6755).write(&path, b"#!/bin/sh\n")?;
+    /// let mode = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
+    /// assert_eq!(mode & 0o7000, 0, "never set-id");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn source_mode(mut self, mode: u32) -> Self {
+        self.new_mode = Some(NewMode::Source(mode & 0o7777));
         self
+    }
+
+    /// `cp -p`: the file (new or replaced) gets the source's owner `uid` and group `gid` where
+    /// permitted, and the source's `mode` **including set-id bits only if both owner and group
+    /// were set**; otherwise set-uid and set-gid bits are dropped (GNU `cp -p` does the
+    /// same). The umask does not apply. An unprivileged writer cannot give a file away: the file
+    /// is then the writer's, without set-id bits (an error with
+    /// [`preserve_owner_strict`](Options::preserve_owner_strict)).
+    pub fn preserve_source(mut self, mode: u32, uid: u32, gid: u32) -> Self {
+        self.new_mode = Some(NewMode::Preserve {
+            mode: mode & 0o7777,
+            uid,
+            gid,
+        });
+        self
+    }
+
+    /// Treats a new file as if it replaced a regular file with `ex`'s mode, owner and group
+    /// (an existing destination still keeps its own): `publish` gives a new version the
+    /// attributes of the current one, as `write` does for the file it replaces.
+    pub(crate) fn inherit(mut self, ex: Existing) -> Self {
+        self.inherited = Some(ex);
+        self
+    }
+
+    /// Whether a new file with no existing destination gets the plain default mode
+    /// `0666 & !umask` (which `O_TMPFILE` creation already applies).
+    pub(crate) fn new_file_gets_default_mode(&self) -> bool {
+        self.mode.is_none() && self.new_mode.is_none() && self.inherited.is_none()
     }
 
     /// Create-only: when `true`, the commit fails with [`std::io::ErrorKind::AlreadyExists`] if
@@ -151,16 +235,10 @@ impl Options {
 
     /// When replacing a file owned by someone else, fail if its owner and group cannot be kept
     /// (default `false`: keeping them is attempted, and an `EPERM` for an unprivileged writer is
-    /// ignored, so the new file belongs to the writer).
+    /// tolerated: the new file belongs to the writer, loses any set-uid/set-gid bits, as the
+    /// kernel would clear them on `chown`, and [`Receipt::owner_changed`] says so).
     pub fn preserve_owner_strict(mut self, yes: bool) -> Self {
         self.preserve_owner_strict = yes;
-        self
-    }
-
-    /// A new file gets the mode, owner and group of `ex`, as if it replaced that file (publish
-    /// gives a new version those of the current one).
-    pub(crate) fn inherit(mut self, ex: crate::dest::Existing) -> Self {
-        self.inherited = Some(ex);
         self
     }
 
@@ -199,5 +277,48 @@ impl Options {
             return Err(err);
         }
         f.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn inherit_gives_a_new_file_the_mode_and_owner_of_the_file_it_logically_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = rustix::process::geteuid().is_root();
+        // Root can give the file away (set-id kept with the owner); others inherit their own ids.
+        let (uid, gid, mode) = if root {
+            (65534, 65534, 0o4750)
+        } else {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+                0o640,
+            )
+        };
+        let ex = Existing { mode, uid, gid };
+        for portable in [false, true] {
+            let path = dir.path().join(format!("v-{portable}"));
+            let r = Options::new()
+                .portable(portable)
+                .inherit(ex)
+                .write(&path, b"new version")
+                .unwrap();
+            let md = std::fs::metadata(&path).unwrap();
+            assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (mode, uid, gid));
+            assert_eq!(r.owner_changed, None);
+            // An existing destination keeps its own attributes.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            Options::new()
+                .portable(portable)
+                .inherit(Existing { mode: 0o666, ..ex })
+                .write(&path, b"again")
+                .unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        }
     }
 }

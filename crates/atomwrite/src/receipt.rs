@@ -27,6 +27,31 @@ pub struct Receipt {
     pub run_id: String,
     /// The durability level the commit honoured: `"full"`, `"integrity"` or `"none"`.
     pub durability: &'static str,
+    /// `Some` when the new file's owner or group differs from the file it replaced (typically an
+    /// unprivileged writer, who cannot give a file away: `fchown` fails with `EPERM`). `None`
+    /// for a new file and when owner and group were kept.
+    pub owner_changed: Option<OwnerChange>,
+}
+
+/// The owner and group of a replaced file, and those its replacement got instead (see
+/// [`Receipt::owner_changed`]).
+///
+/// When the owner or group was not kept, set-uid and set-gid bits are dropped, as the kernel
+/// drops them on `chown` (unless the mode was set explicitly with
+/// [`Options::mode`](crate::Options::mode)): a writer never gets a set-id file running as
+/// itself from someone else's set-id file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OwnerChange {
+    /// Owner uid of the replaced file.
+    pub from_uid: u32,
+    /// Group gid of the replaced file.
+    pub from_gid: u32,
+    /// Owner uid of the new file.
+    pub to_uid: u32,
+    /// Group gid of the new file.
+    pub to_gid: u32,
+    /// Whether the replaced file's set-uid/set-gid bits were dropped because of the change.
+    pub setid_dropped: bool,
 }
 
 impl Receipt {

@@ -308,9 +308,10 @@ fn symlink_loop_is_an_error_not_a_hang() {
 }
 
 #[test]
-fn dangling_symlink_creates_its_target() {
+fn dangling_symlink_creates_its_target_file_but_never_directories() {
     for o in both() {
         let d = tmp();
+        fs::create_dir(d.path().join("sub")).unwrap();
         let link = d.path().join("link");
         std::os::unix::fs::symlink("sub/target", &link).unwrap();
         o.write(&link, b"made").unwrap();
@@ -321,6 +322,17 @@ fn dangling_symlink_creates_its_target() {
                 .is_symlink()
         );
         assert_eq!(fs::read(d.path().join("sub/target")).unwrap(), b"made");
+        // create_dirs applies to the path given, not to the directories a link names.
+        let far = d.path().join("far");
+        std::os::unix::fs::symlink("missing/dir/target", &far).unwrap();
+        let e = o.write(&far, b"x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(
+            !d.path().join("missing").exists(),
+            "a link target's directory was created"
+        );
+        assert_no_temps(d.path());
     }
 }
 

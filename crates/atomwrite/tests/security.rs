@@ -6,7 +6,14 @@
 //! * symlinks and files planted at plausible temp names in a sticky, world-writable directory
 //!   are never followed nor clobbered, on the fast and the portable path;
 //! * (root) another user watching the sticky directory with inotify can neither read nor
-//!   remove nor replace the temps of a writer.
+//!   remove nor replace the temps of a writer;
+//! * never more than a redirect: in a sticky directory others may write, a symlink of another
+//!   user is not followed and a file of another user is not replaced (the kernel's
+//!   `fs.protected_symlinks` / `fs.protected_regular` rules, applied even with both sysctls at 0),
+//!   on every hop of a chain and in every directory on the way; a followed link never makes
+//!   atomwrite create directories; a destination ending in `/` writes nothing;
+//! * modes: a copy's new file never gets set-id bits and honours the umask; set-id bits survive
+//!   only with the owner they were granted with; an owner change is reported in the receipt.
 //!
 //! Directories are created under `$TEST_DIR` when set. Root-only tests print why they skip when
 //! not root; with `CI=true` they fail instead of skipping.
@@ -18,7 +25,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use atomwrite::{Options, is_temp_name};
+use atomwrite::{Op, Options, SymlinkPolicy, is_temp_name};
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 const ROLE_ENV: &str = "ATOMWRITE_SECURITY_ROLE";
@@ -425,6 +432,491 @@ fn another_user_can_neither_read_nor_replace_temps_in_a_sticky_dir() {
     );
 }
 
+// ---- never more than a redirect ------------------------------------------------------------
+
+const PORTABLE_ENV: &str = "ATOMWRITE_SECURITY_PORTABLE";
+
+/// A directory `name` under `parent` with `mode`, owned by `owner` (root-only callers).
+fn dir_with(parent: &Path, name: &str, mode: u32, owner: Option<u32>) -> PathBuf {
+    let d = parent.join(name);
+    std::fs::create_dir(&d).unwrap();
+    if let Some(uid) = owner {
+        std::os::unix::fs::chown(&d, Some(uid), Some(uid)).unwrap();
+    }
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    d
+}
+
+fn symlink_owned_by(target: &Path, link: &Path, uid: u32) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+    std::os::unix::fs::lchown(link, Some(uid), Some(uid)).unwrap();
+}
+
+fn file_owned_by(path: &Path, contents: &[u8], uid: u32, mode: u32) {
+    std::fs::write(path, contents).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every entry under `dir` (recursively, without following links), with type, owner, mode and
+/// contents or link target: "nothing changed" is this snapshot being equal.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let what = if md.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if md.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+            };
+            let line = format!("{} {:o} {what}", md.uid(), md.mode() & 0o7777);
+            out.insert(p, line);
+        }
+    }
+    out
+}
+
+/// The refusal: PermissionDenied, CheckDestination, one line naming the rule, the entry and
+/// its owner.
+fn assert_refused(e: &atomwrite::Error, rule: &str, entry: &Path, owner: u32) {
+    let msg = e.to_string();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{msg}");
+    assert_eq!(e.op(), Op::CheckDestination, "{msg}");
+    assert_eq!(e.path(), entry, "{msg}");
+    assert!(!msg.contains('\n'), "not one line: {msg}");
+    assert!(msg.contains(rule), "the rule is not named: {msg}");
+    assert!(
+        msg.contains(&entry.display().to_string()),
+        "the entry is not named: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("uid {owner}")),
+        "the owner is not named: {msg}"
+    );
+}
+
+#[test]
+fn a_symlink_planted_by_another_user_in_a_sticky_dir_is_not_followed() {
+    if !require_root("a_symlink_planted_by_another_user_in_a_sticky_dir_is_not_followed") {
+        return;
+    }
+    // 1777 like /tmp, and 1775: group-writable is shared too (protected_regular=2 semantics).
+    for dir_mode in [0o1777, 0o1775] {
+        for portable in [false, true] {
+            let base = tempdir();
+            let victim = base.path().join("victim");
+            std::fs::write(&victim, b"root's data\n").unwrap();
+            let shared = dir_with(base.path(), "shared", dir_mode, None);
+            let link = shared.join("report.txt");
+            symlink_owned_by(&victim, &link, NOBODY);
+            let before = snapshot(base.path());
+            let o = Options::new().portable(portable);
+            let e = o.write(&link, b"attacker's choice\n").unwrap_err();
+            assert_refused(&e, "fs.protected_symlinks", &link, NOBODY);
+            // The streaming API refuses at open, before any temp exists.
+            let e = o.open(&link).unwrap_err();
+            assert_refused(&e, "fs.protected_symlinks", &link, NOBODY);
+            assert_eq!(
+                snapshot(base.path()),
+                before,
+                "something changed (mode {dir_mode:o}, portable {portable})"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_of_another_user_in_a_sticky_dir_is_not_replaced() {
+    if !require_root("a_file_of_another_user_in_a_sticky_dir_is_not_replaced") {
+        return;
+    }
+    for dir_mode in [0o1777, 0o1775] {
+        for portable in [false, true] {
+            let base = tempdir();
+            let shared = dir_with(base.path(), "shared", dir_mode, None);
+            // Pre-created by the attacker to receive root's data (and keep it readable).
+            let planted = shared.join("report.txt");
+            file_owned_by(&planted, b"planted\n", NOBODY, 0o666);
+            let before = snapshot(base.path());
+            for policy in [SymlinkPolicy::Follow, SymlinkPolicy::Replace] {
+                let o = Options::new().portable(portable).symlinks(policy);
+                let e = o.write(&planted, b"root's secret\n").unwrap_err();
+                assert_refused(&e, "fs.protected_regular", &planted, NOBODY);
+            }
+            // Create-only fails as O_EXCL does: the file exists (exit 3 in the CLI).
+            let e = Options::new()
+                .portable(portable)
+                .no_clobber(true)
+                .write(&planted, b"x")
+                .unwrap_err();
+            assert!(e.is_conflict(), "{e}");
+            assert_eq!(snapshot(base.path()), before, "something changed");
+        }
+    }
+}
+
+#[test]
+fn links_and_files_of_the_caller_or_the_dir_owner_are_followed_and_replaced() {
+    if !require_root("links_and_files_of_the_caller_or_the_dir_owner_are_followed_and_replaced") {
+        return;
+    }
+    for portable in [false, true] {
+        let o = Options::new().portable(portable);
+        let base = tempdir();
+        let victim = base.path().join("target");
+        std::fs::write(&victim, b"old").unwrap();
+        // The caller's own link in a shared sticky dir.
+        let root_shared = dir_with(base.path(), "root-shared", 0o1777, None);
+        let mine = root_shared.join("mine");
+        symlink_owned_by(&victim, &mine, 0);
+        o.write(&mine, b"via my link").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"via my link");
+        // The directory owner's link and file in its own sticky dir (a user's shared dir).
+        let nobody_shared = dir_with(base.path(), "nobody-shared", 0o1777, Some(NOBODY));
+        let theirs = nobody_shared.join("theirs");
+        symlink_owned_by(&victim, &theirs, NOBODY);
+        o.write(&theirs, b"via the dir owner's link").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"via the dir owner's link");
+        let owners_file = nobody_shared.join("owners-file");
+        file_owned_by(&owners_file, b"old", NOBODY, 0o640);
+        o.write(&owners_file, b"new").unwrap();
+        assert_eq!(std::fs::read(&owners_file).unwrap(), b"new");
+        let md = std::fs::metadata(&owners_file).unwrap();
+        assert_eq!(
+            (md.uid(), md.mode() & 0o7777),
+            (NOBODY, 0o640),
+            "owner/mode kept"
+        );
+        // Outside sticky directories the rule does not apply (nor does the kernel's).
+        let open_dir = dir_with(base.path(), "world-writable", 0o777, None);
+        let other = open_dir.join("other");
+        symlink_owned_by(&victim, &other, NOBODY);
+        o.write(&other, b"non-sticky").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"non-sticky");
+        // A sticky dir only its owner may write is not shared.
+        let private = dir_with(base.path(), "private-sticky", 0o1755, None);
+        let link = private.join("link");
+        symlink_owned_by(&victim, &link, NOBODY);
+        o.write(&link, b"private sticky").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"private sticky");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+}
+
+#[test]
+fn every_hop_of_a_chain_and_every_directory_on_the_way_obey_the_sticky_rule() {
+    if !require_root("every_hop_of_a_chain_and_every_directory_on_the_way_obey_the_sticky_rule") {
+        return;
+    }
+    for portable in [false, true] {
+        let o = Options::new().portable(portable);
+        let base = tempdir();
+        let victim_dir = base.path().join("root-only");
+        std::fs::create_dir(&victim_dir).unwrap();
+        let victim = victim_dir.join("secret");
+        std::fs::write(&victim, b"root's").unwrap();
+        let shared = dir_with(base.path(), "shared", 0o1777, None);
+        // root's link -> attacker's link -> victim: the second hop is refused.
+        let hop2 = shared.join("hop2");
+        symlink_owned_by(&victim, &hop2, NOBODY);
+        let hop1 = base.path().join("hop1");
+        symlink_owned_by(&hop2, &hop1, 0);
+        let before = snapshot(base.path());
+        let e = o.write(&hop1, b"x").unwrap_err();
+        assert_refused(&e, "fs.protected_symlinks", &hop2, NOBODY);
+        // A directory link planted in the shared dir, used as a parent: `shared/d/secret`.
+        let d = shared.join("d");
+        symlink_owned_by(&victim_dir, &d, NOBODY);
+        let e = o.write(d.join("secret"), b"x").unwrap_err();
+        assert_refused(&e, "fs.protected_symlinks", &d, NOBODY);
+        // ...also when reached through a link target, and with missing dirs to create below it.
+        let via = base.path().join("via");
+        symlink_owned_by(&d.join("secret"), &via, 0);
+        let e = o.write(&via, b"x").unwrap_err();
+        assert_refused(&e, "fs.protected_symlinks", &d, NOBODY);
+        let e = o.write(d.join("new/sub/file"), b"x").unwrap_err();
+        assert_refused(&e, "fs.protected_symlinks", &d, NOBODY);
+        // ...and behind a legitimate directory link of the caller's: `hop/d/secret`.
+        let hop = base.path().join("hop");
+        symlink_owned_by(Path::new("shared"), &hop, 0);
+        let e = o.write(hop.join("d/secret"), b"x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("uid 65534"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's");
+        assert!(
+            !victim_dir.join("new").exists(),
+            "directories created through the link"
+        );
+        let mut after = snapshot(base.path());
+        after.remove(&d);
+        after.remove(&via);
+        after.remove(&hop);
+        assert_eq!(after, before, "something changed");
+    }
+}
+
+#[test]
+fn no_follow_replaces_a_planted_link_without_touching_its_target() {
+    if !require_root("no_follow_replaces_a_planted_link_without_touching_its_target") {
+        return;
+    }
+    for portable in [false, true] {
+        let base = tempdir();
+        let victim = base.path().join("victim");
+        std::fs::write(&victim, b"root's data").unwrap();
+        let shared = dir_with(base.path(), "shared", 0o1777, None);
+        let link = shared.join("report.txt");
+        symlink_owned_by(&victim, &link, NOBODY);
+        Options::new()
+            .portable(portable)
+            .symlinks(SymlinkPolicy::Replace)
+            .write(&link, b"own file")
+            .unwrap();
+        let md = std::fs::symlink_metadata(&link).unwrap();
+        assert!(md.is_file(), "the link was not replaced");
+        assert_eq!(md.uid(), 0);
+        assert_eq!(std::fs::read(&link).unwrap(), b"own file");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's data");
+    }
+}
+
+#[test]
+fn a_followed_link_never_creates_directories() {
+    for portable in [false, true] {
+        let o = Options::new().portable(portable);
+        let base = tempdir();
+        // The caller's own dangling links: relative and absolute targets in missing dirs.
+        let rel = base.path().join("rel");
+        std::os::unix::fs::symlink("made/by/link/file", &rel).unwrap();
+        let abs_target = base.path().join("abs-made/x/file");
+        let abs = base.path().join("abs");
+        std::os::unix::fs::symlink(&abs_target, &abs).unwrap();
+        let before = snapshot(base.path());
+        for link in [&rel, &abs] {
+            let e = o.write(link, b"x").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+            assert!(e.to_string().contains("symlink"), "{e}");
+        }
+        assert_eq!(snapshot(base.path()), before, "something was created");
+        // Missing parents of the path given are still created, also below a followed dir link.
+        let real = base.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, base.path().join("dirlink")).unwrap();
+        o.write(base.path().join("dirlink/a/b/file"), b"deep")
+            .unwrap();
+        assert_eq!(std::fs::read(real.join("a/b/file")).unwrap(), b"deep");
+    }
+    if !require_root("a_followed_link_never_creates_directories (planted)") {
+        return;
+    }
+    // A dangling link planted by another user in a sticky dir: refused, nothing created.
+    let base = tempdir();
+    let shared = dir_with(base.path(), "shared", 0o1777, None);
+    let link = shared.join("out");
+    symlink_owned_by(&base.path().join("etc-new/cron.d/job"), &link, NOBODY);
+    let before = snapshot(base.path());
+    let e = Options::new().write(&link, b"x").unwrap_err();
+    assert_refused(&e, "fs.protected_symlinks", &link, NOBODY);
+    assert_eq!(snapshot(base.path()), before);
+}
+
+#[test]
+fn the_walk_resolves_dot_dot_after_a_directory_link_as_the_kernel_does() {
+    for portable in [false, true] {
+        let base = tempdir();
+        let sub = base.path().join("real/sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::os::unix::fs::symlink(&sub, base.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("real/sub", base.path().join("rel")).unwrap();
+        for (i, link) in ["abs", "rel"].into_iter().enumerate() {
+            // `link/../f` is `real/f` (the target's parent), not `f` beside the link.
+            let p = base.path().join(format!("{link}/../f{i}"));
+            Options::new().portable(portable).write(&p, b"x").unwrap();
+            assert_eq!(
+                std::fs::read(base.path().join(format!("real/f{i}"))).unwrap(),
+                b"x"
+            );
+            assert!(!base.path().join(format!("f{i}")).exists());
+        }
+    }
+}
+
+#[test]
+fn a_destination_written_as_a_directory_writes_nothing() {
+    for portable in [false, true] {
+        let o = Options::new().portable(portable);
+        let base = tempdir();
+        let reg = base.path().join("reg");
+        std::fs::write(&reg, b"keep").unwrap();
+        let before = snapshot(base.path());
+        let s = |p: &Path, tail: &str| PathBuf::from(format!("{}{tail}", p.display()));
+        // Like `echo x > reg/`: ENOTDIR; `echo x > nodir/`: EISDIR.
+        for (path, errno) in [
+            (s(&reg, "/"), 20),
+            (s(&reg, "/."), 20),
+            (s(&reg, "//"), 20),
+            (s(&base.path().join("nodir"), "/"), 21),
+            (s(&base.path().join("nodir/sub"), "/"), 21),
+            (s(&base.path().join("nodir"), "/."), 21),
+            (s(base.path(), "/"), 21),
+        ] {
+            let e = o.write(&path, b"x").unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(errno), "{}: {e}", path.display());
+            assert_eq!(e.op(), Op::CheckDestination);
+            assert!(!e.to_string().contains('\n'));
+        }
+        assert_eq!(snapshot(base.path()), before, "something changed");
+    }
+}
+
+/// The process umask (from /proc; never changed by these tests).
+fn current_umask() -> u32 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn source_mode_never_gives_a_new_file_set_id_bits_and_honours_the_umask() {
+    let umask = current_umask();
+    for portable in [false, true] {
+        let base = tempdir();
+        for src_mode in [0o6755, 0o4755, 0o2750, 0o1777, 0o666, 0o600] {
+            let dst = base.path().join(format!("copy-{src_mode:o}"));
+            Options::new()
+                .portable(portable)
+                .source_mode(src_mode)
+                .write(&dst, b"x")
+                .unwrap();
+            let mode = std::fs::metadata(&dst).unwrap().mode() & 0o7777;
+            assert_eq!(mode, src_mode & 0o777 & !umask, "source {src_mode:o}");
+        }
+        // An existing destination keeps its own mode (like cp without -p).
+        let dst = base.path().join("existing");
+        std::fs::write(&dst, b"old").unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Options::new()
+            .portable(portable)
+            .source_mode(0o6755)
+            .write(&dst, b"new")
+            .unwrap();
+        assert_eq!(std::fs::metadata(&dst).unwrap().mode() & 0o7777, 0o640);
+        // An explicit mode stays exact, set-id included (like install -m).
+        let dst = base.path().join("explicit");
+        Options::new()
+            .portable(portable)
+            .source_mode(0o644)
+            .mode(0o4750)
+            .write(&dst, b"x")
+            .unwrap();
+        assert_eq!(std::fs::metadata(&dst).unwrap().mode() & 0o7777, 0o4750);
+    }
+}
+
+/// Runs this test binary's `zz_helper_process_role` as uid/gid 65534 with `role`.
+fn run_as_nobody(role: &str, dir: &Path, portable: bool) -> String {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "zz_helper_process_role",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE_ENV, role)
+    .env(DIR_ENV, dir)
+    .uid(NOBODY)
+    .gid(NOBODY);
+    if portable {
+        c.env(PORTABLE_ENV, "1");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{role} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn preserve_source_keeps_set_id_bits_only_with_the_owner() {
+    if std::env::var_os(ROLE_ENV).is_some()
+        || !require_root("preserve_source_keeps_set_id_bits_only_with_the_owner")
+    {
+        return;
+    }
+    let base = tempdir();
+    // Root can give the copy the source's owner: mode kept exactly, set-id included.
+    let dst = base.path().join("as-root");
+    Options::new()
+        .preserve_source(0o6755, 1000, 1000)
+        .write(&dst, b"copy\n")
+        .unwrap();
+    let md = std::fs::metadata(&dst).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o6755, 1000, 1000)
+    );
+    // uid 65534 cannot: its copy is its own, without set-id bits.
+    let dir = dir_with(base.path(), "nobody", 0o755, Some(NOBODY));
+    run_as_nobody("preserve", &dir, false);
+    let md = std::fs::metadata(dir.join("preserved")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o755, NOBODY, NOBODY)
+    );
+}
+
+#[test]
+fn an_owner_change_drops_set_id_bits_and_is_reported() {
+    if std::env::var_os(ROLE_ENV).is_some()
+        || !require_root("an_owner_change_drops_set_id_bits_and_is_reported")
+    {
+        return;
+    }
+    for portable in [false, true] {
+        let base = tempdir();
+        // uid 65534 may replace entries in its own directory, including root's set-id file.
+        let dir = dir_with(base.path(), "nobody", 0o755, Some(NOBODY));
+        let tool = dir.join("tool");
+        file_owned_by(&tool, b"root's tool\n", 0, 0o6755);
+        let out = run_as_nobody("replace_setid", &dir, portable);
+        let line = out
+            .lines()
+            .find_map(|l| l.find("RECEIPT ").map(|i| &l[i + 8..]))
+            .expect("receipt line");
+        let change: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            change,
+            serde_json::json!({
+                "from_uid": 0, "from_gid": 0, "to_uid": NOBODY, "to_gid": NOBODY,
+                "setid_dropped": true
+            }),
+            "portable {portable}"
+        );
+        let md = std::fs::metadata(&tool).unwrap();
+        assert_eq!(std::fs::read(&tool).unwrap(), b"replaced by nobody\n");
+        assert_eq!(
+            (md.mode() & 0o7777, md.uid(), md.gid()),
+            (0o755, NOBODY, NOBODY),
+            "set-id bits kept across an owner change (portable {portable})"
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from("tool")], "leftovers");
+    }
+}
+
 /// Not a test by itself: the body of child processes started by the tests above (selected by
 /// an environment variable; a no-op otherwise).
 #[test]
@@ -440,6 +932,25 @@ fn zz_helper_process_role() {
             }
         }
         "attacker" => attacker(&dir),
+        "replace_setid" => {
+            // As uid 65534: replace a root-owned set-id file in a directory we may write.
+            let portable = std::env::var_os(PORTABLE_ENV).is_some();
+            let r = Options::new()
+                .portable(portable)
+                .write(dir.join("tool"), b"replaced by nobody\n")
+                .unwrap();
+            println!(
+                "RECEIPT {}",
+                serde_json::to_string(&r.owner_changed).unwrap()
+            );
+        }
+        "preserve" => {
+            // As uid 65534: `cp -p` of a 6755 file owned by uid 1000.
+            Options::new()
+                .preserve_source(0o6755, 1000, 1000)
+                .write(dir.join("preserved"), b"copy\n")
+                .unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
 }

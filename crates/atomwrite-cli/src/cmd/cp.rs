@@ -28,12 +28,26 @@ pub struct CpArgs {
     /// Implied by --manifest.
     #[arg(long)]
     pub checksum: bool,
+    /// Keep the source's mode, owner and group (not its timestamps). Set-uid/set-gid bits are
+    /// kept only when owner and group could be set (as root); otherwise they are dropped.
+    /// Without -p a new copy gets the source's mode & 0777 & ~umask, never set-id bits, and a
+    /// replaced file keeps its own mode, owner and group.
+    #[arg(short = 'p', long)]
+    pub preserve: bool,
     /// Source file(s), then the destination file or directory.
     #[arg(required = true, num_args = 2.., value_name = "SRC... DST")]
     pub paths: Vec<PathBuf>,
 }
 
-fn open_source(p: &Path) -> Result<(File, u32), Failure> {
+/// The source's permission bits (incl. set-id), owner and group.
+#[derive(Debug, Clone, Copy)]
+struct SourceAttrs {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+fn open_source(p: &Path) -> Result<(File, SourceAttrs), Failure> {
     let f = File::open(p)
         .map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
     let md = f
@@ -45,16 +59,26 @@ fn open_source(p: &Path) -> Result<(File, u32), Failure> {
             p.display()
         )));
     }
-    use std::os::unix::fs::PermissionsExt;
-    Ok((f, md.permissions().mode() & 0o7777))
+    use std::os::unix::fs::MetadataExt;
+    let attrs = SourceAttrs {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+    };
+    Ok((f, attrs))
 }
 
-fn options_for(a: &CpArgs, src_mode: u32, size: u64) -> Options {
-    a.opts
+fn options_for(a: &CpArgs, src: SourceAttrs, size: u64) -> Options {
+    let o = a
+        .opts
         .to_options()
         .checksum(a.checksum || a.opts.manifest)
-        .default_mode(src_mode)
-        .size_hint(size)
+        .size_hint(size);
+    if a.preserve {
+        o.preserve_source(src.mode, src.uid, src.gid)
+    } else {
+        o.source_mode(src.mode)
+    }
 }
 
 /// Copies `src` into `f`. With a checksum the bytes pass through the hasher anyway, so they

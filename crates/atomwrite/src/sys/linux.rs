@@ -191,3 +191,18 @@ pub(crate) fn copy_range(
         Err(e) => Err(errno(e)),
     }
 }
+
+/// `openat2(at, dir, O_DIRECTORY, RESOLVE_NO_SYMLINKS)`: opens the directory `dir` (relative to
+/// `at`, or absolute) in one syscall when no component is a symlink. `None` when one is, when
+/// it is missing, or when the kernel lacks `openat2` (before 5.6, or filtered by seccomp): the
+/// caller then walks the path itself.
+pub(crate) fn open_dir_no_symlinks(at: BorrowedFd<'_>, dir: &std::path::Path) -> Option<OwnedFd> {
+    fs::openat2(
+        at,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        fs::ResolveFlags::NO_SYMLINKS,
+    )
+    .ok()
+}

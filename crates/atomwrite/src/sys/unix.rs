@@ -104,3 +104,8 @@ pub(crate) fn copy_range(
 ) -> io::Result<Option<usize>> {
     Ok(None)
 }
+
+/// No `openat2` here: always `None`, so the caller walks the path one component at a time.
+pub(crate) fn open_dir_no_symlinks(_at: BorrowedFd<'_>, _dir: &std::path::Path) -> Option<OwnedFd> {
+    None
+}
