@@ -1133,7 +1133,11 @@ fn doctor_says_which_batch_barrier_it_chose_and_why() {
         nums.next().unwrap().parse().unwrap(),
     );
     // syncfs reports writeback errors since 5.8 and ->sync_fs errors since 5.17.
-    let want = if version >= (5, 17) { "syncfs" } else { "fsync" };
+    let want = if version >= (5, 17) {
+        "syncfs"
+    } else {
+        "fsync"
+    };
 
     let (code, out) = doctor_out(d.path(), true, None);
     assert_eq!(code, 0, "{out}");

@@ -150,8 +150,8 @@ pub struct DurabilityPromise {
 /// on the running kernel (read once per process) and the backend, not on the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BatchBarrier {
-    /// `"syncfs"`: one `syncfs(2)` per filesystem for [`BatchSync::Syncfs`](crate::BatchSync)
-    /// and for [`BatchSync::Auto`](crate::BatchSync) batches of 8 files or more. `"fsync"`:
+    /// `"syncfs"`: one `syncfs(2)` per filesystem for [`BatchSync::Syncfs`](crate::BatchSync::Syncfs)
+    /// and for [`BatchSync::Auto`](crate::BatchSync::Auto) batches of 8 files or more. `"fsync"`:
     /// every file of every batch is `fsync`ed (in parallel), whatever strategy is asked for.
     pub barrier: &'static str,
     /// The backend a batch with default options runs: `"linux"` (fast paths) or

@@ -917,7 +917,14 @@ fn traced_batch(role: &str, old_kernel: bool) -> Option<Barriers> {
         std::process::Command::new("strace")
     };
     let out = cmd
-        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,syncfs",
+            "-o",
+        ])
         .arg(&log)
         .arg(std::env::current_exe().unwrap())
         .args([
@@ -965,7 +972,10 @@ fn traced_batch(role: &str, old_kernel: bool) -> Option<Barriers> {
     }
     b.data_syncs = stdout
         .lines()
-        .find_map(|l| l.split_once("DATA_SYNCS ").map(|(_, n)| n.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.split_once("DATA_SYNCS ")
+                .map(|(_, n)| n.trim().parse().unwrap())
+        })
         .unwrap_or_else(|| panic!("{role}: no DATA_SYNCS in {stdout}"));
     Some(b)
 }
