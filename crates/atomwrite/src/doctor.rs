@@ -2,7 +2,7 @@
 //!
 //! Every capability is *tried*, not guessed from the filesystem name: the probes create small
 //! files inside the directory (named like atomwrite's own temporaries, `.atomwrite-doctor-*.tmp`,
-//! so [`clean`](crate::clean) sweeps them if the probing process is killed), exercise one
+//! so [`clean`](crate::clean()) sweeps them if the probing process is killed), exercise one
 //! syscall each, and remove them. A successful run leaves the directory listing as it found it.
 //!
 //! ```
@@ -204,7 +204,7 @@ pub struct DoctorReport {
 /// Returns an error only when `dir` cannot be opened or inspected; a directory where writes
 /// fail (read-only, no permission) still gets a report, with `ok == false` and the reason in
 /// the probes. The probe files are named like atomwrite temporaries, so a probe interrupted by
-/// a crash is removed by [`clean`](crate::clean).
+/// a crash is removed by [`clean`](crate::clean()).
 pub fn doctor(dir: impl AsRef<Path>) -> Result<DoctorReport> {
     let dir = dir.as_ref();
     let fd = rfs::open(

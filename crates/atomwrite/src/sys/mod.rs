@@ -11,6 +11,10 @@
 //!   `fdatasync`, the umask from `/proc`, `fstatfs`). A filesystem that refuses a fast path
 //!   gets the portable code for that step.
 //!
+//! Facts about a filesystem ([`fs_info`]: type and `NAME_MAX`) come from the host backend for
+//! both, since they choose no code path; the portable `fstatvfs` version is unit-tested against
+//! Linux's `fstatfs`. Directory `fsync` ([`sync_dir`]) is the same code on both.
+//!
 //! Windows is not supported yet: it would be one more backend here.
 
 #[cfg(target_os = "linux")]

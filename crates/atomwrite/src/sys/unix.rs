@@ -143,12 +143,13 @@ pub(crate) trait Backend: Debug + Send + Sync {
         Ok(())
     }
 
-    /// The process umask. POSIX can only read it by setting it: set 022, read the old value,
-    /// restore it (serialised; another thread creating a file in between sees 022).
+    /// The process umask. POSIX can only read it by setting it: set 077, read the old value,
+    /// restore it (serialised). Another thread creating a file in that instant gets owner-only
+    /// permissions: stricter than intended, never looser.
     fn umask(&self) -> u32 {
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
         rustix::process::umask(old);
         old.as_raw_mode()
     }
