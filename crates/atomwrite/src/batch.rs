@@ -227,6 +227,9 @@ impl Batch {
                 }
             }
             for (_, group) in groups {
+                // The group's earliest-opened file: syncfs reports writeback errors of the whole
+                // filesystem since the fd it is given was opened (per-superblock errseq), so
+                // that fd covers the errors of every file in the group.
                 let first = group[0];
                 // One journal commit + device flush covers every temp on this filesystem, and
                 // reports a write error of any of them (the backend says no where it would not).
