@@ -1385,3 +1385,116 @@ fn a_trailing_slash_fails_like_the_shell_and_writes_nothing() {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
+
+// ---- doctor: the batch barrier -------------------------------------------------------------
+
+/// `doctor` with ATOMWRITE_PORTABLE set to `portable` (or removed), as (exit code, stdout).
+fn doctor_out(dir: &Path, json: bool, portable: Option<&str>) -> (i32, String) {
+    let mut c = bin();
+    c.arg("doctor");
+    if json {
+        c.arg("--json");
+    }
+    c.arg(dir);
+    match portable {
+        Some(v) => c.env("ATOMWRITE_PORTABLE", v),
+        None => c.env_remove("ATOMWRITE_PORTABLE"),
+    };
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+    )
+}
+
+#[test]
+fn doctor_says_which_batch_barrier_it_chose_and_why() {
+    let d = tmp();
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut nums = release.split(|c: char| !c.is_ascii_digit());
+    let version: (u32, u32) = (
+        nums.next().unwrap().parse().unwrap(),
+        nums.next().unwrap().parse().unwrap(),
+    );
+    // syncfs reports writeback errors since 5.8 and ->sync_fs errors since 5.17.
+    let want = if version >= (5, 17) {
+        "syncfs"
+    } else {
+        "fsync"
+    };
+
+    let (code, out) = doctor_out(d.path(), true, None);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let b = &v["batch_barrier"];
+    assert_eq!(b["barrier"], want, "{b}");
+    assert_eq!(b["backend"], "linux", "{b}");
+    assert_eq!(b["kernel"], release.as_str(), "{b}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("Linux {}.{}", version.0, version.1)),
+        "{reason}"
+    );
+
+    let (code, text) = doctor_out(d.path(), false, None);
+    assert_eq!(code, 0);
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("batch barrier"))
+        .unwrap_or_else(|| panic!("no batch barrier row:\n{text}"));
+    assert!(row.contains(want), "{row}");
+    assert!(row.contains(reason), "{row}");
+    assert!(row.contains(&format!("kernel {release}")), "{row}");
+
+    // The portable path never trusts a filesystem-wide barrier: every file is fsynced.
+    let (code, out) = doctor_out(d.path(), true, Some("1"));
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let b = &v["batch_barrier"];
+    assert_eq!(b["barrier"], "fsync", "{b}");
+    assert_eq!(b["backend"], "portable", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("portable"), "{b}");
+    let (_, text) = doctor_out(d.path(), false, Some("1"));
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("batch barrier") && l.contains("fsync")),
+        "{text}"
+    );
+    assert!(temps_in(d.path()).is_empty());
+
+    // An old kernel (`setarch --uname-2.6`: uname reports 2.6.x): per-file fsync, and why.
+    let arch = std::env::consts::ARCH;
+    let setarch = Command::new("setarch")
+        .args([arch, "--uname-2.6", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !setarch {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have setarch"
+        );
+        eprintln!("SKIP old-kernel half: setarch --uname-2.6 not available");
+        return;
+    }
+    let out = Command::new("setarch")
+        .args([arch, "--uname-2.6"])
+        .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+        .args(["doctor", "--json"])
+        .arg(d.path())
+        .env_remove("ATOMWRITE_PORTABLE")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &v["batch_barrier"];
+    assert_eq!(b["barrier"], "fsync", "{b}");
+    assert_eq!(b["backend"], "linux", "{b}");
+    assert!(b["kernel"].as_str().unwrap().starts_with("2.6."), "{b}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("Linux 2.6 < 5.8") && reason.contains("writeback"),
+        "{reason}"
+    );
+}

@@ -12,18 +12,21 @@ use serde::Serialize;
 use crate::dest::DirCache;
 use crate::error::errno;
 use crate::options::{Durability, Options};
-use crate::sys;
 use crate::{AtomicFile, Error, Op, Receipt, Result};
 
 /// How a [`Batch`] makes the data of all its files durable before renaming them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BatchSync {
-    /// `syncfs` once per filesystem when the batch has at least 8 files on Linux; otherwise
-    /// parallel `fsync`.
+    /// `Syncfs` when the batch has at least 8 files, otherwise `ParallelFsync`.
     #[default]
     Auto,
     /// One `syncfs(2)` per filesystem touched: one journal commit and one device flush, but
-    /// it also flushes unrelated dirty data on that filesystem.
+    /// it also flushes unrelated dirty data on that filesystem. Used only where `syncfs`
+    /// reports every error that an `fsync` of each file would (Linux 5.17 and later; before
+    /// 5.8 it missed writeback errors, before 5.17 errors from the filesystem's `->sync_fs`):
+    /// elsewhere (older kernels, other Unix, [`Options::portable`]) each file is `fsync`ed as
+    /// with `ParallelFsync`, because an `fsync` error must never be reported as success.
+    /// `atomwrite doctor` says which one this machine gets.
     Syncfs,
     /// `fsync` of every file from a few threads at once, so the journal groups the commits.
     ParallelFsync,
@@ -188,41 +191,80 @@ impl Batch {
             .filter(move |f| seen.insert(Arc::as_ptr(f.dir_fd())))
     }
 
+    /// Step 2 of `commit`: makes the data of every file durable before any is renamed, and
+    /// returns the number of flushes made. A file is covered either by its own `fsync` or by a
+    /// `syncfs` of its filesystem that reports errors (`Backend::sync_filesystem`
+    /// returns `Ok(true)` only then); a filesystem whose backend or kernel has no such barrier
+    /// (the portable path, Linux before 5.17) gets an `fsync` of every file instead, even when
+    /// [`BatchSync::Syncfs`] was asked for.
     fn sync_data(&self) -> Result<usize> {
-        let use_syncfs = match self.sync {
+        let want_syncfs = match self.sync {
             BatchSync::Syncfs => true,
             BatchSync::ParallelFsync => false,
-            BatchSync::Auto => cfg!(target_os = "linux") && self.files.len() >= 8,
+            BatchSync::Auto => self.files.len() >= 8,
         };
-        if use_syncfs {
-            let mut seen = HashSet::new();
-            let mut n = 0;
-            for f in self.one_per_directory() {
-                let st = rustix::fs::fstat(f.dir_fd())
-                    .map_err(|e| Error::new(Op::SyncFile, f.destination(), errno(e)))?;
-                if seen.insert(st.st_dev) {
-                    // One journal commit + device flush covers every temp on this filesystem.
-                    sys::sync_filesystem(f.file().as_fd())
-                        .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
-                    n += 1;
+        let mut n = 0;
+        let mut each: Vec<&AtomicFile> = Vec::new();
+        if want_syncfs {
+            // Files grouped by filesystem (the device of their directory) and backend, in
+            // order of first appearance; one fstat per distinct directory fd.
+            let mut dev_of_dir = std::collections::HashMap::new();
+            let mut groups: Vec<((u64, &'static str), Vec<&AtomicFile>)> = Vec::new();
+            for f in &self.files {
+                let dev = match dev_of_dir.get(&Arc::as_ptr(f.dir_fd())) {
+                    Some(d) => *d,
+                    None => {
+                        let st = rustix::fs::fstat(f.dir_fd())
+                            .map_err(|e| Error::new(Op::SyncFile, f.destination(), errno(e)))?;
+                        dev_of_dir.insert(Arc::as_ptr(f.dir_fd()), st.st_dev);
+                        st.st_dev
+                    }
+                };
+                let key = (dev, f.sys().name());
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, g)) => g.push(f),
+                    None => groups.push((key, vec![f])),
                 }
             }
+            for (_, group) in groups {
+                // The group's earliest-opened file: syncfs reports writeback errors of the whole
+                // filesystem since the fd it is given was opened (per-superblock errseq), so
+                // that fd covers the errors of every file in the group.
+                let first = group[0];
+                // One journal commit + device flush covers every temp on this filesystem, and
+                // reports a write error of any of them (the backend says no where it would not).
+                let covered = first
+                    .sys()
+                    .sync_filesystem(first.file().as_fd())
+                    .map_err(|e| Error::new(Op::SyncFile, first.destination(), e))?;
+                if covered {
+                    n += 1;
+                } else {
+                    each.extend(group);
+                }
+            }
+        } else {
+            each.extend(&self.files);
+        }
+        if each.is_empty() {
             return Ok(n);
         }
-        let threads = self.files.len().clamp(1, 16);
-        let chunk = self.files.len().div_ceil(threads);
+        let threads = each.len().clamp(1, 16);
+        let chunk = each.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .files
+            let handles: Vec<_> = each
                 .chunks(chunk)
                 .map(|part| {
                     s.spawn(move || {
                         for f in part {
+                            let sys = f.sys();
                             // Concurrent fsyncs let the journal group them into few commits.
-                            sys::sync_file(f.file().as_fd())
+                            sys.sync_file(f.file().as_fd())
                                 .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
-                            if sys::needs_sync_after_link(f.fs_type()) {
-                                sys::sync_data(f.file().as_fd())
+                            if sys.needs_sync_after_link(f.fs_type()) {
+                                // btrfs: the linked inode's data is synced once more (see
+                                // `AtomicFile::sync_after_link`).
+                                sys.sync_data(f.file().as_fd())
                                     .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
                             }
                         }
@@ -233,7 +275,7 @@ impl Batch {
             for h in handles {
                 h.join().expect("fsync thread panicked")?;
             }
-            Ok(self.files.len())
+            Ok(n + each.len())
         })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Every capability is *tried*, not guessed from the filesystem name: the probes create small
 //! files inside the directory (named like atomwrite's own temporaries, `.atomwrite-doctor-*.tmp`,
-//! so [`clean`](crate::clean) sweeps them if the probing process is killed), exercise one
+//! so [`clean`](crate::clean()) sweeps them if the probing process is killed), exercise one
 //! syscall each, and remove them. A successful run leaves the directory listing as it found it.
 //!
 //! ```
@@ -142,6 +142,27 @@ pub struct DurabilityPromise {
     pub summary: String,
 }
 
+/// How a [`Batch`](crate::Batch) makes the data of its files durable on this machine, and why.
+///
+/// A batch may use one `syncfs(2)` per filesystem instead of an `fsync` per file only where
+/// `syncfs` reports every error an `fsync` would: Linux 5.17 and later (before 5.8 it missed
+/// writeback errors, before 5.17 errors from the filesystem's `->sync_fs`). The choice depends
+/// on the running kernel (read once per process) and the backend, not on the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchBarrier {
+    /// `"syncfs"`: one `syncfs(2)` per filesystem for [`BatchSync::Syncfs`](crate::BatchSync::Syncfs)
+    /// and for [`BatchSync::Auto`](crate::BatchSync::Auto) batches of 8 files or more. `"fsync"`:
+    /// every file of every batch is `fsync`ed (in parallel), whatever strategy is asked for.
+    pub barrier: &'static str,
+    /// The backend a batch with default options runs: `"linux"` (fast paths) or
+    /// `"portable"` (other Unix, or `ATOMWRITE_PORTABLE=1`).
+    pub backend: &'static str,
+    /// The running kernel's release (`uname -r`).
+    pub kernel: Option<String>,
+    /// One sentence: why this barrier.
+    pub reason: String,
+}
+
 /// What [`doctor`] found. Serializes to the stable JSON shape documented in `docs/cli.md`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DoctorReport {
@@ -168,6 +189,8 @@ pub struct DoctorReport {
     pub probes: Probes,
     /// What atomwrite can promise here.
     pub durability: DurabilityPromise,
+    /// How batches flush their data here (`syncfs` or an `fsync` per file), and why.
+    pub batch_barrier: BatchBarrier,
     /// Things an operator should know about this filesystem (may be empty).
     pub caveats: Vec<String>,
     /// True when a complete atomic write worked in the directory.
@@ -181,7 +204,7 @@ pub struct DoctorReport {
 /// Returns an error only when `dir` cannot be opened or inspected; a directory where writes
 /// fail (read-only, no permission) still gets a report, with `ok == false` and the reason in
 /// the probes. The probe files are named like atomwrite temporaries, so a probe interrupted by
-/// a crash is removed by [`clean`](crate::clean).
+/// a crash is removed by [`clean`](crate::clean()).
 pub fn doctor(dir: impl AsRef<Path>) -> Result<DoctorReport> {
     let dir = dir.as_ref();
     let fd = rfs::open(
@@ -215,6 +238,7 @@ pub fn doctor(dir: impl AsRef<Path>) -> Result<DoctorReport> {
     let probes = run_probes(&fd, dir, info.name_max, read_only);
     let ok = probes.atomic_write.works();
     let (durability, caveats) = assess(class, &fs_type, mount.as_ref(), &probes, read_only);
+    let batch_barrier = batch_barrier(sys::backend(crate::file::portable_env()));
     Ok(DoctorReport {
         dir: dir.to_path_buf(),
         canonical,
@@ -227,9 +251,30 @@ pub fn doctor(dir: impl AsRef<Path>) -> Result<DoctorReport> {
         read_only,
         probes,
         durability,
+        batch_barrier,
         caveats,
         ok,
     })
+}
+
+/// The barrier a batch run by `backend` uses, from the backend's own verdict (the same one
+/// `Batch::commit` consults).
+fn batch_barrier(backend: sys::Sys) -> BatchBarrier {
+    let support = backend.sync_filesystem_support();
+    let kernel = support.kernel.or_else(|| {
+        Some(
+            rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned(),
+        )
+    });
+    BatchBarrier {
+        barrier: if support.available { "syncfs" } else { "fsync" },
+        backend: backend.name(),
+        kernel,
+        reason: support.reason,
+    }
 }
 
 /// Probe file names, all removed at the end whatever happened.
@@ -337,7 +382,7 @@ fn run_probes(fd: &OwnedFd, dir: &Path, name_max: usize, read_only: bool) -> Pro
 }
 
 fn probe_tmpfile(s: &mut Scratch<'_>) -> Probe {
-    let anon = match sys::open_anonymous(s.dir.as_fd(), 0o600) {
+    let anon = match sys::host().open_anonymous(s.dir.as_fd(), 0o600) {
         Ok(Some(f)) => f,
         Ok(None) => {
             return Probe::no("the filesystem refuses O_TMPFILE; named temporaries are used");
@@ -345,7 +390,7 @@ fn probe_tmpfile(s: &mut Scratch<'_>) -> Probe {
         Err(e) => return Probe::error(describe(&e)),
     };
     let name = s.name("t");
-    match sys::link_anonymous(anon.as_fd(), s.dir.as_fd(), &name) {
+    match sys::host().link_anonymous(anon.as_fd(), s.dir.as_fd(), &name) {
         Ok(()) => Probe::yes(),
         Err(e) => Probe::no(format!(
             "O_TMPFILE opens but linkat of the anonymous file fails ({}); named temporaries are used",
@@ -360,7 +405,7 @@ fn probe_noreplace(s: &mut Scratch<'_>) -> Probe {
         Err(e) => return Probe::error(describe(&e)),
     };
     let b = s.name("nb");
-    match sys::rename_noreplace(s.dir.as_fd(), &a, &b) {
+    match sys::host().rename_noreplace(s.dir.as_fd(), &a, &b) {
         Ok(true) => {}
         Ok(false) => {
             return Probe::no(
@@ -374,7 +419,7 @@ fn probe_noreplace(s: &mut Scratch<'_>) -> Probe {
         Ok(x) => x,
         Err(e) => return Probe::error(describe(&e)),
     };
-    match sys::rename_noreplace(s.dir.as_fd(), &b, &c) {
+    match sys::host().rename_noreplace(s.dir.as_fd(), &b, &c) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Probe::yes(),
         Ok(true) => Probe::error("RENAME_NOREPLACE replaced an existing file (broken filesystem)"),
         Ok(false) => Probe::no("RENAME_NOREPLACE works only sometimes; treated as unsupported"),
@@ -391,7 +436,7 @@ fn probe_exchange(s: &mut Scratch<'_>) -> Probe {
         Ok(x) => x,
         Err(e) => return Probe::error(describe(&e)),
     };
-    match sys::rename_exchange(s.dir.as_fd(), &a, s.dir.as_fd(), &b) {
+    match sys::host().rename_exchange(s.dir.as_fd(), &a, s.dir.as_fd(), &b) {
         Ok(true) => match (s.read(&a), s.read(&b)) {
             (Ok(x), Ok(y)) if x == b"B" && y == b"A" => Probe::yes(),
             (Ok(_), Ok(_)) => Probe::error("RENAME_EXCHANGE returned success but did not swap"),
@@ -413,7 +458,7 @@ fn probe_ficlone(s: &mut Scratch<'_>) -> Probe {
         Ok(x) => x,
         Err(e) => return Probe::error(describe(&e)),
     };
-    match sys::reflink(fa.as_fd(), fb.as_fd()) {
+    match sys::host().reflink(fa.as_fd(), fb.as_fd()) {
         Ok(true) => Probe::yes(),
         Ok(false) => {
             Probe::no("ioctl(FICLONE) is refused; cp uses copy_file_range or a buffered copy")
@@ -783,6 +828,34 @@ mod tests {
         assert_eq!(classify("unknown", 0x9123_683e), FsClass::Local);
         assert_eq!(classify("weirdfs", 0), FsClass::Unknown);
         assert_eq!(fs_magic_name(0x0102_1994), Some("tmpfs"));
+    }
+
+    #[test]
+    fn batch_barrier_follows_the_backend_and_the_running_kernel() {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let host = batch_barrier(sys::host());
+        assert_eq!(host.kernel.as_deref(), Some(release.as_str()));
+        assert_eq!(host.backend, sys::host().name());
+        assert!(!host.reason.is_empty());
+        if cfg!(target_os = "linux") {
+            // The same verdict as the pure function on the same release string.
+            let want = sys::syncfs_support(&release);
+            assert_eq!(host.barrier == "syncfs", want.available, "{host:?}");
+            assert_eq!(host.reason, want.reason);
+        }
+        // The portable path never trusts a filesystem-wide barrier.
+        let portable = batch_barrier(sys::backend(true));
+        assert_eq!(portable.barrier, "fsync");
+        assert_eq!(portable.backend, "portable");
+        assert_eq!(portable.kernel.as_deref(), Some(release.as_str()));
+        let r = doctor(tempfile::tempdir().unwrap().path()).unwrap();
+        assert_eq!(
+            r.batch_barrier,
+            batch_barrier(sys::backend(crate::file::portable_env()))
+        );
     }
 
     #[test]

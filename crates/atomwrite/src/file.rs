@@ -17,7 +17,7 @@ use crate::dest::{self, DirCache, Existing};
 use crate::error::errno;
 use crate::options::{Durability, NewMode, Options};
 use crate::receipt::{self, OwnerChange, Receipt};
-use crate::sys::{self, Feature, FsInfo};
+use crate::sys::{self, Feature, FsInfo, Sys};
 use crate::tempname;
 use crate::{Error, Op, Result};
 
@@ -94,6 +94,8 @@ pub struct AtomicFile {
     temp: Temp,
     existing: Option<Existing>,
     fs: FsInfo,
+    /// The platform backend: the host's fast paths, or the portable POSIX path.
+    sys: Sys,
     opts: Options,
     /// The anonymous inode was created with mode 0666 filtered by the kernel through the umask,
     /// which is already the right final mode for a new file.
@@ -107,7 +109,7 @@ pub struct AtomicFile {
     len: u64,
 }
 
-fn portable_env() -> bool {
+pub(crate) fn portable_env() -> bool {
     static P: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *P.get_or_init(|| std::env::var_os("ATOMWRITE_PORTABLE").is_some_and(|v| v == "1"))
 }
@@ -149,18 +151,18 @@ impl AtomicFile {
         if d.existing.is_none() {
             d.existing = opts.inherited;
         }
-        let portable = opts.portable || portable_env();
+        let sys = sys::backend(opts.portable || portable_env());
         let mut anon = None;
         let mut mode_is_final = false;
-        if !portable && !sys::known_refused(d.fs.fs_type, Feature::Tmpfile) {
+        if !sys.known_refused(d.fs.fs_type, Feature::Tmpfile) {
             let new_file_default = opts.new_file_gets_default_mode() && d.existing.is_none();
             let create_mode = if new_file_default { 0o666 } else { 0o600 };
-            match sys::open_anonymous(d.dir.as_fd(), create_mode) {
+            match sys.open_anonymous(d.dir.as_fd(), create_mode) {
                 Ok(Some(fd)) => {
                     anon = Some(fd);
                     mode_is_final = new_file_default;
                 }
-                Ok(None) => sys::remember_refused(d.fs.fs_type, Feature::Tmpfile),
+                Ok(None) => sys.remember_refused(d.fs.fs_type, Feature::Tmpfile),
                 Err(e) => return Err(Error::new(Op::CreateTemp, &d.path, e)),
             }
         }
@@ -180,6 +182,7 @@ impl AtomicFile {
             temp,
             existing: d.existing,
             fs: d.fs,
+            sys,
             opts: opts.clone(),
             mode_is_final,
             owner_changed: None,
@@ -201,7 +204,8 @@ impl AtomicFile {
         // Small files are not worth a syscall: preallocation pays off (early ENOSPC, less
         // fragmentation) only for large ones.
         if let Some(n) = opts.size_hint.filter(|n| *n >= PREALLOCATE_MIN) {
-            sys::preallocate(f.file.as_fd(), n)
+            f.sys
+                .preallocate(f.file.as_fd(), n)
                 .map_err(|e| Error::new(Op::Preallocate, &f.dest, e))?;
         }
         Ok(f)
@@ -380,7 +384,7 @@ impl AtomicFile {
             return Ok((n, CopyMethod::Buffered));
         }
         if self.len == 0 && self.pos == 0 {
-            match sys::reflink(src.as_fd(), self.file.as_fd()) {
+            match self.sys.reflink(src.as_fd(), self.file.as_fd()) {
                 Ok(true) => {
                     self.len = size;
                     self.pos = size;
@@ -397,7 +401,7 @@ impl AtomicFile {
         let mut method = CopyMethod::CopyFileRange;
         loop {
             let chunk = (1usize << 30).min((size.saturating_sub(copied)).max(1 << 20) as usize);
-            match sys::copy_range(src.as_fd(), self.file.as_fd(), chunk) {
+            match self.sys.copy_range(src.as_fd(), self.file.as_fd(), chunk) {
                 Ok(Some(0)) => break,
                 Ok(Some(n)) => {
                     copied += n as u64;
@@ -485,7 +489,8 @@ impl AtomicFile {
         if self.opts.durability != Durability::None {
             // The data and inode must be on stable storage before a name points at them;
             // otherwise a power loss can leave the new name on an empty or partial file.
-            sys::sync_file(self.file.as_fd())
+            self.sys
+                .sync_file(self.file.as_fd())
                 .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
         }
         self.publish()?;
@@ -527,9 +532,9 @@ impl AtomicFile {
             (None, Some(NewMode::Preserve { mode, .. }), _) => (Some(keep(mode)), mode),
             (None, _, Some(ex)) => (Some(keep(ex.mode)), ex.mode),
             // Like `cp` without `-p`: never set-id, never more open than the umask allows.
-            (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !sys::umask()), 0),
+            (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !self.sys.umask()), 0),
             (None, None, None) if self.mode_is_final => (None, 0),
-            (None, None, None) => (Some(0o666 & !sys::umask()), 0),
+            (None, None, None) => (Some(0o666 & !self.sys.umask()), 0),
         };
         if let Some(m) = mode {
             rfs::fchmod(fd, Mode::from_raw_mode(m))
@@ -580,7 +585,7 @@ impl AtomicFile {
     }
 
     pub(crate) fn sync_dir(&self) -> Result<()> {
-        sys::sync_dir(self.dir.as_fd()).map_err(|e| {
+        self.sys.sync_dir(self.dir.as_fd()).map_err(|e| {
             Error::new(Op::SyncDir, &self.dir_path, e).with_hint(
                 "the new contents are visible but are not promised to survive a power loss; \
                  write them again",
@@ -620,6 +625,10 @@ impl AtomicFile {
         self.fs.fs_type
     }
 
+    pub(crate) fn sys(&self) -> Sys {
+        self.sys
+    }
+
     /// Batch phase A: give an anonymous temp a temporary name now, so that the data sync that
     /// follows covers a linked inode (and the later publish is a plain rename).
     pub(crate) fn link_early(&mut self) -> Result<()> {
@@ -640,7 +649,8 @@ impl AtomicFile {
             Temp::Gone => unreachable!("publish called twice"),
             Temp::Anonymous if no_clobber => {
                 // linkat fails with EEXIST if the name exists: an atomic create-only publish.
-                sys::link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+                self.sys
+                    .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
                     .map_err(|e| Error::new(Op::Link, &self.dest, e))?;
                 self.sync_after_link()?;
                 Ok(())
@@ -667,10 +677,13 @@ impl AtomicFile {
     }
 
     fn sync_after_link(&self) -> Result<()> {
-        if self.opts.durability != Durability::None && sys::needs_sync_after_link(self.fs.fs_type) {
+        if self.opts.durability != Durability::None
+            && self.sys.needs_sync_after_link(self.fs.fs_type)
+        {
             // btrfs: an fsync of the unlinked O_TMPFILE inode does not carry its data into the
             // log once the inode gets a name (atomic-write-file issue #6); sync it again.
-            sys::sync_data(self.file.as_fd())
+            self.sys
+                .sync_data(self.file.as_fd())
                 .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
         }
         Ok(())
@@ -679,7 +692,10 @@ impl AtomicFile {
     fn link_anonymous_to_temp(&self) -> Result<OsString> {
         for _ in 0..NAME_ATTEMPTS {
             let tmp = tempname::temp_name(&self.name, self.fs.name_max);
-            match sys::link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp) {
+            match self
+                .sys
+                .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp)
+            {
                 Ok(()) => return Ok(tmp),
                 Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
                 Err(e) => {
@@ -701,13 +717,15 @@ impl AtomicFile {
     }
 
     fn rename_noreplace(&self, tmp: &OsString) -> Result<()> {
-        let try_fast = !(self.opts.portable
-            || portable_env()
-            || sys::known_refused(self.fs.fs_type, Feature::RenameNoreplace));
-        if try_fast {
-            match sys::rename_noreplace(self.dir.as_fd(), tmp, &self.name) {
+        if !self
+            .sys
+            .known_refused(self.fs.fs_type, Feature::RenameNoreplace)
+        {
+            match self.sys.rename_noreplace(self.dir.as_fd(), tmp, &self.name) {
                 Ok(true) => return Ok(()),
-                Ok(false) => sys::remember_refused(self.fs.fs_type, Feature::RenameNoreplace),
+                Ok(false) => self
+                    .sys
+                    .remember_refused(self.fs.fs_type, Feature::RenameNoreplace),
                 Err(e) => {
                     return Err(Error::new2(
                         Op::Rename,

@@ -217,16 +217,19 @@ impl Options {
     }
 
     /// Force the portable POSIX path (named temporary file, `renameat`, `linkat` + `unlinkat` for
-    /// create-only), as used on non-Linux Unix. The environment variable `ATOMWRITE_PORTABLE=1`
-    /// does the same for a whole process. Meant for tests and for filesystems whose fast paths
-    /// misbehave without reporting an error.
+    /// create-only, an `fsync` of every file of a batch): exactly the code non-Linux Unix runs,
+    /// with none of Linux's fast paths (no `O_TMPFILE`, `renameat2`, `fallocate`, `FICLONE`,
+    /// `copy_file_range` or `syncfs`). The environment variable `ATOMWRITE_PORTABLE=1` does the
+    /// same for a whole process. Meant for tests and for filesystems whose fast paths misbehave
+    /// without reporting an error.
     pub fn portable(mut self, yes: bool) -> Self {
         self.portable = yes;
         self
     }
 
     /// The expected size in bytes. From 1 MiB up, space is reserved up front (`fallocate` with
-    /// `FALLOC_FL_KEEP_SIZE` on Linux), so a full disk is reported before any byte is written.
+    /// `FALLOC_FL_KEEP_SIZE` on Linux; not on the portable path), so a full disk is reported
+    /// before any byte is written.
     /// A wrong hint is harmless: the file's size is what was written.
     pub fn size_hint(mut self, bytes: u64) -> Self {
         self.size_hint = Some(bytes);

@@ -651,7 +651,7 @@ fn enospc_on_a_tiny_tmpfs_leaves_the_old_file_and_gives_the_space_back() {
     if !need_root("enospc") {
         return;
     }
-    for o in both() {
+    for (fast, o) in [true, false].into_iter().zip(both()) {
         let d = tempfile::tempdir().unwrap();
         let _m = mount_tmpfs(d.path(), "size=1m");
         let p = d.path().join("f");
@@ -679,10 +679,22 @@ fn enospc_on_a_tiny_tmpfs_leaves_the_old_file_and_gives_the_space_back() {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(freed, "space not given back");
-        // With a size hint the failure comes before any byte is written.
-        let e = o.clone().size_hint(2 << 20).open(&p).unwrap_err();
+        // With a size hint the fast path fails before any byte is written (fallocate with
+        // KEEP_SIZE). The portable path has no reservation that keeps the file's size, so it
+        // fails at the write instead, just as safely.
+        let opened = o.clone().size_hint(2 << 20).open(&p);
+        let e = if fast {
+            let e = opened.unwrap_err();
+            assert_eq!(e.op(), Op::Preallocate);
+            e
+        } else {
+            let mut f = opened.unwrap();
+            let e = f.write_all_bytes(&big).unwrap_err();
+            assert_eq!(e.op(), Op::Write);
+            e
+        };
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
-        assert_eq!(e.op(), Op::Preallocate);
+        assert_eq!(fs::read(&p).unwrap(), b"old contents");
         assert_no_temps(d.path());
     }
 }
@@ -832,5 +844,209 @@ mod manifest_fuzz {
             let v = atomwrite::verify(&p);
             prop_assert!(!v.is_ok(), "corrupt manifest accepted: {:?}", String::from_utf8_lossy(&bad));
         }
+    }
+}
+
+// ---- batch data barriers, observed with strace --------------------------------------------
+
+const BARRIER_ROLE: &str = "ATOMWRITE_TEST_BARRIER_ROLE";
+const BARRIER_DIR: &str = "ATOMWRITE_TEST_BARRIER_DIR";
+const BARRIER_FILES: usize = 12;
+
+/// Child half of the `batch_barrier_*` tests (does nothing when run directly): commits a
+/// `BARRIER_FILES`-file batch in `BARRIER_DIR` with the backend and strategy the role names.
+#[test]
+fn zz_batch_barrier_child() {
+    let Ok(role) = std::env::var(BARRIER_ROLE) else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var_os(BARRIER_DIR).unwrap());
+    let (backend, strategy) = role.split_once('/').unwrap();
+    let strategy = match strategy {
+        "syncfs" => atomwrite::BatchSync::Syncfs,
+        "parallel" => atomwrite::BatchSync::ParallelFsync,
+        "auto" => atomwrite::BatchSync::Auto,
+        other => panic!("unknown strategy {other}"),
+    };
+    let opts = Options::new().portable(backend == "portable");
+    let mut b = Batch::new(opts).sync_strategy(strategy);
+    for i in 0..BARRIER_FILES {
+        b.add(dir.join(format!("f{i}")), format!("file {i}").as_bytes())
+            .unwrap();
+    }
+    let r = b.commit().unwrap();
+    println!("DATA_SYNCS {}", r.data_syncs);
+}
+
+/// What one traced batch did: `fsync`s of files (not of the directory), `fsync`s of the
+/// directory, `fdatasync`s, `syncfs`s, and the receipt's `data_syncs`.
+#[derive(Debug, Default)]
+struct Barriers {
+    file_fsyncs: usize,
+    dir_fsyncs: usize,
+    fdatasyncs: usize,
+    syncfs: usize,
+    data_syncs: usize,
+}
+
+/// Whether `tool ARGS` runs; when it does not, says so (and fails under CI, which has it).
+fn have_tool(tool: &str, args: &[&str]) -> bool {
+    let ok = std::process::Command::new(tool)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have {tool} installed"
+        );
+        eprintln!("SKIP: {tool} not available");
+    }
+    ok
+}
+
+/// Runs `zz_batch_barrier_child` under `strace -f -y` in a fresh directory; with `old_kernel`,
+/// under `setarch --uname-2.6` too, so `uname` reports a 2.6 kernel. `None` when strace or
+/// setarch is missing (never under CI).
+fn traced_batch(role: &str, old_kernel: bool) -> Option<Barriers> {
+    if !have_tool("strace", &["-V"]) {
+        return None;
+    }
+    let arch = std::env::consts::ARCH;
+    if old_kernel && !have_tool("setarch", &[arch, "--uname-2.6", "true"]) {
+        return None;
+    }
+    let d = tmp();
+    let dir = d.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    let log = d.path().join("strace.log");
+    let mut cmd = if old_kernel {
+        let mut c = std::process::Command::new("setarch");
+        c.args([arch, "--uname-2.6", "strace"]);
+        c
+    } else {
+        std::process::Command::new("strace")
+    };
+    let out = cmd
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,syncfs",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "zz_batch_barrier_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BARRIER_ROLE, role)
+        .env(BARRIER_DIR, &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{role}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..BARRIER_FILES {
+        assert_eq!(
+            fs::read_to_string(dir.join(format!("f{i}"))).unwrap(),
+            format!("file {i}")
+        );
+    }
+    let canon_dir = fs::canonicalize(&dir).unwrap();
+    let dir_fd = format!("<{}>)", canon_dir.display());
+    let mut b = Barriers::default();
+    for line in fs::read_to_string(&log).unwrap().lines() {
+        // `PID call(FD<path>) = ret`, or `PID call(FD<path> <unfinished ...>` from a thread;
+        // the matching `<... call resumed>` line does not repeat `call(`.
+        let call = line.split_once(' ').map_or(line, |(_, r)| r).trim_start();
+        if call.starts_with("fsync(") {
+            let on_dir = call.contains(&dir_fd)
+                || call.contains(&format!("<{}> <unfinished", canon_dir.display()));
+            if on_dir {
+                b.dir_fsyncs += 1;
+            } else {
+                b.file_fsyncs += 1;
+            }
+        } else if call.starts_with("fdatasync(") {
+            b.fdatasyncs += 1;
+        } else if call.starts_with("syncfs(") {
+            b.syncfs += 1;
+        }
+    }
+    b.data_syncs = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_once("DATA_SYNCS ")
+                .map(|(_, n)| n.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{role}: no DATA_SYNCS in {stdout}"));
+    Some(b)
+}
+
+#[test]
+fn batch_barrier_portable_syncfs_request_fsyncs_every_file() {
+    // The portable path has no filesystem-wide barrier that reports errors: a Syncfs batch
+    // there must fsync each file, or it would rename unsynced files.
+    for role in ["portable/syncfs", "portable/auto", "portable/parallel"] {
+        let Some(b) = traced_batch(role, false) else {
+            return;
+        };
+        assert_eq!(b.syncfs, 0, "{role}: {b:?}");
+        assert_eq!(b.file_fsyncs, BARRIER_FILES, "{role}: {b:?}");
+        assert_eq!(b.fdatasyncs, 0, "{role}: {b:?}");
+        assert_eq!(b.dir_fsyncs, 1, "{role}: {b:?}");
+        assert_eq!(b.data_syncs, BARRIER_FILES, "{role}: {b:?}");
+    }
+}
+
+#[test]
+fn batch_barrier_fast_path_uses_syncfs_only_where_the_kernel_reports_its_errors() {
+    let d = tmp();
+    let barrier = atomwrite::doctor(d.path()).unwrap().batch_barrier;
+    for role in ["fast/syncfs", "fast/auto"] {
+        let Some(b) = traced_batch(role, false) else {
+            return;
+        };
+        if barrier.barrier == "syncfs" {
+            assert_eq!(b.syncfs, 1, "{role}: {b:?}");
+            assert_eq!(b.file_fsyncs, 0, "{role}: {b:?}");
+            assert_eq!(b.data_syncs, 1, "{role}: {b:?}");
+        } else {
+            // An old kernel: syncfs could drop an error, so each file is fsynced instead.
+            assert_eq!(b.syncfs, 0, "{role} ({barrier:?}): {b:?}");
+            assert_eq!(b.file_fsyncs, BARRIER_FILES, "{role}: {b:?}");
+            assert_eq!(b.data_syncs, BARRIER_FILES, "{role}: {b:?}");
+        }
+        assert_eq!(b.dir_fsyncs, 1, "{role}: {b:?}");
+    }
+    let Some(b) = traced_batch("fast/parallel", false) else {
+        return;
+    };
+    assert_eq!(b.syncfs, 0, "{b:?}");
+    assert_eq!(b.file_fsyncs, BARRIER_FILES, "{b:?}");
+    assert_eq!(b.dir_fsyncs, 1, "{b:?}");
+}
+
+#[test]
+fn batch_barrier_fast_path_on_an_old_kernel_fsyncs_every_file() {
+    // `setarch --uname-2.6` makes uname(2) report Linux 2.6.x, whose syncfs reports no
+    // writeback errors: even an explicit Syncfs request must fsync each file.
+    for role in ["fast/syncfs", "fast/auto"] {
+        let Some(b) = traced_batch(role, true) else {
+            return;
+        };
+        assert_eq!(b.syncfs, 0, "{role}: {b:?}");
+        assert_eq!(b.file_fsyncs, BARRIER_FILES, "{role}: {b:?}");
+        assert_eq!(b.dir_fsyncs, 1, "{role}: {b:?}");
+        assert_eq!(b.data_syncs, BARRIER_FILES, "{role}: {b:?}");
     }
 }

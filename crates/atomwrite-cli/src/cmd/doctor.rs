@@ -108,6 +108,15 @@ pub fn render(r: &DoctorReport) -> String {
         };
         rows.push((name, status(probe).into(), note));
     }
+    let b = &r.batch_barrier;
+    rows.push((
+        "batch barrier",
+        b.barrier.to_string(),
+        match &b.kernel {
+            Some(k) => format!("{} (kernel {k}, {} backend)", b.reason, b.backend),
+            None => format!("{} ({} backend)", b.reason, b.backend),
+        },
+    ));
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(24);
     let mut s = format!("atomwrite doctor: {}\n", r.canonical.display());
