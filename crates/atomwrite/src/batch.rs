@@ -287,7 +287,10 @@ impl Batch {
     fn outcome(&self) -> BatchOutcome {
         let (replaced, not_replaced) = self.files.iter().partition::<Vec<_>, _>(|f| f.is_visible());
         BatchOutcome {
-            replaced: replaced.iter().map(|f| f.destination().to_path_buf()).collect(),
+            replaced: replaced
+                .iter()
+                .map(|f| f.destination().to_path_buf())
+                .collect(),
             not_replaced: not_replaced
                 .iter()
                 .map(|f| f.destination().to_path_buf())

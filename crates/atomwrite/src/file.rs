@@ -167,8 +167,7 @@ impl AtomicFile {
         let (fd, temp) = match anon {
             Some(fd) => (fd, Temp::Anonymous),
             None => {
-                let (fd, name, token) =
-                    create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
+                let (fd, name, token) = create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
                 (fd, Temp::Named(name, token))
             }
         };

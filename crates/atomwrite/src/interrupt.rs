@@ -293,7 +293,10 @@ pub fn note_replaced(path: &Path) {
     }
     let mut g = lock(&REPLACED);
     let (list, seen) = &mut *g;
-    if seen.get_or_insert_with(HashSet::new).insert(path.to_path_buf()) {
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(path.to_path_buf())
+    {
         list.push(path.to_path_buf());
     }
 }
