@@ -134,7 +134,8 @@ impl Op {
 pub struct Error {
     op: Op,
     path: PathBuf,
-    path2: Option<PathBuf>,
+    /// Boxed: keeps `Error` (and every `Result` carrying it) small.
+    path2: Option<Box<Path>>,
     source: io::Error,
     hint: Option<String>,
     batch: Option<Box<crate::BatchOutcome>>,
@@ -168,7 +169,7 @@ impl Error {
         let mut e = Error {
             op,
             path: path.into(),
-            path2: Some(path2.into()),
+            path2: Some(path2.into().into_boxed_path()),
             source,
             hint: None,
             batch: None,

@@ -309,8 +309,8 @@ pub fn replaced() -> Vec<PathBuf> {
 
 /// Pause points for tests (`--features test-hooks`, never in a release build): a test can
 /// stop a batch between its phases. With `ATOMWRITE_TEST_PAUSE=point[:index]` and
-/// `ATOMWRITE_TEST_PAUSE_FILE=PATH` set, the process creates PATH when it reaches the point
-/// and waits until PATH is removed or a cancel is requested. Points: `batch-linked` (every
+/// `ATOMWRITE_TEST_PAUSE_FILE=PATH` set, the process writes `POINT PID` to PATH when it
+/// reaches the point and waits until PATH is removed or a cancel is requested. Points: `batch-linked` (every
 /// temp named, before the data flush), `batch-synced` (before the first rename),
 /// `batch-renamed:N` (after the Nth rename).
 #[cfg(feature = "test-hooks")]
@@ -347,7 +347,8 @@ pub mod test_hooks {
             return;
         }
         let file = std::path::PathBuf::from(file);
-        let _ = std::fs::write(&file, here.as_bytes());
+        // "POINT PID": the pid lets a test signal this process even when it runs under strace.
+        let _ = std::fs::write(&file, format!("{here} {}", std::process::id()));
         while file.exists() && !super::sleep_unless_cancelled(Duration::from_millis(10)) {}
     }
 }

@@ -100,15 +100,13 @@ pub fn publisher(
 
 /// Commits a pending version while holding the signal lock (a signal waits for the outcome).
 pub fn commit_guarded(pv: atomwrite::PendingVersion) -> atomwrite::Result<Published> {
-    // Inside `critical`: a signal report waits for the whole publish (bounded: the lock was
-    // taken by `begin`) and then says it completed.
-    atomwrite::interrupt::critical(|| {
-        let r = pv.commit();
-        if r.is_ok() {
-            signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        r
-    })
+    // The library runs the swap and its directory fsync inside `interrupt::critical` and
+    // records the destination as replaced: a signal report waits for them and says so.
+    let r = pv.commit();
+    if r.is_ok() {
+        signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    r
 }
 
 /// The JSON shape of a publish (documented in docs/freshness.md).
