@@ -209,6 +209,10 @@ pub fn registered_temps() -> Vec<PathBuf> {
 /// and [`remove_temps`] wait for it to finish. Commits on different threads do not wait for
 /// each other (a shared lock); nested calls on one thread are fine. If a `quiesce` is
 /// waiting, a new critical section waits for it (for a process that is exiting: forever).
+///
+/// Keep `f` short and bounded (a rename, a link, an `fsync`): never wait inside it for
+/// another thread that itself enters `critical`, nor for anything unbounded (a lock held by
+/// another process): a signal report waits for it.
 pub fn critical<T>(f: impl FnOnce() -> T) -> T {
     struct Depth;
     impl Drop for Depth {
