@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use atomwrite::{Batch, BatchSync, Durability, Options, interrupt};
+use atomwrite::{Batch, Options, interrupt};
 
 fn tmp() -> tempfile::TempDir {
     match std::env::var_os("TEST_DIR") {
@@ -314,7 +314,7 @@ fn clean_leaves_a_live_batchs_temps_alone() {
     let dir = child_dir();
     for (k, opts) in both().into_iter().enumerate() {
         let paths: Vec<PathBuf> = (1..=9).map(|i| dir.join(format!("b{k}-{i}"))).collect();
-        let mut b = Batch::new(opts).sync_strategy(BatchSync::ParallelFsync);
+        let mut b = Batch::new(opts).sync_strategy(atomwrite::BatchSync::ParallelFsync);
         for p in &paths {
             b.add(p, b"new contents").unwrap();
         }
@@ -414,7 +414,7 @@ fn cancel_in_the_rename_phase_stops_fsyncs_what_was_replaced_and_removes_the_res
     for p in &paths {
         fs::write(p, b"old").unwrap();
     }
-    let mut b = Batch::new(Options::new().durability(Durability::Full));
+    let mut b = Batch::new(Options::new().durability(atomwrite::Durability::Full));
     for p in &paths {
         b.add(p, b"new").unwrap();
     }
