@@ -82,23 +82,21 @@ impl WriteOpts {
     }
 }
 
-/// Opens an [`AtomicFile`] registered with the signal thread from the instant its temp exists.
+/// Opens an [`AtomicFile`] for `dst` and announces `dst` to the signal report. The library
+/// registers its named temp (if any) for removal on a signal from the instant it exists.
 pub fn open_tracked(
     opts: &atomwrite::Options,
     dst: &std::path::Path,
 ) -> atomwrite::Result<AtomicFile> {
-    signals::open_tracked(|| opts.open(dst), AtomicFile::temp_path)
+    let f = opts.open(dst)?;
+    signals::target(f.destination());
+    Ok(f)
 }
 
-/// Commits while holding the signal lock, so a signal waits for the outcome.
+/// Commits. The library runs the rename and directory fsync inside
+/// `atomwrite::interrupt::critical`, so a signal report waits for the outcome and states it.
 pub fn commit_guarded(file: AtomicFile) -> atomwrite::Result<Receipt> {
-    let mut guard = signals::ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let r = file.commit();
-    if r.is_ok() {
-        signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    *guard = None;
-    r
+    file.commit()
 }
 
 /// What follows a successful commit: the sidecar manifest when `--manifest` was given.
@@ -177,6 +175,10 @@ pub fn error_json(f: &Failure) -> serde_json::Value {
         v["error"]["kind"] = serde_json::json!(format!("{:?}", e.kind()));
         if let Some(n) = e.raw_os_error() {
             v["error"]["errno"] = serde_json::json!(n);
+        }
+        if let Some(o) = e.batch_outcome() {
+            v["error"]["replaced"] = serde_json::json!(o.replaced());
+            v["error"]["not_replaced"] = serde_json::json!(o.not_replaced());
         }
     }
     v

@@ -33,7 +33,7 @@ fn main() {
             });
         }
     };
-    signals::install();
+    signals::install(json_requested());
     let code = cmd::dispatch(cli);
     std::process::exit(code);
 }

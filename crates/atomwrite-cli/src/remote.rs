@@ -497,7 +497,6 @@ mod imp {
         bar.finish();
         if let Err(e) = r {
             drop(file);
-            signals::set_active(None);
             return Err(store_err(e, a.opts.json));
         }
         let receipt = common::commit_guarded(file).map_err(|e| Err(e.into()))?;

@@ -1,93 +1,209 @@
-//! SIGINT/SIGTERM/SIGHUP during a write: remove the named temp (an anonymous `O_TMPFILE` inode
-//! disappears by itself when the process exits), never touch the destination, exit non-zero.
+//! SIGINT/SIGTERM/SIGHUP: remove every named temp, never leave a half-done state unreported,
+//! exit 128+N saying exactly what was replaced.
 //!
-//! A dedicated thread receives the signals (no work in async-signal context). It takes the
-//! commit lock first, so a signal that arrives during `commit()` waits for the commit to finish
-//! or fail: the destination is then the old or the new file, never anything else.
+//! A dedicated thread receives the signals (no work in async-signal context). It first
+//! forwards the signal to `run`'s child, if any. Then:
+//!
+//! - In a **cooperative** phase ([`cooperative`]: a batch commit, a wait for the publish lock)
+//!   it only calls [`interrupt::request_cancel`] and returns to waiting: the main thread
+//!   stops at its next check, finishes what must be finished (the directory fsync of what it
+//!   already renamed), and [`cooperative`] then reports and exits. The signal thread never
+//!   waits for the main thread here, so a main thread blocked indefinitely (on a lock held by
+//!   another process) cannot make it deaf.
+//! - Otherwise it exits at once through [`exit_interrupted`]: inside
+//!   [`interrupt::quiesce`] (which waits for a rename + directory fsync in progress, bounded,
+//!   and keeps new ones from starting), it removes every registered temp
+//!   ([`interrupt::remove_temps`]), prints what [`interrupt::replaced`] says this process made
+//!   visible and which announced destinations ([`target`]) it did not, and exits 128+N.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::SeqCst};
 
+use atomwrite::interrupt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// Set once a commit has returned successfully.
-pub static COMMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set once a commit whose visibility the library does not record (none today) has returned
+/// successfully: the report then says the commit completed.
+pub static COMMITTED: AtomicBool = AtomicBool::new(false);
 
-/// Held by the main thread while it commits; holds the named temp to remove, if any.
-pub static ACTIVE: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The pid of the child run by `atomwrite run` (0: none). Signals are forwarded to it before
+/// this process exits, and nothing is committed.
+pub static CHILD: AtomicI32 = AtomicI32::new(0);
 
-pub fn install() {
+/// Set while `run` is starting its CMD: a signal that arrives then waits (briefly) for the
+/// child's pid, so it is forwarded even if it beat the parent's bookkeeping.
+pub static SPAWNING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the report is also printed as JSON on stdout (`--json`).
+static JSON: AtomicBool = AtomicBool::new(false);
+
+struct Phase {
+    /// Inside [`cooperative`].
+    cooperative: bool,
+    /// A signal received during the cooperative phase, acted on when it ends.
+    pending: Option<i32>,
+}
+
+/// Held only for a few instructions by either thread (never across a wait).
+static PHASE: Mutex<Phase> = Mutex::new(Phase {
+    cooperative: false,
+    pending: None,
+});
+
+/// Destinations this command set out to replace, for "`x` was not replaced".
+static TARGETS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the signal thread. `json`: the command was given `--json`.
+pub fn install(json: bool) {
+    JSON.store(json, SeqCst);
+    interrupt::record_replaced(true);
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         return;
     };
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
             forward_to_child(sig);
-            let guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(p) = guard.as_ref() {
-                let _ = std::fs::remove_file(p);
+            {
+                let mut p = lock(&PHASE);
+                if p.cooperative {
+                    p.pending.get_or_insert(sig);
+                    drop(p);
+                    interrupt::request_cancel();
+                    continue;
+                }
             }
-            // A progress bar may be half drawn on this terminal line: start a clean one.
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprint!("\r\x1b[2K");
-            }
-            // Waits for a swap in progress (and its fsync) to finish, then tells the truth.
-            let replaced = atomwrite::interrupt::critical(atomwrite::interrupt::replaced);
-            if !replaced.is_empty() {
-                let list: Vec<String> = replaced
-                    .iter()
-                    .map(|p| format!("`{}`", p.display()))
-                    .collect();
-                eprintln!(
-                    "atomwrite: interrupted by signal {sig} after {} was replaced",
-                    list.join(", ")
-                );
-            } else if COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
-                eprintln!("atomwrite: interrupted by signal {sig} after the commit completed");
-            } else {
-                eprintln!("atomwrite: interrupted by signal {sig}; nothing was replaced");
-            }
-            std::process::exit(128 + sig);
+            exit_interrupted(sig);
         }
     });
 }
 
-/// Creates a temp and registers it with the signal thread atomically: the lock is held while
-/// `open` runs, so a signal arriving just after the named temp was created (and before it
-/// would otherwise have been registered) still finds it and removes it.
-pub fn open_tracked<T, E>(
-    open: impl FnOnce() -> Result<T, E>,
-    temp_of: impl FnOnce(&T) -> Option<PathBuf>,
-) -> Result<T, E> {
-    let mut guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let t = open()?;
-    *guard = temp_of(&t);
-    Ok(t)
+/// Announces a destination this command is about to replace (the signal report names it as
+/// not replaced unless the library recorded it as replaced).
+pub fn target(path: &Path) {
+    lock(&TARGETS).push(path.to_path_buf());
 }
 
-/// Registers the named temp of the write in progress (None when the temp is anonymous).
-pub fn set_active(p: Option<PathBuf>) {
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = p;
+/// Runs `f` as a cooperative phase: a signal meanwhile only requests a cancel
+/// ([`interrupt::request_cancel`]), which `f` is expected to notice (a batch commit checks it
+/// before each rename; a lock wait polls it with [`interrupt::sleep_unless_cancelled`]).
+/// When `f` returns after a signal, whatever it returned, this reports and exits 128+N
+/// ([`exit_interrupted`]); otherwise it returns `f`'s result.
+pub fn cooperative<T>(f: impl FnOnce() -> T) -> T {
+    lock(&PHASE).cooperative = true;
+    let t = f();
+    let pending = {
+        let mut p = lock(&PHASE);
+        p.cooperative = false;
+        p.pending.take()
+    };
+    if let Some(sig) = pending {
+        exit_interrupted(sig);
+    }
+    t
 }
 
-/// The pid of the child run by `atomwrite run` (0: none). Signals are forwarded to it before
-/// this process exits, and nothing is committed.
-pub static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// Removes every registered temp, prints the truth about what was replaced (text on stderr;
+/// with `--json` also the error object on stdout), and exits 128+`sig`. Waits for a commit's
+/// rename + directory fsync in progress (bounded), never for anything else.
+pub fn exit_interrupted(sig: i32) -> ! {
+    interrupt::quiesce(|| {
+        interrupt::remove_temps();
+        let replaced = interrupt::replaced();
+        let mut not_replaced: Vec<PathBuf> = Vec::new();
+        for t in lock(&TARGETS).iter() {
+            if !replaced.contains(t) && !not_replaced.contains(t) {
+                not_replaced.push(t.clone());
+            }
+        }
+        let message = report(sig, &replaced, &not_replaced);
+        let mut text = String::new();
+        // A progress bar may be half drawn on this terminal line: start a clean one.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            text.push_str("\r\x1b[2K");
+        }
+        text.push_str(&format!("atomwrite: {message}\n"));
+        // Straight to fd 2: the main thread may hold the `Stderr` lock (a progress bar).
+        write_fd(
+            std::os::fd::AsFd::as_fd(&std::io::stderr()),
+            text.as_bytes(),
+        );
+        if JSON.load(SeqCst) {
+            let v = serde_json::json!({ "error": {
+                "message": message,
+                "exit_code": 128 + sig,
+                "kind": "interrupted",
+                "signal": sig,
+                "replaced": replaced,
+                "not_replaced": not_replaced,
+            }});
+            write_fd(
+                std::os::fd::AsFd::as_fd(&std::io::stdout()),
+                format!("{v}\n").as_bytes(),
+            );
+        }
+        // `exit` inside `quiesce`: no commit can start between the report and the exit.
+        std::process::exit(128 + sig)
+    })
+}
 
-/// Set while `run` is starting its CMD: a signal that arrives then waits (briefly) for the
-/// child's pid, so it is forwarded even if it beat the parent's bookkeeping.
-pub static SPAWNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+fn write_fd(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return,
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The one-line report: what was replaced, what was not.
+fn report(sig: i32, replaced: &[PathBuf], not_replaced: &[PathBuf]) -> String {
+    let list = |ps: &[PathBuf]| {
+        ps.iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let verb = |ps: &[PathBuf]| if ps.len() == 1 { "was" } else { "were" };
+    let mut s = format!("interrupted by signal {sig}");
+    if replaced.is_empty() {
+        if COMMITTED.load(SeqCst) {
+            s.push_str(" after the commit completed");
+        } else {
+            s.push_str("; nothing was replaced");
+        }
+    } else {
+        s.push_str(&format!(
+            " after {} {} replaced",
+            list(replaced),
+            verb(replaced)
+        ));
+    }
+    if !not_replaced.is_empty() {
+        s.push_str(&format!(
+            "; {} {} not replaced",
+            list(not_replaced),
+            verb(not_replaced)
+        ));
+    }
+    s
+}
 
 fn forward_to_child(sig: i32) {
-    use std::sync::atomic::Ordering::SeqCst;
     for _ in 0..2000 {
         if !SPAWNING.load(SeqCst) || CHILD.load(SeqCst) != 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    let pid = CHILD.load(SeqCst);
     if let (Some(pid), Some(sig)) = (
         rustix::process::Pid::from_raw(pid),
         rustix::process::Signal::from_named_raw(sig),

@@ -1498,3 +1498,348 @@ fn doctor_says_which_batch_barrier_it_chose_and_why() {
         "{reason}"
     );
 }
+// ---- batches (`cp SRC... DIR/`): no-clobber precheck, signals, clean ----------------------
+
+/// Five sources `s/f1..f5` ("new N") and a destination directory `d/` holding `f1..f5`
+/// ("old") unless `empty_dst`.
+fn batch_fixture(empty_dst: bool) -> (tempfile::TempDir, Vec<PathBuf>, PathBuf) {
+    let d = tmp();
+    let s = d.path().join("s");
+    let dst = d.path().join("d");
+    fs::create_dir(&s).unwrap();
+    fs::create_dir(&dst).unwrap();
+    let mut srcs = Vec::new();
+    for i in 1..=5 {
+        let p = s.join(format!("f{i}"));
+        fs::write(&p, format!("new {i}\n")).unwrap();
+        srcs.push(p);
+        if !empty_dst {
+            fs::write(dst.join(format!("f{i}")), b"old\n").unwrap();
+        }
+    }
+    (d, srcs, dst)
+}
+
+fn cp_args(srcs: &[PathBuf], dst: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["cp".to_string()];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a.extend(srcs.iter().map(|p| p.display().to_string()));
+    a.push(format!("{}/", dst.display()));
+    a
+}
+
+fn contents(dst: &Path) -> Vec<String> {
+    (1..=5)
+        .map(|i| fs::read_to_string(dst.join(format!("f{i}"))).unwrap_or_else(|_| "-".into()))
+        .collect()
+}
+
+#[test]
+fn cp_no_clobber_checks_every_destination_before_writing_any() {
+    let (d, srcs, dst) = batch_fixture(true);
+    fs::write(dst.join("f3"), b"theirs").unwrap();
+    fs::write(dst.join("f5"), b"theirs").unwrap();
+    let args = cp_args(&srcs, &dst, &["--no-clobber", "--json"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&args, b"", &[]);
+    assert_eq!(code, 3, "{err}");
+    let f3 = format!("`{}/f3`", dst.display());
+    let f5 = format!("`{}/f5`", dst.display());
+    assert!(
+        err.contains(&f3) && err.contains(&f5) && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Nothing written: f1, f2, f4 were not created, f3 and f5 untouched.
+    assert_eq!(contents(&dst), ["-", "-", "theirs", "-", "theirs"]);
+    assert!(temps_in(&dst).is_empty());
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["exit_code"], 3, "{v}");
+    assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        v["error"]["not_replaced"].as_array().unwrap().len(),
+        5,
+        "{v}"
+    );
+    drop(d);
+}
+
+#[cfg(feature = "test-hooks")]
+mod paused {
+    //! `cp` batches stopped at a pause point (`ATOMWRITE_TEST_PAUSE`, `--features test-hooks`).
+
+    use super::*;
+    use std::process::Child;
+
+    pub struct Paused {
+        pub child: Child,
+        /// The atomwrite process (under strace: not the direct child).
+        pub pid: i32,
+        pub marker: PathBuf,
+    }
+
+    /// Starts `atomwrite ARGS` (optionally under `strace_log`) paused at `point`; returns
+    /// once it is there.
+    pub fn start(args: &[String], point: &str, marker: &Path, strace_log: Option<&Path>) -> Paused {
+        start_env(args, &[], point, marker, strace_log)
+    }
+
+    pub fn start_env(
+        args: &[String],
+        env: &[(&str, &str)],
+        point: &str,
+        marker: &Path,
+        strace_log: Option<&Path>,
+    ) -> Paused {
+        let bin = assert_cmd::cargo::cargo_bin("atomwrite");
+        let mut c = match strace_log {
+            Some(log) => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-qq", "-y", "-o"]).arg(log);
+                c.args(["-e", "trace=fsync,rename,renameat,renameat2,linkat"]);
+                c.arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        c.args(args)
+            .env("ATOMWRITE_TEST_PAUSE", point)
+            .env("ATOMWRITE_TEST_PAUSE_FILE", marker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        for _ in 0..6000 {
+            if let Ok(s) = fs::read_to_string(marker)
+                && let Some((at, pid)) = s.split_once(' ')
+                && let Ok(pid) = pid.parse()
+            {
+                assert_eq!(at, point);
+                return Paused {
+                    child,
+                    pid,
+                    marker: marker.to_path_buf(),
+                };
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("atomwrite exited ({st}) before reaching {point}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        panic!("atomwrite never reached {point}");
+    }
+
+    impl Paused {
+        pub fn signal(&self, sig: i32) {
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(self.pid).unwrap(),
+                rustix::process::Signal::from_named_raw(sig).unwrap(),
+            )
+            .unwrap();
+        }
+
+        pub fn resume(&self) {
+            fs::remove_file(&self.marker).unwrap();
+        }
+
+        /// (exit code, stdout, stderr)
+        pub fn finish(self) -> (i32, String, String) {
+            let out = self.child.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into(),
+                String::from_utf8_lossy(&out.stderr).into(),
+            )
+        }
+    }
+
+    fn quoted(dst: &Path, is: &[usize]) -> String {
+        is.iter()
+            .map(|i| format!("`{}/f{i}`", dst.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn json_paths(dst: &Path, is: &[usize]) -> serde_json::Value {
+        serde_json::json!(
+            is.iter()
+                .map(|i| format!("{}/f{i}", dst.display()))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    #[test]
+    fn cp_batch_sigterm_during_the_flush_replaces_nothing_and_says_so() {
+        let (d, srcs, dst) = batch_fixture(false);
+        let marker = d.path().join("pause");
+        let p = start(
+            &cp_args(&srcs, &dst, &["--json"]),
+            "batch-linked",
+            &marker,
+            None,
+        );
+        // Every temp is named (linked early) and on disk now.
+        assert_eq!(temps_in(&dst).len(), 5);
+        p.signal(15);
+        let (code, out, err) = p.finish();
+        assert_eq!(code, 143, "{err}");
+        assert!(
+            err.contains("interrupted by signal 15; nothing was replaced")
+                && err.contains(&format!(
+                    "{} were not replaced",
+                    quoted(&dst, &[1, 2, 3, 4, 5])
+                )),
+            "{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+        assert_eq!(
+            v["error"]["not_replaced"],
+            json_paths(&dst, &[1, 2, 3, 4, 5]),
+            "{v}"
+        );
+        assert_eq!(v["error"]["exit_code"], 143);
+        assert_eq!(contents(&dst), ["old\n"; 5]);
+        assert!(temps_in(&dst).is_empty(), "{:?}", temps_in(&dst));
+    }
+
+    #[test]
+    fn cp_batch_sigint_in_the_rename_phase_reports_exactly_what_was_replaced() {
+        let (d, srcs, dst) = batch_fixture(false);
+        let dst = dst.canonicalize().unwrap();
+        let marker = d.path().join("pause");
+        let log = d.path().join("strace.log");
+        let traced = strace_available();
+        let p = start(
+            &cp_args(&srcs, &dst, &["--json"]),
+            "batch-renamed:2",
+            &marker,
+            traced.then_some(log.as_path()),
+        );
+        p.signal(2);
+        let (code, out, err) = p.finish();
+        assert_eq!(code, 130, "{err}");
+        assert!(
+            err.contains(&format!(
+                "interrupted by signal 2 after {} were replaced; {} were not replaced",
+                quoted(&dst, &[1, 2]),
+                quoted(&dst, &[3, 4, 5])
+            )),
+            "{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"], json_paths(&dst, &[1, 2]), "{v}");
+        assert_eq!(
+            v["error"]["not_replaced"],
+            json_paths(&dst, &[3, 4, 5]),
+            "{v}"
+        );
+        assert_eq!(
+            contents(&dst),
+            ["new 1\n", "new 2\n", "old\n", "old\n", "old\n"]
+        );
+        assert!(temps_in(&dst).is_empty(), "{:?}", temps_in(&dst));
+        if traced {
+            // The directory of the replaced files was fsynced after their renames.
+            let lines: Vec<String> = fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect();
+            let dir = format!("<{}>", dst.display());
+            let last = lines
+                .iter()
+                .rposition(|l| l.contains("rename") && l.contains(&dir) && l.ends_with("= 0"))
+                .expect("renames traced");
+            assert!(
+                lines[last..]
+                    .iter()
+                    .any(|l| l.contains("fsync(") && l.contains(&dir) && l.ends_with("= 0")),
+                "no directory fsync after the last rename:\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn clean_concurrent_with_a_live_cp_batch_removes_none_of_its_temps() {
+        for env in MODES {
+            let (d, srcs, dst) = batch_fixture(false);
+            let marker = d.path().join("pause");
+            let p = start_env(
+                &cp_args(&srcs, &dst, &[]),
+                env,
+                "batch-linked",
+                &marker,
+                None,
+            );
+            let live = temps_in(&dst);
+            assert_eq!(live.len(), 5, "{env:?}");
+            // A real, concurrent `clean --older-than 0s`.
+            let (code, out, err) = run(
+                &[
+                    "clean",
+                    "--older-than",
+                    "0s",
+                    "--json",
+                    dst.to_str().unwrap(),
+                ],
+                b"",
+                &[],
+            );
+            assert_eq!(code, 0, "{err}");
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(v["removed"], serde_json::json!([]), "{env:?} {v}");
+            assert_eq!(v["locked"].as_array().unwrap().len(), 5, "{env:?} {v}");
+            let mut still = temps_in(&dst);
+            still.sort();
+            let mut live = live;
+            live.sort();
+            assert_eq!(still, live, "{env:?}");
+            p.resume();
+            let (code, _, err) = p.finish();
+            assert_eq!(code, 0, "{env:?} {err}");
+            assert_eq!(
+                contents(&dst),
+                ["new 1\n", "new 2\n", "new 3\n", "new 4\n", "new 5\n"]
+            );
+            assert!(temps_in(&dst).is_empty());
+        }
+    }
+
+    #[test]
+    fn cp_no_clobber_conflict_at_rename_time_reports_replaced_and_not_replaced() {
+        let (d, srcs, dst) = batch_fixture(true);
+        let marker = d.path().join("pause");
+        let p = start(
+            &cp_args(&srcs, &dst, &["--no-clobber", "--json"]),
+            "batch-synced",
+            &marker,
+            None,
+        );
+        // Created after the precheck passed: the kernel's create-only check refuses it.
+        fs::write(dst.join("f3"), b"theirs").unwrap();
+        p.resume();
+        let (code, out, err) = p.finish();
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("replaced: {}", quoted(&dst, &[1, 2])))
+                && err.contains(&format!("not replaced: {}", quoted(&dst, &[3, 4, 5]))),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"], json_paths(&dst, &[1, 2]), "{v}");
+        assert_eq!(
+            v["error"]["not_replaced"],
+            json_paths(&dst, &[3, 4, 5]),
+            "{v}"
+        );
+        assert_eq!(contents(&dst), ["new 1\n", "new 2\n", "theirs", "-", "-"]);
+        assert!(temps_in(&dst).is_empty());
+    }
+}

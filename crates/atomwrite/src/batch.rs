@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::dest::DirCache;
 use crate::error::errno;
+use crate::interrupt;
 use crate::options::{Durability, Options};
 use crate::{AtomicFile, Error, Op, Receipt, Result};
 
@@ -43,6 +44,39 @@ pub struct BatchReceipt {
     pub data_syncs: usize,
 }
 
+/// Which destinations of a batch were replaced and which were not, attached to every error
+/// from [`Batch::commit`] ([`Error::batch_outcome`]).
+///
+/// `replaced` lists, in the order they were added, the files whose new contents became
+/// visible; under [`Durability::Full`] their directories were `fsync`ed before the error was
+/// returned (unless that `fsync` failed, which the error then says). `not_replaced` lists the
+/// others: their destinations are byte-for-byte as before and their temps are removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchOutcome {
+    replaced: Vec<PathBuf>,
+    not_replaced: Vec<PathBuf>,
+}
+
+impl BatchOutcome {
+    /// An outcome (for callers that report their own batches through [`Error`]).
+    pub fn new(replaced: Vec<PathBuf>, not_replaced: Vec<PathBuf>) -> BatchOutcome {
+        BatchOutcome {
+            replaced,
+            not_replaced,
+        }
+    }
+
+    /// Destinations whose new contents are visible.
+    pub fn replaced(&self) -> &[PathBuf] {
+        &self.replaced
+    }
+
+    /// Destinations left as they were.
+    pub fn not_replaced(&self) -> &[PathBuf] {
+        &self.not_replaced
+    }
+}
+
 /// Many atomic writes made durable together.
 ///
 /// `commit` (1) finishes every temp (hash, owner, mode), (2) makes all their data durable
@@ -52,9 +86,16 @@ pub struct BatchReceipt {
 ///
 /// Guarantees: every file is atomic on its own (old or new, complete, whatever happens). If
 /// anything fails before step 3, no file is published and every temp is removed. After
-/// `commit` returns `Ok` under `Full`, all files are durable. A crash (or an error, such as a
-/// create-only conflict) during step 3 or 4 can leave some files new and others old: a batch is
-/// **not** atomic as a whole; publish a directory for that.
+/// `commit` returns `Ok` under `Full`, all files are durable. An error (such as a create-only
+/// conflict) or a cancel ([`interrupt::request_cancel`], checked before each rename) during
+/// step 3 stops the renames: the files already renamed stay new and their directories are
+/// `fsync`ed, the others stay old and their temps are removed, and the error says which is
+/// which ([`Error::batch_outcome`]). A batch is **not** atomic as a whole (a crash in step 3
+/// leaves some files new, some old); publish a directory for that.
+///
+/// Every named temp of a batch (including the names the `O_TMPFILE` inodes get before the
+/// data flush) is `flock`ed, so [`clean`](crate::clean) leaves it alone, and registered with
+/// [`interrupt`], so a signal handler's [`interrupt::remove_temps`] removes it.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -141,34 +182,31 @@ impl Batch {
         Ok(self.files.last_mut().expect("just pushed"))
     }
 
-    /// Publishes every file (see the type docs for the sequence and what a crash can leave).
+    /// Publishes every file (see the type docs for the sequence and what a crash or an error
+    /// can leave). Every error carries a [`BatchOutcome`].
     pub fn commit(mut self) -> Result<BatchReceipt> {
         let durability = self.opts.durability;
         let mut hashes = Vec::with_capacity(self.files.len());
-        for f in &mut self.files {
-            hashes.push(f.prepare()?);
-            f.link_early()?;
+        if let Err(e) = self.stage(&mut hashes) {
+            return Err(self.nothing_replaced(e));
+        }
+        interrupt::test_point("batch-linked", 0);
+        if interrupt::cancel_requested() {
+            let e = self.cancelled(0);
+            return Err(self.nothing_replaced(e));
         }
         let mut data_syncs = 0;
         if durability != Durability::None && !self.files.is_empty() {
-            data_syncs = self.sync_data()?;
-        }
-        for f in &mut self.files {
-            f.publish_now()?;
-        }
-        let mut dir_syncs = 0;
-        if durability == Durability::Full {
-            let mut seen = HashSet::new();
-            for f in self.one_per_directory() {
-                let st = rustix::fs::fstat(f.dir_fd())
-                    .map_err(|e| Error::new(Op::SyncDir, f.destination(), errno(e)))?;
-                if seen.insert((st.st_dev, st.st_ino)) {
-                    // One fsync per directory makes all the renames in it durable.
-                    f.sync_dir()?;
-                    dir_syncs += 1;
-                }
+            match self.sync_data() {
+                Ok(n) => data_syncs = n,
+                Err(e) => return Err(self.nothing_replaced(e)),
             }
         }
+        interrupt::test_point("batch-synced", 0);
+        // The rename phase and the directory fsyncs as one critical section: a signal report
+        // (`interrupt::quiesce`) sees either none of it or all of it, never a rename whose
+        // directory was not yet flushed.
+        let dir_syncs = interrupt::critical(|| self.rename_all())?;
         let files = self
             .files
             .iter()
@@ -182,13 +220,117 @@ impl Batch {
         })
     }
 
-    /// One file per distinct directory fd (files opened through the batch share them), so the
-    /// per-directory work below costs one `fstat` per directory, not per file.
-    fn one_per_directory(&self) -> impl Iterator<Item = &AtomicFile> {
+    /// Phase 1: hash, owner and mode of every file; anonymous temps get their (locked,
+    /// registered) names, so the data flush covers linked inodes.
+    fn stage(&mut self, hashes: &mut Vec<Option<String>>) -> Result<()> {
+        for f in &mut self.files {
+            hashes.push(f.prepare()?);
+            f.link_early()?;
+        }
+        Ok(())
+    }
+
+    /// Phases 3 and 4. On a cancel or an error, stops renaming, makes the renames already done
+    /// durable, and returns the error with the outcome (the remaining temps are removed when
+    /// the batch drops, before the caller sees the error).
+    fn rename_all(&mut self) -> Result<usize> {
+        let mut stop = None;
+        for i in 0..self.files.len() {
+            if interrupt::cancel_requested() {
+                stop = Some(self.cancelled(i));
+                break;
+            }
+            if let Err(e) = self.files[i].publish_now() {
+                stop = Some(e);
+                break;
+            }
+            interrupt::test_point("batch-renamed", i + 1);
+        }
+        let durable = self.opts.durability == Durability::Full;
+        let Some(mut e) = stop else {
+            return if durable {
+                self.sync_dirs(|_| true)
+            } else {
+                Ok(0)
+            };
+        };
+        if durable && let Err(sync_err) = self.sync_dirs(AtomicFile::is_visible) {
+            let hint = match e.hint() {
+                Some(h) => format!("{h}; "),
+                None => String::new(),
+            };
+            e = e.with_hint(format!(
+                "{hint}also {sync_err}: the files replaced before the error may not survive a \
+                 power loss"
+            ));
+        }
+        let outcome = self.outcome();
+        // Remove the temps now (not when the batch drops): once the error is returned, nothing
+        // of this batch is left on disk but the replaced files.
+        self.files.clear();
+        Err(e.with_batch_outcome(outcome))
+    }
+
+    /// One `fsync` per distinct directory among the files `pick` selects.
+    fn sync_dirs(&self, pick: impl Fn(&AtomicFile) -> bool) -> Result<usize> {
+        let mut seen = HashSet::new();
+        let mut n = 0;
+        for f in self.one_per_directory_of(pick) {
+            let st = rustix::fs::fstat(f.dir_fd())
+                .map_err(|e| Error::new(Op::SyncDir, f.destination(), errno(e)))?;
+            if seen.insert((st.st_dev, st.st_ino)) {
+                // One fsync per directory makes all the renames in it durable.
+                f.sync_dir()?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn outcome(&self) -> BatchOutcome {
+        let (replaced, not_replaced) = self.files.iter().partition::<Vec<_>, _>(|f| f.is_visible());
+        BatchOutcome {
+            replaced: replaced
+                .iter()
+                .map(|f| f.destination().to_path_buf())
+                .collect(),
+            not_replaced: not_replaced
+                .iter()
+                .map(|f| f.destination().to_path_buf())
+                .collect(),
+        }
+    }
+
+    fn nothing_replaced(&self, e: Error) -> Error {
+        let outcome = self.outcome();
+        e.with_batch_outcome(outcome)
+    }
+
+    /// The error of a cancel seen before the rename of file `i`.
+    fn cancelled(&self, i: usize) -> Error {
+        let dest = self
+            .files
+            .get(i)
+            .map(|f| f.destination().to_path_buf())
+            .unwrap_or_default();
+        Error::other(
+            Op::Rename,
+            dest,
+            io::ErrorKind::Interrupted,
+            "cancelled (interrupt::request_cancel) before this file was renamed",
+        )
+    }
+
+    /// One file per distinct directory fd among those `pick` selects (files opened through the
+    /// batch share them), so per-directory work costs one `fstat` per directory, not per file.
+    fn one_per_directory_of(
+        &self,
+        pick: impl Fn(&AtomicFile) -> bool,
+    ) -> impl Iterator<Item = &AtomicFile> {
         let mut seen = HashSet::new();
         self.files
             .iter()
-            .filter(move |f| seen.insert(Arc::as_ptr(f.dir_fd())))
+            .filter(move |f| pick(f) && seen.insert(Arc::as_ptr(f.dir_fd())))
     }
 
     /// Step 2 of `commit`: makes the data of every file durable before any is renamed, and

@@ -134,9 +134,11 @@ impl Op {
 pub struct Error {
     op: Op,
     path: PathBuf,
-    path2: Option<PathBuf>,
+    /// Boxed: keeps `Error` (and every `Result` carrying it) small.
+    path2: Option<Box<Path>>,
     source: io::Error,
     hint: Option<String>,
+    batch: Option<Box<crate::BatchOutcome>>,
 }
 
 /// `Result<T, atomwrite::Error>`.
@@ -151,6 +153,7 @@ impl Error {
             path2: None,
             source,
             hint: None,
+            batch: None,
         };
         e.hint = default_hint(&e);
         e
@@ -166,9 +169,10 @@ impl Error {
         let mut e = Error {
             op,
             path: path.into(),
-            path2: Some(path2.into()),
+            path2: Some(path2.into().into_boxed_path()),
             source,
             hint: None,
+            batch: None,
         };
         e.hint = default_hint(&e);
         e
@@ -231,6 +235,19 @@ impl Error {
     /// A hint for the operator, when one is known.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+
+    /// For an error from [`Batch::commit`](crate::Batch::commit) (always set there): which
+    /// destinations were replaced and which were not.
+    pub fn batch_outcome(&self) -> Option<&crate::BatchOutcome> {
+        self.batch.as_deref()
+    }
+
+    /// Attaches the outcome of a batch (see [`batch_outcome`](Error::batch_outcome)); for
+    /// callers that run batches of their own and report through this error type.
+    pub fn with_batch_outcome(mut self, outcome: crate::BatchOutcome) -> Self {
+        self.batch = Some(Box::new(outcome));
+        self
     }
 }
 
@@ -356,6 +373,14 @@ impl fmt::Display for Error {
             write!(f, " to `{}`", p2.display())?;
         }
         write!(f, ": {}", self.source)?;
+        if let Some(b) = &self.batch {
+            write!(
+                f,
+                "; {} of {} files of the batch were replaced",
+                b.replaced().len(),
+                b.replaced().len() + b.not_replaced().len()
+            )?;
+        }
         if let Some(h) = &self.hint {
             write!(f, " (hint: {h})")?;
         }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dest::{self, DirCache, Existing};
 use crate::error::errno;
+use crate::interrupt::{self, TempToken};
 use crate::options::{Durability, NewMode, Options};
 use crate::receipt::{self, OwnerChange, Receipt};
 use crate::sys::{self, Feature, FsInfo, Sys};
@@ -53,8 +54,9 @@ pub enum CopyMethod {
 enum Temp {
     /// An `O_TMPFILE` inode with no name (Linux): nothing to remove after a crash.
     Anonymous,
-    /// A named temporary in the destination directory, `flock`ed while we hold it.
-    Named(OsString),
+    /// A named temporary in the destination directory, `flock`ed while we hold it, and in the
+    /// [`interrupt`] registry until the token is dropped.
+    Named(OsString, TempToken),
     /// Published or removed: nothing to clean up.
     Gone,
 }
@@ -102,6 +104,8 @@ pub struct AtomicFile {
     mode_is_final: bool,
     /// Set by `prepare` when the new file's owner or group differs from the replaced file's.
     owner_changed: Option<OwnerChange>,
+    /// The new contents are visible at the destination (the rename or link happened).
+    visible: bool,
     hasher: Option<Sha256>,
     hashed: u64,
     hash_dirty: bool,
@@ -169,8 +173,8 @@ impl AtomicFile {
         let (fd, temp) = match anon {
             Some(fd) => (fd, Temp::Anonymous),
             None => {
-                let (fd, name) = create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
-                (fd, Temp::Named(name))
+                let (fd, name, token) = create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
+                (fd, Temp::Named(name, token))
             }
         };
         let f = AtomicFile {
@@ -186,6 +190,7 @@ impl AtomicFile {
             opts: opts.clone(),
             mode_is_final,
             owner_changed: None,
+            visible: false,
             hasher: if opts.no_checksum {
                 None
             } else {
@@ -196,11 +201,6 @@ impl AtomicFile {
             pos: 0,
             len: 0,
         };
-        if let Temp::Named(_) = f.temp {
-            // Tells `clean` that a live writer owns this temp. Cannot block: the file is new.
-            rfs::flock(f.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
-                .map_err(|e| Error::new(Op::Lock, f.temp_display(), errno(e)))?;
-        }
         // Small files are not worth a syscall: preallocation pays off (early ENOSPC, less
         // fragmentation) only for large ones.
         if let Some(n) = opts.size_hint.filter(|n| *n >= PREALLOCATE_MIN) {
@@ -255,7 +255,7 @@ impl AtomicFile {
     /// meaningful while the directory has not been renamed.
     pub fn temp_path(&self) -> Option<PathBuf> {
         match &self.temp {
-            Temp::Named(n) => Some(self.dir_path.join(n)),
+            Temp::Named(n, _) => Some(self.dir_path.join(n)),
             _ => None,
         }
     }
@@ -445,7 +445,7 @@ impl AtomicFile {
 
     fn temp_display(&self) -> PathBuf {
         match &self.temp {
-            Temp::Named(n) => self.dir_path.join(n),
+            Temp::Named(n, _) => self.dir_path.join(n),
             _ => self.dir_path.join(format!(
                 "<anonymous temporary for {}>",
                 self.name.to_string_lossy()
@@ -493,12 +493,19 @@ impl AtomicFile {
                 .sync_file(self.file.as_fd())
                 .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
         }
-        self.publish()?;
-        if self.opts.durability == Durability::Full {
-            // The rename lives in the directory; until the directory is flushed a power loss
-            // can undo it (ext4 data=ordered, xfs, btrfs alike).
-            self.sync_dir()?;
-        }
+        self.stage()?;
+        // The rename and the directory fsync together: a signal report (or `remove_temps`)
+        // waits for both, so it never says "not replaced" about a file being renamed, nor
+        // exits between the rename and the fsync that makes it durable.
+        interrupt::critical(|| {
+            self.make_visible()?;
+            if self.opts.durability == Durability::Full {
+                // The rename lives in the directory; until the directory is flushed a power
+                // loss can undo it (ext4 data=ordered, xfs, btrfs alike).
+                self.sync_dir()?;
+            }
+            Ok::<(), Error>(())
+        })?;
         Ok(self.receipt(sha256))
     }
 
@@ -633,46 +640,87 @@ impl AtomicFile {
     /// follows covers a linked inode (and the later publish is a plain rename).
     pub(crate) fn link_early(&mut self) -> Result<()> {
         if matches!(self.temp, Temp::Anonymous) && !self.opts.no_clobber {
-            let tmp = self.link_anonymous_to_temp()?;
-            self.temp = Temp::Named(tmp);
+            let (tmp, token) = self.link_anonymous_to_temp()?;
+            self.temp = Temp::Named(tmp, token);
         }
         Ok(())
     }
 
+    /// Publishes (stage + make visible); the batch runs it inside its own critical section.
     pub(crate) fn publish_now(&mut self) -> Result<()> {
-        self.publish()
+        self.stage()?;
+        interrupt::critical(|| self.make_visible())
     }
 
-    fn publish(&mut self) -> Result<()> {
-        let no_clobber = self.opts.no_clobber;
+    /// Whether the new contents became visible at the destination (a batch reports it).
+    pub(crate) fn is_visible(&self) -> bool {
+        self.visible
+    }
+
+    /// Everything before the publish that may take time: an anonymous temp that is to replace
+    /// its destination gets its temporary name (registered and `flock`ed), synced again where
+    /// the filesystem needs it.
+    fn stage(&mut self) -> Result<()> {
+        if matches!(self.temp, Temp::Anonymous) && !self.opts.no_clobber {
+            let (tmp, token) = self.link_anonymous_to_temp()?;
+            self.temp = Temp::Named(tmp, token);
+            self.sync_after_link()?;
+        }
+        Ok(())
+    }
+
+    /// The publish itself: one `renameat`/`renameat2`/`linkat` that makes the new contents
+    /// visible. Runs inside [`interrupt::critical`]; records the destination with
+    /// [`interrupt::note_replaced`] the moment it is visible.
+    fn make_visible(&mut self) -> Result<()> {
+        if interrupt::closed() {
+            return Err(Error::other(
+                Op::Rename,
+                &self.dest,
+                io::ErrorKind::Interrupted,
+                "interrupted: the process is stopping; nothing was published",
+            ));
+        }
         match std::mem::replace(&mut self.temp, Temp::Gone) {
             Temp::Gone => unreachable!("publish called twice"),
-            Temp::Anonymous if no_clobber => {
-                // linkat fails with EEXIST if the name exists: an atomic create-only publish.
-                self.sys
-                    .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
-                    .map_err(|e| Error::new(Op::Link, &self.dest, e))?;
-                self.sync_after_link()?;
-                Ok(())
-            }
             Temp::Anonymous => {
-                let tmp = self.link_anonymous_to_temp()?;
-                self.temp = Temp::Named(tmp.clone());
-                self.sync_after_link()?;
-                self.rename_over(&tmp)?;
-                self.temp = Temp::Gone;
-                Ok(())
-            }
-            Temp::Named(tmp) => {
-                self.temp = Temp::Named(tmp.clone());
-                if no_clobber {
-                    self.rename_noreplace(&tmp)?;
-                } else {
-                    self.rename_over(&tmp)?;
+                // Only create-only writes get here (`stage` named the others). linkat fails
+                // with EEXIST if the name exists: an atomic create-only publish.
+                if let Err(e) = self.sys.link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+                {
+                    self.temp = Temp::Anonymous;
+                    return Err(Error::new(Op::Link, &self.dest, e));
                 }
-                self.temp = Temp::Gone;
-                Ok(())
+                self.now_visible();
+                self.sync_after_link()
             }
+            Temp::Named(tmp, token) => {
+                let r = if self.opts.no_clobber {
+                    self.rename_noreplace(&tmp)
+                } else {
+                    self.rename_over(&tmp)
+                };
+                match r {
+                    Ok(()) => {
+                        self.now_visible();
+                        token.forget();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Still ours (or, after a portable create-only link whose unlink
+                        // failed, a second name of the published file): Drop removes it.
+                        self.temp = Temp::Named(tmp, token);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn now_visible(&mut self) {
+        if !self.visible {
+            self.visible = true;
+            interrupt::note_replaced(&self.dest);
         }
     }
 
@@ -689,26 +737,32 @@ impl AtomicFile {
         Ok(())
     }
 
-    fn link_anonymous_to_temp(&self) -> Result<OsString> {
-        for _ in 0..NAME_ATTEMPTS {
-            let tmp = tempname::temp_name(&self.name, self.fs.name_max);
-            match self
-                .sys
-                .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp)
-            {
-                Ok(()) => return Ok(tmp),
-                Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
-                Err(e) => {
-                    return Err(Error::new2(
-                        Op::Link,
-                        &self.dest,
-                        self.dir_path.join(&tmp),
-                        e,
-                    ));
+    /// Gives the anonymous inode a temporary name, `flock`ed before it exists (so `clean` never
+    /// sees it unlocked) and registered with [`interrupt`] as it is created.
+    fn link_anonymous_to_temp(&self) -> Result<(OsString, TempToken)> {
+        // Tells `clean` that a live writer owns the name about to appear. Cannot block: the
+        // inode is ours alone.
+        rfs::flock(self.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::new(Op::Lock, self.temp_display(), errno(e)))?;
+        let ((), tmp, token) = interrupt::create_registered(&self.dir, &self.dir_path, || {
+            for _ in 0..NAME_ATTEMPTS {
+                let tmp = tempname::temp_name(&self.name, self.fs.name_max);
+                match self.sys.link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp) {
+                    Ok(()) => return Ok(((), tmp)),
+                    Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
+                    Err(e) => {
+                        return Err(Error::new2(
+                            Op::Link,
+                            &self.dest,
+                            self.dir_path.join(&tmp),
+                            e,
+                        ));
+                    }
                 }
             }
-        }
-        Err(Error::new(Op::Link, &self.dest, errno(Errno::EXIST)))
+            Err(Error::new(Op::Link, &self.dest, errno(Errno::EXIST)))
+        })?;
+        Ok((tmp, token))
     }
 
     fn rename_over(&self, tmp: &OsString) -> Result<()> {
@@ -741,6 +795,7 @@ impl AtomicFile {
         // `clean` removes.
         rfs::linkat(&self.dir, tmp, &self.dir, &self.name, AtFlags::empty())
             .map_err(|e| Error::new2(Op::Link, self.dir_path.join(tmp), &self.dest, errno(e)))?;
+        interrupt::note_replaced(&self.dest);
         // The destination is published; the temp name is now a second link to it. If it cannot
         // be removed, say so (exit non-zero) rather than leave it silently; Drop tries once more
         // and `clean` removes it later.
@@ -757,41 +812,56 @@ impl AtomicFile {
     /// Dropping does the same but cannot report an error.
     pub fn discard(mut self) -> Result<()> {
         match std::mem::replace(&mut self.temp, Temp::Gone) {
-            Temp::Named(n) => rfs::unlinkat(&self.dir, &n, AtFlags::empty())
+            // Unlinked first, deregistered after (the token drops at the end of the arm): a
+            // concurrent `remove_temps` at worst unlinks an already-gone name.
+            Temp::Named(n, _token) => rfs::unlinkat(&self.dir, &n, AtFlags::empty())
                 .map_err(|e| Error::new(Op::RemoveTemp, self.dir_path.join(&n), errno(e))),
             _ => Ok(()),
         }
     }
 }
 
-/// Creates `.{name}.{random}.tmp` in `dir` with `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode 0600.
+/// Creates `.{name}.{random}.tmp` in `dir` with `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode
+/// 0600, `flock`s it (so `clean` leaves it alone) and registers it with [`interrupt`] in the
+/// same locked step (so a signal cannot fall between creation and registration).
 pub(crate) fn create_named(
-    dir: &OwnedFd,
+    dir: &Arc<OwnedFd>,
     dir_path: &Path,
     name: &std::ffi::OsStr,
     name_max: usize,
-) -> Result<(OwnedFd, OsString)> {
-    for _ in 0..NAME_ATTEMPTS {
-        let tmp = tempname::temp_name(name, name_max);
-        let flags =
-            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
-        match rfs::openat(dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
-            Ok(fd) => return Ok((fd, tmp)),
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
+) -> Result<(OwnedFd, OsString, TempToken)> {
+    interrupt::create_registered(dir, dir_path, || {
+        for _ in 0..NAME_ATTEMPTS {
+            let tmp = tempname::temp_name(name, name_max);
+            let flags =
+                OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
+            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    // Tells `clean` that a live writer owns this temp. Cannot block: the file
+                    // is new.
+                    if let Err(e) = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                        let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
+                        return Err(Error::new(Op::Lock, dir_path.join(&tmp), errno(e)));
+                    }
+                    return Ok((fd, tmp));
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
+            }
         }
-    }
-    Err(Error::new(
-        Op::CreateTemp,
-        dir_path.join(name),
-        errno(Errno::EXIST),
-    ))
+        Err(Error::new(
+            Op::CreateTemp,
+            dir_path.join(name),
+            errno(Errno::EXIST),
+        ))
+    })
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if let Temp::Named(n) = std::mem::replace(&mut self.temp, Temp::Gone) {
+        if let Temp::Named(n, token) = std::mem::replace(&mut self.temp, Temp::Gone) {
             let _ = rfs::unlinkat(&self.dir, &n, AtFlags::empty());
+            token.forget();
         }
     }
 }

@@ -123,7 +123,7 @@ pub mod location;
 pub mod manifest;
 pub mod versions;
 
-pub use batch::{Batch, BatchReceipt, BatchSync};
+pub use batch::{Batch, BatchOutcome, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};

@@ -2,17 +2,21 @@
 //!
 //! One source: an atomic, durable copy (reflink, `copy_file_range`, or a buffered copy).
 //! Several sources into a directory: one [`atomwrite::Batch`], so the flush barriers are paid
-//! once for all files.
+//! once for all files. With `--no-clobber` every destination is checked before anything is
+//! written (the kernel's create-only rename stays the final word). A failed or interrupted
+//! batch says exactly which destinations were replaced and which were not (text and JSON:
+//! `error.replaced`, `error.not_replaced`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use atomwrite::{AtomicFile, Batch, CopyMethod, Options};
+use atomwrite::{AtomicFile, Batch, BatchOutcome, CopyMethod, Op, Options};
 use clap::Args;
 
 use crate::cli::WriteOpts;
-use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::common::{self, CmdResult, EXIT_CONFLICT, EXIT_OK, Failure};
 use crate::progress::{self, Progress};
+use crate::signals;
 
 pub const CP_EXAMPLES: &str = "\
 Examples:
@@ -48,11 +52,10 @@ struct SourceAttrs {
 }
 
 fn open_source(p: &Path) -> Result<(File, SourceAttrs), Failure> {
-    let f = File::open(p)
-        .map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
+    let f = File::open(p).map_err(|e| atomwrite::Error::new(Op::Read, p, e))?;
     let md = f
         .metadata()
-        .map_err(|e| Failure::failed(format!("failed to inspect `{}`: {e}", p.display())))?;
+        .map_err(|e| atomwrite::Error::new(Op::Inspect, p, e))?;
     if !md.is_file() {
         return Err(Failure::usage(format!(
             "`{}` is not a regular file",
@@ -155,15 +158,28 @@ pub fn run(a: CpArgs) -> CmdResult {
         return Ok(EXIT_OK);
     }
     // Many sources: one batch, one data flush, one directory fsync.
+    let targets = sources
+        .iter()
+        .map(|s| target(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.opts.no_clobber {
+        no_clobber_precheck(&targets)?;
+    }
+    let before_commit = |f: Failure| nothing_replaced(f, &targets);
     let mut batch = Batch::new(a.opts.to_options().checksum(a.checksum || a.opts.manifest));
     let mut methods = Vec::new();
-    for src in sources {
-        let (file, mode) = open_source(src)?;
+    for (src, dst) in sources.iter().zip(&targets) {
+        let (file, mode) = open_source(src).map_err(before_commit)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let f = batch.open_with(target(src)?, options_for(&a, mode, size))?;
-        methods.push(copy_into(f, &file, src, &a)?);
+        let f = batch
+            .open_with(dst, options_for(&a, mode, size))
+            .map_err(|e| before_commit(e.into()))?;
+        signals::target(f.destination());
+        methods.push(copy_into(f, &file, src, &a).map_err(before_commit)?);
     }
-    let receipts = batch.commit()?;
+    // Cooperative: a signal now stops the batch before its next rename; what was renamed is
+    // made durable and the report names replaced and not replaced destinations.
+    let receipts = signals::cooperative(|| batch.commit()).map_err(batch_failure)?;
     for r in &receipts.files {
         common::after_commit(&a.opts, r)?;
     }
@@ -187,4 +203,75 @@ pub fn run(a: CpArgs) -> CmdResult {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `--no-clobber` with several sources: refuse before writing anything if any destination
+/// exists (exit 3, naming them all). Only a head start: between this check and the renames
+/// another process may create one, and the kernel's create-only rename then refuses it.
+fn no_clobber_precheck(targets: &[PathBuf]) -> Result<(), Failure> {
+    let existing: Vec<&PathBuf> = targets
+        .iter()
+        .filter(|t| std::fs::symlink_metadata(t).is_ok())
+        .collect();
+    let Some(first) = existing.first() else {
+        return Ok(());
+    };
+    let verb = if existing.len() == 1 {
+        "already exists"
+    } else {
+        "already exist"
+    };
+    let e = atomwrite::Error::other(
+        Op::CheckDestination,
+        first.as_path(),
+        std::io::ErrorKind::AlreadyExists,
+        "already exists (--no-clobber)",
+    )
+    .with_batch_outcome(BatchOutcome::new(Vec::new(), targets.to_vec()));
+    Err(Failure {
+        code: EXIT_CONFLICT,
+        message: format!(
+            "{} {verb} (--no-clobber); nothing was written",
+            quoted(existing.iter().map(|p| p.as_path()))
+        ),
+        error: Some(e),
+    })
+}
+
+/// A failure before the commit: nothing was replaced (said in text, listed in JSON).
+fn nothing_replaced(mut f: Failure, targets: &[PathBuf]) -> Failure {
+    if let Some(e) = f.error.take() {
+        let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), targets.to_vec()));
+        f.message = format!("{e}; no destination was replaced");
+        f.error = Some(e);
+    }
+    f
+}
+
+/// A failed commit: the error plus exactly which destinations were replaced and which not.
+fn batch_failure(e: atomwrite::Error) -> Failure {
+    let mut f = Failure::from(e);
+    if let Some(o) = f.error.as_ref().and_then(|e| e.batch_outcome()) {
+        let mut extra = String::new();
+        if !o.replaced().is_empty() {
+            extra.push_str(&format!(
+                "; replaced: {}",
+                quoted(o.replaced().iter().map(|p| p.as_path()))
+            ));
+        }
+        if !o.not_replaced().is_empty() {
+            extra.push_str(&format!(
+                "; not replaced: {}",
+                quoted(o.not_replaced().iter().map(|p| p.as_path()))
+            ));
+        }
+        f.message.push_str(&extra);
+    }
+    f
+}
+
+fn quoted<'a>(ps: impl Iterator<Item = &'a Path>) -> String {
+    ps.map(|p| format!("`{}`", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -100,12 +100,12 @@ pub fn publisher(
 
 /// Commits a pending version while holding the signal lock (a signal waits for the outcome).
 pub fn commit_guarded(pv: atomwrite::PendingVersion) -> atomwrite::Result<Published> {
-    let mut guard = signals::ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    // The library runs the swap and its directory fsync inside `interrupt::critical` and
+    // records the destination as replaced: a signal report waits for them and says so.
     let r = pv.commit();
     if r.is_ok() {
         signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
-    *guard = None;
     r
 }
 
@@ -196,9 +196,7 @@ pub fn run(a: PublishArgs) -> CmdResult {
                 (Box::new(io::stdin().lock()), Path::new("<stdin>"))
             }
         };
-        // Not under the signal lock: waiting for another publisher must stay interruptible.
         let mut pv = p.begin(&a.dst)?;
-        signals::set_active(pv.temp_path());
         pv.file().copy_from(&mut input, source_name)?;
         if a.no_empty && pv.file().is_empty() {
             drop(pv);

@@ -105,27 +105,17 @@ fn inner(a: &RunArgs) -> CmdResult {
     let started = std::time::SystemTime::now();
 
     // Open the destination first: a bad DST (or a lost --expect) fails before CMD runs.
-    let mut sink = signals::open_tracked(
-        || {
-            Ok::<_, Failure>(if a.publish {
-                let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
-                Sink::Version(Box::new(
-                    p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
-                ))
-            } else {
-                Sink::File(Box::new(
-                    wopts
-                        .to_options()
-                        .open(&a.dst)
-                        .map_err(|e| own_failure(e.into()))?,
-                ))
-            })
-        },
-        |sink| match sink {
-            Sink::File(f) => f.temp_path(),
-            Sink::Version(v) => v.temp_path(),
-        },
-    )?;
+    // The library registers a named temp for removal on a signal as soon as it exists.
+    let mut sink = if a.publish {
+        let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
+        Sink::Version(Box::new(
+            p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
+        ))
+    } else {
+        Sink::File(Box::new(
+            common::open_tracked(&wopts.to_options(), &a.dst).map_err(|e| own_failure(e.into()))?,
+        ))
+    };
 
     if a.opts.no_clobber
         && let Sink::File(f) = &sink
@@ -172,7 +162,6 @@ fn inner(a: &RunArgs) -> CmdResult {
             _ => (EXIT_RUN_FAILED, "failed".to_string()),
         };
         drop(sink);
-        signals::set_active(None);
         return Err(Failure {
             code,
             message: format!(
