@@ -778,11 +778,22 @@ fn clean_removes_versions_a_crashed_publisher_left_unreferenced() {
     let d = tmp();
     let dst = d.path().join("out.txt");
     atomwrite::Publisher::new().publish(&dst, b"v1").unwrap();
-    // A publisher killed after writing version 2 but before the pointer swap:
+    // A publisher killed after writing version 2 but before the pointer swap leaves the version
+    // and its pending marker (the evidence that it was never made current):
     fs::write(d.path().join("out.txt.versions/v0000000002.txt"), b"v2").unwrap();
+    std::os::unix::fs::symlink(
+        "out.txt.versions/v0000000002.txt",
+        d.path().join(".out.txt.v0000000002.pending"),
+    )
+    .unwrap();
+    // A file nobody can prove atomwrite left: kept.
+    fs::write(d.path().join("out.txt.versions/v0000000003.txt"), b"v3").unwrap();
     let r = atomwrite::clean(d.path(), Duration::from_secs(3600)).unwrap();
-    assert_eq!(r.removed.len(), 1, "{r:?}");
+    assert_eq!(r.leftovers.len(), 2, "{r:?}");
+    assert_eq!(r.leftover_bytes, 2, "{r:?}");
+    assert!(r.removed.is_empty(), "no temps: {r:?}");
     assert!(!d.path().join("out.txt.versions/v0000000002.txt").exists());
+    assert!(d.path().join("out.txt.versions/v0000000003.txt").exists());
     assert_eq!(fs::read(&dst).unwrap(), b"v1");
     assert!(d.path().join("out.txt.versions/v0000000001.txt").exists());
 }
