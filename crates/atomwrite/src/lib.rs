@@ -93,6 +93,7 @@ mod options;
 mod receipt;
 mod sys;
 mod tempname;
+mod tree;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 /// A tree exercising every case of the listing format: nested dirs, an empty dir, an empty file,
@@ -17,7 +17,11 @@ fn fixture(root: &Path) {
     fs::write(root.join("a/one.txt"), b"one\n").unwrap();
     fs::write(root.join("a-c/two.txt"), vec![7u8; 100_000]).unwrap();
     fs::write(root.join("zero"), b"").unwrap();
-    fs::write(root.join(OsStr::from_bytes(b"caf\xe9.txt")), b"latin-1 name\n").unwrap();
+    fs::write(
+        root.join(OsStr::from_bytes(b"caf\xe9.txt")),
+        b"latin-1 name\n",
+    )
+    .unwrap();
     symlink("a/one.txt", root.join("rel-link")).unwrap();
     symlink("/etc/hostname", root.join("abs-link")).unwrap();
     symlink("does/not/exist", root.join("dangling")).unwrap();
@@ -26,7 +30,7 @@ fn fixture(root: &Path) {
 }
 
 #[test]
-fn print_old_hash() {
+fn print_hash() {
     let d = tempfile::tempdir().unwrap();
     fixture(d.path());
     let (size, sha, entries) = atomwrite::manifest::hash_dir(d.path()).unwrap();
