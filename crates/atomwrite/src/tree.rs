@@ -481,6 +481,15 @@ pub(crate) fn hash_tree(dir: &OwnedFd, path: &Path) -> Result<(u64, String, Vec<
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(HASH_THREADS);
+    hash_tree_with(dir, path, threads)
+}
+
+/// [`hash_tree`] on `threads` hashing threads (1: inline, no thread started).
+fn hash_tree_with(
+    dir: &OwnedFd,
+    path: &Path,
+    threads: usize,
+) -> Result<(u64, String, Vec<DirEntry>)> {
     let mut entries: Vec<DirEntry> = Vec::new();
     if threads <= 1 {
         let mut buf = vec![0u8; BUF_SIZE];
@@ -676,4 +685,61 @@ fn walk_for_hash(
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(p: &Path) -> OwnedFd {
+        rfs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hash_is_the_same_on_any_number_of_threads() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..300u32 {
+            let sub = d
+                .path()
+                .join(format!("d{}", i % 7))
+                .join(format!("e{}", i % 3));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(format!("f{i}")), i.to_string().repeat(i as usize)).unwrap();
+        }
+        std::os::unix::fs::symlink("d1", d.path().join("link")).unwrap();
+        let fd = open(d.path());
+        let one = hash_tree_with(&fd, d.path(), 1).unwrap();
+        for threads in [2, 4, 16] {
+            assert_eq!(hash_tree_with(&fd, d.path(), threads).unwrap(), one);
+        }
+        assert_eq!(one.2.len(), 300 + 7 + 21 + 1);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking_on_any_number_of_threads() {
+        let d = tempfile::tempdir().unwrap();
+        for i in (0..50u32).filter(|i| *i != 25) {
+            std::fs::write(d.path().join(format!("f{i:02}")), b"x").unwrap();
+        }
+        let fifo = FileType::Fifo;
+        rfs::mknodat(open(d.path()), "f25", fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        for threads in [1, 2, 4] {
+            let e = hash_tree_with(&open(d.path()), d.path(), threads).unwrap_err();
+            assert!(e.to_string().contains("f25"), "{e}");
+            assert!(e.to_string().contains("is a FIFO"), "{e}");
+        }
+    }
+
+    #[test]
+    fn copy_modes_never_keep_set_id_or_sticky_bits() {
+        assert_eq!(copy_mode(0o106755, 0o022), 0o755);
+        assert_eq!(copy_mode(0o042775, 0o002), 0o775);
+        assert_eq!(copy_mode(0o041777, 0o027), 0o750);
+        assert_eq!(copy_mode(0o100666, 0o022), 0o644);
+    }
 }
