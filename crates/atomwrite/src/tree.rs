@@ -464,6 +464,9 @@ fn hash_fd(fd: &OwnedFd, buf: &mut [u8], path: &Path) -> Result<(u64, String)> {
 /// One file to hash: its index in the listing, its open fd, its shown path.
 type Job = (usize, OwnedFd, PathBuf);
 
+/// A file's index in the listing and its `(size, sha256)`.
+type Hashed = (usize, Result<(u64, String)>);
+
 /// Hashes the tree below `dir` the way directory manifests record it: `(total size of the
 /// regular files, listing sha256, entries)`, entirely through directory fds (see the module
 /// docs). `path` is only shown in errors.
@@ -491,21 +494,20 @@ fn hash_tree_with(
     threads: usize,
 ) -> Result<(u64, String, Vec<DirEntry>)> {
     let mut entries: Vec<DirEntry> = Vec::new();
+    let mut results: Vec<Hashed> = Vec::new();
     if threads <= 1 {
         let mut buf = vec![0u8; BUF_SIZE];
-        let done = walk_for_hash(dir, path, &mut entries, &mut |idx, fd, p| {
-            Ok(Some((idx, hash_fd(&fd, &mut buf, &p).map_err(Some)?)))
-        });
-        match done {
-            Ok(done) => fill(&mut entries, done),
-            Err(WalkError::Walk(e)) => return Err(e),
-            Err(WalkError::Stopped) => unreachable!("inline hashing reports its own errors"),
-        }
+        walk_for_hash(dir, path, &mut entries, &mut |idx, fd, p| {
+            let r = hash_fd(&fd, &mut buf, &p);
+            let go_on = r.is_ok();
+            results.push((idx, r));
+            go_on
+        })?;
     } else {
         let failed = AtomicBool::new(false);
         let (tx, rx) = mpsc::sync_channel::<Job>(threads * 2);
         let rx = Mutex::new(rx);
-        let results: Mutex<Vec<(usize, Result<(u64, String)>)>> = Mutex::new(Vec::new());
+        let hashed = Mutex::new(Vec::new());
         let walked = std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {
@@ -521,46 +523,27 @@ fn hash_tree_with(
                         if r.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
-                        results
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((idx, r));
+                        let mut g = hashed.lock().unwrap_or_else(|e| e.into_inner());
+                        g.push((idx, r));
                     }
                 });
             }
             let r = walk_for_hash(dir, path, &mut entries, &mut |idx, fd, p| {
-                if failed.load(Ordering::Relaxed) {
-                    return Err(None);
-                }
                 // Blocks while every worker is busy and the queue is full: bounded open files.
-                tx.send((idx, fd, p)).map_err(|_| None)?;
-                Ok(None)
+                !failed.load(Ordering::Relaxed) && tx.send((idx, fd, p)).is_ok()
             });
             drop(tx);
             r
         });
-        let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-        // The first failure in listing order, so the error does not depend on scheduling.
-        results.sort_by_key(|(idx, _)| *idx);
-        let mut ok = Vec::with_capacity(results.len());
-        let mut first_err = None;
-        for (idx, r) in results {
-            match r {
-                Ok(v) => ok.push((idx, v)),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match walked {
-            Err(WalkError::Walk(e)) => return Err(e),
-            Err(WalkError::Stopped) | Ok(_) => {
-                if let Some(e) = first_err {
-                    return Err(e);
-                }
-            }
-        }
-        fill(&mut entries, ok);
+        walked?;
+        results = hashed.into_inner().unwrap_or_else(|e| e.into_inner());
+    }
+    // The first failure in listing order, so the error does not depend on scheduling.
+    results.sort_by_key(|(idx, _)| *idx);
+    for (idx, r) in results {
+        let (size, sha) = r?;
+        entries[idx].size = Some(size);
+        entries[idx].sha256 = Some(sha);
     }
     let mut h = Sha256::new();
     let mut total = 0u64;
@@ -583,42 +566,23 @@ fn hash_tree_with(
     Ok((total, hex::encode(h.finalize()), entries))
 }
 
-fn fill(entries: &mut [DirEntry], results: Vec<(usize, (u64, String))>) {
-    for (idx, (size, sha)) in results {
-        entries[idx].size = Some(size);
-        entries[idx].sha256 = Some(sha);
-    }
-}
-
-enum WalkError {
-    /// The walk itself failed.
-    Walk(Error),
-    /// A file's hash failed (reported by whoever hashed it); the walk stopped early.
-    Stopped,
-}
-
 /// Walks the tree appending entries; each regular file is opened (checked regular from its fd)
-/// and handed to `file(index, fd, path)`, which hashes it now (`Ok(Some(..))`) or later.
+/// and handed to `file(index, fd, path)`, which hashes it now or later and returns false to stop
+/// the walk (a hash failed).
 fn walk_for_hash(
     dir: &OwnedFd,
     path: &Path,
     entries: &mut Vec<DirEntry>,
-    file: &mut dyn FnMut(
-        usize,
-        OwnedFd,
-        PathBuf,
-    ) -> std::result::Result<Option<(usize, (u64, String))>, Option<Error>>,
-) -> std::result::Result<Vec<(usize, (u64, String))>, WalkError> {
-    let w = |e: Error| WalkError::Walk(e);
-    let mut done = Vec::new();
+    file: &mut dyn FnMut(usize, OwnedFd, PathBuf) -> bool,
+) -> Result<()> {
     let mut stack = vec![Frame {
         fd: dir
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| w(Error::new(Op::OpenDir, path, e)))?,
+            .map_err(|e| Error::new(Op::OpenDir, path, e))?,
         path: path.to_path_buf(),
         rel: String::new(),
-        names: list(dir, path).map_err(w)?,
+        names: list(dir, path)?,
         dst: None,
     }];
     loop {
@@ -632,13 +596,13 @@ fn walk_for_hash(
         };
         let p = top.path.join(&name);
         let rel = join_rel(&top.rel, &name);
-        match hint(&top.fd, &name, ty, &p).map_err(w)? {
+        match hint(&top.fd, &name, ty, &p)? {
             FileType::Directory => {
                 if depth >= MAX_DEPTH {
-                    return Err(w(too_deep(&p)));
+                    return Err(too_deep(&p));
                 }
-                let sub = open_subdir(&top.fd, &name, &p).map_err(w)?;
-                let names = list(&sub, &p).map_err(w)?;
+                let sub = open_subdir(&top.fd, &name, &p)?;
+                let names = list(&sub, &p)?;
                 entries.push(DirEntry {
                     path: rel.clone(),
                     kind: "dir".into(),
@@ -655,7 +619,7 @@ fn walk_for_hash(
                 });
             }
             FileType::Symlink => {
-                let t = read_link(&top.fd, &name, &p).map_err(w)?;
+                let t = read_link(&top.fd, &name, &p)?;
                 entries.push(DirEntry {
                     path: rel,
                     kind: "symlink".into(),
@@ -665,7 +629,7 @@ fn walk_for_hash(
                 });
             }
             FileType::RegularFile => {
-                let (fd, _, _) = open_regular(&top.fd, &name, &p).map_err(w)?;
+                let (fd, _, _) = open_regular(&top.fd, &name, &p)?;
                 let idx = entries.len();
                 entries.push(DirEntry {
                     path: rel,
@@ -674,17 +638,14 @@ fn walk_for_hash(
                     sha256: None,
                     target: None,
                 });
-                match file(idx, fd, p) {
-                    Ok(Some(r)) => done.push(r),
-                    Ok(None) => {}
-                    Err(Some(e)) => return Err(w(e)),
-                    Err(None) => return Err(WalkError::Stopped),
+                if !file(idx, fd, p) {
+                    return Ok(());
                 }
             }
-            other => return Err(w(refused(Op::Inspect, &p, other))),
+            other => return Err(refused(Op::Inspect, &p, other)),
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 #[cfg(test)]
