@@ -116,6 +116,7 @@ mod options;
 mod receipt;
 mod sys;
 mod tempname;
+mod tree;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;

@@ -28,7 +28,6 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -238,84 +237,20 @@ pub(crate) fn hash_reader(mut r: impl Read, path: &Path) -> Result<(u64, String)
 
 /// Hashes a directory tree the way directory manifests record it: `(total size, listing sha256,
 /// entries)`. Symlinks are recorded, never followed; other special files are refused.
+///
+/// `dir` itself is opened once by path (`O_DIRECTORY`; if it is a symlink, such as a published
+/// pointer, it is followed: that is the only link ever followed). Everything below is reached
+/// relative to directory file descriptors with `O_NOFOLLOW`, so nothing outside the tree is read
+/// even if its entries are swapped for symlinks meanwhile; files are hashed on a few threads.
+/// See [`Manifest::files`] for the listing format.
 pub fn hash_dir(dir: &Path) -> Result<(u64, String, Vec<DirEntry>)> {
-    let mut entries = Vec::new();
-    walk(dir, "", &mut entries)?;
-    let mut h = Sha256::new();
-    let mut total = 0u64;
-    for e in &entries {
-        let line = match e.kind.as_str() {
-            "dir" => format!("D {}\n", e.path),
-            "symlink" => format!("L {} {}\n", e.target.as_deref().unwrap_or(""), e.path),
-            _ => {
-                total += e.size.unwrap_or(0);
-                format!(
-                    "F {} {} {}\n",
-                    e.sha256.as_deref().unwrap_or(""),
-                    e.size.unwrap_or(0),
-                    e.path
-                )
-            }
-        };
-        h.update(line.as_bytes());
-    }
-    Ok((total, hex::encode(h.finalize()), entries))
-}
-
-fn walk(dir: &Path, rel: &str, out: &mut Vec<DirEntry>) -> Result<()> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::new(Op::ReadDir, dir, e))?;
-    let mut names = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::new(Op::ReadDir, dir, e))?;
-        names.push(ent.file_name());
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
-        let p = dir.join(&name);
-        let r = if rel.is_empty() {
-            name.to_string_lossy().into_owned()
-        } else {
-            format!("{rel}/{}", name.to_string_lossy())
-        };
-        let md = std::fs::symlink_metadata(&p).map_err(|e| Error::new(Op::Inspect, &p, e))?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            out.push(DirEntry {
-                path: r.clone(),
-                kind: "dir".into(),
-                size: None,
-                sha256: None,
-                target: None,
-            });
-            walk(&p, &r, out)?;
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(&p).map_err(|e| Error::new(Op::Inspect, &p, e))?;
-            out.push(DirEntry {
-                path: r,
-                kind: "symlink".into(),
-                size: None,
-                sha256: None,
-                target: Some(t.to_string_lossy().into_owned()),
-            });
-        } else if ft.is_file() {
-            let (size, sha) = hash_file(&p)?;
-            out.push(DirEntry {
-                path: r,
-                kind: "file".into(),
-                size: Some(size),
-                sha256: Some(sha),
-                target: None,
-            });
-        } else {
-            return Err(Error::other(
-                Op::Inspect,
-                &p,
-                io::ErrorKind::InvalidInput,
-                "not a regular file, directory or symlink",
-            ));
-        }
-    }
-    Ok(())
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::new(Op::ReadDir, dir, crate::error::errno(e)))?;
+    crate::tree::hash_tree(&fd, dir)
 }
 
 /// The outcome of [`verify`] for one path.

@@ -112,7 +112,6 @@ pub use publish::{PendingVersion, Publisher};
 
 use crate::manifest::Manifest;
 use crate::{Durability, Error, Op, Result};
-use std::os::unix::fs::PermissionsExt;
 use store::{Current, Store};
 
 /// Test-only hook: when the environment variable `ATOMWRITE_TEST_PAUSE_AT` equals `step`, print
@@ -394,65 +393,4 @@ fn clean_store(store: Store, dry_run: bool) -> Result<VersionsCleanReport> {
     report.bytes = bytes;
     report.warnings = warnings;
     Ok(report)
-}
-
-/// Copies the tree below `src_fd` into the staging directory `dst_fd`.
-fn copy_tree(
-    _src_fd: &std::os::fd::OwnedFd,
-    src: &Path,
-    _dst_fd: &std::os::fd::OwnedFd,
-    dst: &Path,
-    durable: bool,
-) -> Result<()> {
-    copy_tree_by_path(src, dst, durable)
-}
-
-fn copy_tree_by_path(src: &Path, dst: &Path, durable: bool) -> Result<()> {
-    let rd = std::fs::read_dir(src).map_err(|e| Error::new(Op::ReadDir, src, e))?;
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::new(Op::ReadDir, src, e))?;
-        let from = ent.path();
-        let to = dst.join(ent.file_name());
-        let md = std::fs::symlink_metadata(&from).map_err(|e| Error::new(Op::Inspect, &from, e))?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir(&to).map_err(|e| Error::new(Op::CreateDir, &to, e))?;
-            copy_tree_by_path(&from, &to, durable)?;
-            let _ = std::fs::set_permissions(
-                &to,
-                std::fs::Permissions::from_mode(md.permissions().mode() & 0o7777),
-            );
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(&from).map_err(|e| Error::new(Op::Inspect, &from, e))?;
-            std::os::unix::fs::symlink(&t, &to).map_err(|e| Error::new(Op::Symlink, &to, e))?;
-        } else if ft.is_file() {
-            let mut r = std::fs::File::open(&from).map_err(|e| Error::new(Op::Read, &from, e))?;
-            let mut w = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&to)
-                .map_err(|e| Error::new(Op::CreateTemp, &to, e))?;
-            io::copy(&mut r, &mut w).map_err(|e| Error::new2(Op::Copy, &from, &to, e))?;
-            w.set_permissions(std::fs::Permissions::from_mode(
-                md.permissions().mode() & 0o7777,
-            ))
-            .map_err(|e| Error::new(Op::Chmod, &to, e))?;
-            if durable {
-                crate::platform::sync_file(&w).map_err(|e| Error::new(Op::SyncFile, &to, e))?;
-            }
-        } else {
-            return Err(Error::other(
-                Op::Copy,
-                &from,
-                io::ErrorKind::InvalidInput,
-                "not a regular file, directory or symlink; cannot be published",
-            ));
-        }
-    }
-    if durable {
-        // Bottom-up: this directory's entries are durable after its children were synced.
-        let d = std::fs::File::open(dst).map_err(|e| Error::new(Op::OpenDir, dst, e))?;
-        crate::platform::sync_dir(&d).map_err(|e| Error::new(Op::SyncDir, dst, e))?;
-    }
-    Ok(())
 }

@@ -172,7 +172,7 @@ impl Publisher {
                 .map_err(|e| Error::new(Op::CreateDir, &stage_path, errno(e)))?;
             let stage_fd = rfs::openat(&*vfd, &stage, super::store::dir_flags(), Mode::empty())
                 .map_err(|e| Error::new(Op::OpenDir, &stage_path, errno(e)))?;
-            super::copy_tree(&src_fd, src, &stage_fd, &stage_path, durable)?;
+            crate::tree::copy_tree(&src_fd, src, &stage_fd, &stage_path, durable)?;
             test_pause("dir-staged");
             rfs::renameat(&*vfd, &stage, &*vfd, &vname)
                 .map_err(|e| Error::new2(Op::Rename, &stage_path, s.version_path(), errno(e)))
