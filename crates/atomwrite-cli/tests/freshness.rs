@@ -745,7 +745,11 @@ fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
         .status()
         .unwrap();
     let st = waiter.wait().unwrap();
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(st.code(), Some(130));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut waiter.stderr.take().unwrap(), &mut err).unwrap();
@@ -792,10 +796,18 @@ fn publish_refuses_a_destination_inside_the_tree_it_publishes() {
     fs::write(src.join("a"), b"1").unwrap();
     let o = aw(&src, &["publish", "--dir", ".", "site"], b"");
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(one_line_error(&o).contains("inside the directory"), "{}", stderr(&o));
+    assert!(
+        one_line_error(&o).contains("inside the directory"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!src.join("site").exists());
     assert!(!src.join("site.versions").exists() || numbers(&src.join("site")).is_empty());
-    let o = aw(d.path(), &["publish", "--dir", "tree", "tree/sub/site"], b"");
+    let o = aw(
+        d.path(),
+        &["publish", "--dir", "tree", "tree/sub/site"],
+        b"",
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     no_temps(&src);
 }

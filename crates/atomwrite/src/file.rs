@@ -686,7 +686,9 @@ impl AtomicFile {
             Temp::Anonymous => {
                 // Only create-only writes get here (`stage` named the others). linkat fails
                 // with EEXIST if the name exists: an atomic create-only publish.
-                if let Err(e) = self.sys.link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+                if let Err(e) =
+                    self.sys
+                        .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
                 {
                     self.temp = Temp::Anonymous;
                     return Err(Error::new(Op::Link, &self.dest, e));
@@ -747,7 +749,10 @@ impl AtomicFile {
         let ((), tmp, token) = interrupt::create_registered(&self.dir, &self.dir_path, || {
             for _ in 0..NAME_ATTEMPTS {
                 let tmp = tempname::temp_name(&self.name, self.fs.name_max);
-                match self.sys.link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp) {
+                match self
+                    .sys
+                    .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp)
+                {
                     Ok(()) => return Ok(((), tmp)),
                     Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
                     Err(e) => {

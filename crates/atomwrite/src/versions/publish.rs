@@ -167,24 +167,29 @@ impl Publisher {
         let stage_path = s.store.path_of(&stage);
         let durable = self.opts.durability != Durability::None;
         let vfd = s.store.vfd().clone();
-        let staged = (|| -> Result<()> {
+        let staged = (|| -> Result<(u64, String, Vec<manifest::DirEntry>)> {
             rfs::mkdirat(&*vfd, &stage, Mode::from_raw_mode(0o700))
                 .map_err(|e| Error::new(Op::CreateDir, &stage_path, errno(e)))?;
             let stage_fd = rfs::openat(&*vfd, &stage, super::store::dir_flags(), Mode::empty())
                 .map_err(|e| Error::new(Op::OpenDir, &stage_path, errno(e)))?;
             crate::tree::copy_tree(&src_fd, src, &stage_fd, &stage_path, durable)?;
+            // Hashed through the staging fd: what the manifest describes is what was copied.
+            let hashed = crate::tree::hash_tree(&stage_fd, &stage_path)?;
             test_pause("dir-staged");
             rfs::renameat(&*vfd, &stage, &*vfd, &vname)
-                .map_err(|e| Error::new2(Op::Rename, &stage_path, s.version_path(), errno(e)))
+                .map_err(|e| Error::new2(Op::Rename, &stage_path, s.version_path(), errno(e)))?;
+            Ok(hashed)
         })();
-        if let Err(e) = staged {
-            if let Ok(Some(st)) = s.store.stat_in_vdir(&stage) {
-                let _ = super::store::remove_entry(&vfd, &stage, &stage_path, &st);
+        let (size, sha, files) = match staged {
+            Ok(h) => h,
+            Err(e) => {
+                if let Ok(Some(st)) = s.store.stat_in_vdir(&stage) {
+                    let _ = super::store::remove_entry(&vfd, &stage, &stage_path, &st);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let r = (|| {
-            let (size, sha, files) = manifest::hash_dir(&s.version_path())?;
             let mut m = s.manifest_base(size, sha);
             m.kind = Some("directory".into());
             m.files = Some(files);
@@ -607,7 +612,15 @@ impl Session {
     fn manifest_migrated_dir(&self, mv: &VersionName) {
         let mname = mv.to_os_string();
         let mpath = self.store.path_of(&mname);
-        if let Ok((size, sha, files)) = manifest::hash_dir(&mpath) {
+        let hashed = rfs::openat(
+            &**self.store.vfd(),
+            &mname,
+            super::store::dir_flags(),
+            Mode::empty(),
+        )
+        .map_err(|e| Error::new(Op::OpenDir, &mpath, errno(e)))
+        .and_then(|fd| crate::tree::hash_tree(&fd, &mpath));
+        if let Ok((size, sha, files)) = hashed {
             let mut mm = self.manifest_base(size, sha);
             mm.name = mv.to_string();
             mm.version = Some(mv.number());

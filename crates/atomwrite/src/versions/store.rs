@@ -436,37 +436,103 @@ pub(crate) fn read_manifest_at(dir: &OwnedFd, name: &OsStr, path: &Path) -> Resu
 }
 
 /// Removes `name` (a file, symlink or a whole tree) relative to `dir`, never following a link;
-/// returns the bytes of regular files removed.
+/// returns the bytes of regular files removed. Iterative (an explicit stack of directory fds),
+/// so a deep tree cannot overflow the thread's stack; depth is bounded by the fds it may hold.
 pub(crate) fn remove_entry(
     dir: &OwnedFd,
     name: &OsStr,
     path: &Path,
     st: &rfs::Stat,
 ) -> Result<u64> {
+    let unlink = |d: &OwnedFd, n: &OsStr, p: &Path, flags: AtFlags| match rfs::unlinkat(d, n, flags)
+    {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(Error::new(Op::RemoveTemp, p, errno(e))),
+    };
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        match rfs::unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(Error::new(Op::RemoveTemp, path, errno(e))),
-        }
+        unlink(dir, name, path, AtFlags::empty())?;
         let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
         return Ok(if regular { st.st_size as u64 } else { 0 });
     }
-    let sub = match rfs::openat(dir, name, dir_flags(), Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(0),
-        Err(e) => return Err(Error::new(Op::OpenDir, path, errno(e))),
+    let open =
+        |d: &OwnedFd, n: &OsStr, p: &Path| match rfs::openat(d, n, dir_flags(), Mode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::new(Op::OpenDir, p, errno(e))),
+        };
+    let Some(root) = open(dir, name, path)? else {
+        return Ok(0);
     };
+    // Each frame: a directory fd, its path, and the name it has in the frame below.
+    let mut stack: Vec<(OwnedFd, PathBuf, OsString)> =
+        vec![(root, path.to_path_buf(), name.to_os_string())];
     let mut bytes = 0;
-    for ent in list_dir(&sub, path)? {
-        let p = path.join(&ent.name);
-        match rfs::statat(&sub, &ent.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => bytes += remove_entry(&sub, &ent.name, &p, &st)?,
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(Error::new(Op::Inspect, &p, errno(e))),
+    while let Some((fd, p, _)) = stack.last() {
+        let mut descend = None;
+        for ent in list_dir(fd, p)? {
+            let ep = p.join(&ent.name);
+            let est = match rfs::statat(fd, &ent.name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::new(Op::Inspect, &ep, errno(e))),
+            };
+            if FileType::from_raw_mode(est.st_mode) == FileType::Directory {
+                if let Some(sub) = open(fd, &ent.name, &ep)? {
+                    descend = Some((sub, ep, ent.name));
+                    break;
+                }
+            } else {
+                unlink(fd, &ent.name, &ep, AtFlags::empty())?;
+                if FileType::from_raw_mode(est.st_mode) == FileType::RegularFile {
+                    bytes += est.st_size as u64;
+                }
+            }
+        }
+        match descend {
+            Some(frame) => stack.push(frame),
+            None => {
+                // Empty now: remove it from its parent (the frame below, or `dir`).
+                let (_, p, n) = stack.pop().expect("non-empty");
+                let parent = stack.last().map_or(dir, |(f, _, _)| f);
+                unlink(parent, &n, &p, AtFlags::REMOVEDIR)?;
+            }
         }
     }
-    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(bytes),
-        Err(e) => Err(Error::new(Op::RemoveTemp, path, errno(e))),
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_deep_tree_needs_no_deep_stack() {
+        let d = tempfile::tempdir().unwrap();
+        let root = rfs::open(d.path(), dir_flags(), Mode::empty()).unwrap();
+        rfs::mkdirat(&root, "t", Mode::from_raw_mode(0o700)).unwrap();
+        let mut cur = rfs::openat(&root, "t", dir_flags(), Mode::empty()).unwrap();
+        for _ in 0..900 {
+            rfs::mkdirat(&cur, "d", Mode::from_raw_mode(0o700)).unwrap();
+            let f = rfs::openat(
+                &cur,
+                "f",
+                OFlags::CREATE | OFlags::WRONLY,
+                Mode::from_raw_mode(0o600),
+            )
+            .unwrap();
+            rustix::io::write(&f, b"xy").unwrap();
+            cur = rfs::openat(&cur, "d", dir_flags(), Mode::empty()).unwrap();
+        }
+        drop(cur);
+        let st = rfs::statat(&root, "t", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        // A small stack: the old recursive removal overflowed here.
+        let bytes = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || remove_entry(&root, OsStr::new("t"), Path::new("t"), &st).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(bytes, 1800);
+        assert!(!d.path().join("t").exists());
     }
 }
