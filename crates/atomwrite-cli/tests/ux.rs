@@ -1017,6 +1017,7 @@ fn publish_latest_versions_verify_run_json_shapes() {
         keys(&v),
         [
             "durability",
+            "owner_changed",
             "path",
             "run_id",
             "sha256",

@@ -722,7 +722,9 @@ impl AtomicFile {
     fn now_visible(&mut self) {
         if !self.visible {
             self.visible = true;
-            interrupt::note_replaced(&self.dest);
+            if !self.opts.internal {
+                interrupt::note_replaced(&self.dest);
+            }
         }
     }
 

@@ -109,6 +109,9 @@ pub struct Options {
     pub(crate) preserve_owner_strict: bool,
     pub(crate) new_mode: Option<NewMode>,
     pub(crate) inherited: Option<Existing>,
+    /// A file the library writes on its own behalf (a version and its manifest): not reported
+    /// as "replaced" after an interrupt (the publish reports its pointer swap instead).
+    pub(crate) internal: bool,
 }
 
 impl Options {

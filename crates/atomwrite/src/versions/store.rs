@@ -273,6 +273,7 @@ impl Store {
     pub(crate) fn create_file(&self, name: &OsStr, opts: &Options) -> Result<AtomicFile> {
         let mut o = opts.clone();
         o.no_clobber = true;
+        o.internal = true;
         AtomicFile::open_in(
             self.vfd().clone(),
             self.vdir.clone(),
@@ -292,6 +293,7 @@ impl Store {
         o.no_clobber = false;
         o.size_hint = None;
         o.mode = None;
+        o.internal = true;
         let mname = manifest_name(data_name);
         let path = self.path_of(&mname);
         let mut f = AtomicFile::open_in(self.vfd().clone(), self.vdir.clone(), mname, &o)
