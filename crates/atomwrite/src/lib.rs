@@ -139,6 +139,23 @@ pub use versions::{
     VersionRef, VersionsCleanReport, clean_versions, latest, versions,
 };
 
+/// Crate-private functions exposed to the fuzz targets in `crash-tests/fuzz`. Only with the
+/// non-default `fuzzing` feature, which no crate of the workspace enables: never part of the
+/// API, never in a release build of the CLI.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use std::ffi::{OsStr, OsString};
+
+    /// Bytes a temp name adds to the destination name (so the smallest usable NAME_MAX).
+    pub const TEMP_NAME_OVERHEAD: usize = crate::tempname::OVERHEAD;
+
+    /// `crate::tempname::temp_name`: the temp name for `dest_name` under `name_max`.
+    pub fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
+        crate::tempname::temp_name(dest_name, name_max)
+    }
+}
+
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
 pub mod platform;
 
