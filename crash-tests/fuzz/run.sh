@@ -41,7 +41,7 @@ else
 fi
 
 t0=$(date +%s)
-echo "fuzz: building ${#TARGETS[@]} targets with $(cargo "+$TC" fuzz --version) ($(rustc "+$TC" --version))"
+echo "fuzz: building the targets with $(cargo "+$TC" fuzz --version) ($(rustc "+$TC" --version))"
 if ! cargo "+$TC" fuzz build --fuzz-dir . </dev/null; then
   fail_all "build failed"
 fi
