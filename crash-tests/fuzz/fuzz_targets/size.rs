@@ -55,9 +55,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let lo = parse_size(&format!("{}{unit}", if int.is_empty() { "0" } else { int })).unwrap();
     assert!(lo <= v, "{s:?}: {v} < {lo}");
-    if let Some(next) = int.parse::<u64>().unwrap_or(0).checked_add(1) {
-        if let Ok(hi) = parse_size(&format!("{next}{unit}")) {
-            assert!(v <= hi, "{s:?}: {v} > {hi}");
-        }
+    if let Some(next) = int.parse::<u64>().unwrap_or(0).checked_add(1)
+        && let Ok(hi) = parse_size(&format!("{next}{unit}"))
+    {
+        assert!(v <= hi, "{s:?}: {v} > {hi}");
     }
 });
