@@ -154,6 +154,21 @@ pub mod __fuzz {
     pub fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
         crate::tempname::temp_name(dest_name, name_max)
     }
+
+    /// `versions::name::marker_name`: the pending marker of version `n` of `dst_name`.
+    pub fn marker_name(dst_name: &OsStr, name_max: usize, n: u64) -> OsString {
+        crate::versions::name::marker_name(dst_name, name_max, n)
+    }
+
+    /// `versions::name::parse_marker`: the version of a pending marker of exactly `dst_name`.
+    pub fn parse_marker(name: &[u8], dst_name: &OsStr, name_max: usize) -> Option<u64> {
+        crate::versions::name::parse_marker(name, dst_name, name_max)
+    }
+
+    /// `versions::name::parse_pointer`: the version a pointer symlink's target names.
+    pub fn parse_pointer(target: &[u8], vdir_name: &OsStr) -> Option<crate::versions::VersionName> {
+        crate::versions::name::parse_pointer(target, vdir_name)
+    }
 }
 
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
