@@ -142,7 +142,8 @@ pub struct WriteOpts {
     /// fsynced (after power loss: old or new); none = no fsync (atomic against crashes only).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
-    /// Final permission bits, in octal (e.g. 0644). Default: a new file gets 0666 & ~umask; a
+    /// Final permission bits, octal (0644) or symbolic as `install -m` takes them (u=rw,go=r,
+    /// a+x; applied to no bits, umask ignored). Default: a new file gets 0666 & ~umask; a
     /// replaced file keeps its mode and, where permitted, its owner and group.
     #[arg(long, value_parser = parse_mode)]
     pub mode: Option<u32>,
@@ -190,7 +191,7 @@ pub struct WriteArgs {
     pub from: Option<PathBuf>,
     /// Expected size of the input (e.g. 512M, 2G), for the progress bar's percentage and ETA when
     /// reading a pipe (like `pv -s`). Only a display hint: more or fewer bytes are fine.
-    #[arg(long, value_name = "SIZE", value_parser = crate::progress::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse::parse_size)]
     pub expected_size: Option<u64>,
     /// Refuse to commit an empty input: exit 1, DST unchanged. In a pipeline an empty stdin
     /// often means the producer failed (a pipe carries no exit status; see `atomwrite run`).
@@ -221,62 +222,11 @@ pub struct CleanArgs {
     pub quiet: bool,
 }
 
-/// Parses an octal mode: `644`, `0644`, `0o644`; at most `7777`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|c| (b'0'..=b'7').contains(&c))
-    {
-        return Err(format!("`{s}` is not an octal mode (e.g. 644 or 0640)"));
-    }
-    let m = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
-    if m > 0o7777 {
-        return Err(format!("`{s}` is larger than 7777"));
-    }
-    Ok(m)
-}
-
-/// Parses a duration: `90`, `90s`, `15m`, `1h`, `2d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map(std::time::Duration::from_secs)
-            .map_err(|e| format!("`{s}`: {e}"));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration (e.g. 30s, 15m, 1h, 2d): {e}"))
-}
+pub use crate::parse::{parse_duration, parse_mode};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("644"), Ok(0o644));
-        assert_eq!(parse_mode("0o4755"), Ok(0o4755));
-        assert_eq!(parse_mode("07777"), Ok(0o7777));
-        for bad in ["", "8", "0x1", "-1", "17777", "644 ", "0o", "abc", "000000"] {
-            assert!(parse_mode(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
-        assert_eq!(
-            parse_duration("1h"),
-            Ok(std::time::Duration::from_secs(3600))
-        );
-        assert_eq!(
-            parse_duration("2d"),
-            Ok(std::time::Duration::from_secs(172800))
-        );
-        for bad in ["", "h", "-1s", "1 fortnight", "99999999999999999999"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -285,18 +235,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #[test]
-        fn parse_mode_never_panics_and_accepts_only_octal(s in "\\PC{0,8}") {
-            if let Ok(m) = parse_mode(&s) {
-                proptest::prop_assert!(m <= 0o7777);
-            }
-        }
-
-        #[test]
-        fn parse_duration_never_panics(s in "\\PC{0,16}") {
-            let _ = parse_duration(&s);
-        }
-
         #[test]
         fn args_never_panic(args in proptest::collection::vec("[-a-z0-9=./]{0,12}", 0..6)) {
             let argv = std::iter::once("atomwrite".to_string()).chain(args);

@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod common;
 mod location;
+mod parse;
 mod progress;
 mod remote;
 mod signals;

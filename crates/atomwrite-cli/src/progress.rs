@@ -190,55 +190,9 @@ pub fn stdin_notice(dst: &str, quiet: bool) -> bool {
     true
 }
 
-/// Parses a byte size: `1048576`, `512K`, `4M`, `1.5G`, `2T` (binary multiples, like `dd`'s
-/// `K`/`M`; `KiB`/`MiB` spellings accepted; `KB`/`MB`/`GB` are powers of 1000).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        _ => return Err(format!("`{s}` is not a size (e.g. 4096, 512K, 4M, 1.5G)")),
-    };
-    if num.is_empty() || num.matches('.').count() > 1 {
-        return Err(format!("`{s}` is not a size (e.g. 4096, 512K, 4M, 1.5G)"));
-    }
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 4096, 512K, 4M, 1.5G)"))?;
-    let bytes = v * mult as f64;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 {
-        return Err(format!("`{s}` is too large"));
-    }
-    Ok(bytes.round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512K"), Ok(512 * 1024));
-        assert_eq!(parse_size("4M"), Ok(4 << 20));
-        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        for bad in ["", "M", "4X", "1..2K", "-1", "4 M M"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn quiet_or_no_terminal_never_draws() {

@@ -262,6 +262,32 @@ fn umask_is_honoured_for_new_files_and_mode_is_exact() {
     );
 }
 
+/// `--mode` takes symbolic modes as `install -m` does: evaluated on no bits, umask ignored, for
+/// new and replaced files alike; a malformed one is a usage error that writes nothing.
+#[test]
+fn symbolic_modes_as_install_m() {
+    let d = tmp();
+    let p = d.path().join("sym");
+    for (mode, want) in [
+        ("u=rw,go=r", 0o644),
+        ("a+x", 0o111),
+        ("u=rwx,g=rx,o=", 0o750),
+    ] {
+        let (code, _, err) = run(&["write", "--mode", mode, p.to_str().unwrap()], b"x", &[]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        let got = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(got, want, "{mode}: {got:o}");
+    }
+    let (code, _, err) = run(
+        &["write", "--mode", "u=rwz", p.to_str().unwrap()],
+        b"new",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("u=rwz"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"x");
+}
+
 #[test]
 fn no_follow_replaces_the_link() {
     let d = tmp();

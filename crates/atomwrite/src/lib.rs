@@ -139,6 +139,38 @@ pub use versions::{
     VersionRef, VersionsCleanReport, clean_versions, latest, versions,
 };
 
+/// Crate-private functions exposed to the fuzz targets in `crash-tests/fuzz`. Only with the
+/// non-default `fuzzing` feature, which no crate of the workspace enables: never part of the
+/// API, never in a release build of the CLI.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use std::ffi::{OsStr, OsString};
+
+    /// Bytes a temp name adds to the destination name (so the smallest usable NAME_MAX).
+    pub const TEMP_NAME_OVERHEAD: usize = crate::tempname::OVERHEAD;
+
+    /// `crate::tempname::temp_name`: the temp name for `dest_name` under `name_max`.
+    pub fn temp_name(dest_name: &OsStr, name_max: usize) -> OsString {
+        crate::tempname::temp_name(dest_name, name_max)
+    }
+
+    /// `versions::name::marker_name`: the pending marker of version `n` of `dst_name`.
+    pub fn marker_name(dst_name: &OsStr, name_max: usize, n: u64) -> OsString {
+        crate::versions::name::marker_name(dst_name, name_max, n)
+    }
+
+    /// `versions::name::parse_marker`: the version of a pending marker of exactly `dst_name`.
+    pub fn parse_marker(name: &[u8], dst_name: &OsStr, name_max: usize) -> Option<u64> {
+        crate::versions::name::parse_marker(name, dst_name, name_max)
+    }
+
+    /// `versions::name::parse_pointer`: the version a pointer symlink's target names.
+    pub fn parse_pointer(target: &[u8], vdir_name: &OsStr) -> Option<crate::versions::VersionName> {
+        crate::versions::name::parse_pointer(target, vdir_name)
+    }
+}
+
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
 pub mod platform;
 

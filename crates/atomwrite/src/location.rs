@@ -221,8 +221,14 @@ impl LocationError {
     }
 
     /// The URL that was probably meant, when there is a likely one: `s3:/b/k` → `s3://b/k`,
-    /// `s4://b/k` → `s3://b/k`, `file:/tmp/x` → `file:///tmp/x`.
+    /// `s4://b/k` → `s3://b/k`, `file:/tmp/x` → `file:///tmp/x`. A suggestion is always a URL
+    /// that [`Location::parse`] accepts (never `file://rel` for `ile://rel`).
     pub fn suggestion(&self) -> Option<String> {
+        self.guess()
+            .filter(|s| matches!(Location::parse(OsStr::new(s)), Ok(Location::Url { .. })))
+    }
+
+    fn guess(&self) -> Option<String> {
         let s = self.input.to_str()?;
         let colon = s.find(':')?;
         let rest = &s[colon + 1..];
@@ -472,6 +478,31 @@ mod tests {
         assert!(!near_miss("http", "s3"));
         assert!(!near_miss("", "gs"));
         assert!(near_miss("g", "gs"));
+    }
+
+    /// Found by the `location` fuzz target (crash-tests/fuzz): `ile://rel` suggested
+    /// `file://rel`, which is itself refused (a file URL with a host).
+    #[test]
+    fn location_suggestions_are_accepted_urls() {
+        for bad in [
+            "ile://rel",
+            "fil://host/x",
+            "s3:/?x",
+            "s3:/#",
+            "memor://",
+            "3s://",
+        ] {
+            let e = parse(bad).unwrap_err();
+            if let Some(s) = e.suggestion() {
+                assert!(parse(&s).is_ok_and(|l| l.is_url()), "{bad} suggested {s}");
+                assert!(e.to_string().contains(&s));
+            }
+        }
+        assert_eq!(parse("ile://rel").unwrap_err().suggestion(), None);
+        assert_eq!(
+            parse("ile:///tmp/x").unwrap_err().suggestion().as_deref(),
+            Some("file:///tmp/x")
+        );
     }
 
     proptest! {

@@ -121,31 +121,44 @@ impl Manifest {
         s
     }
 
-    /// Reads and parses a manifest file, checking its `format` tag.
-    pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path).map_err(|e| Error::new(Op::Manifest, path, e))?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
-            Error::other(
-                Op::Manifest,
-                path,
-                io::ErrorKind::InvalidData,
-                format!("not a valid manifest: {e}"),
-            )
-        })?;
+    /// Parses manifest JSON (as written by [`Manifest::to_json`]), checking its `format` tag.
+    ///
+    /// Guarantees: never panics, whatever the bytes (fuzzed: `crash-tests/fuzz`, target
+    /// `manifest`); a value it returns serializes with [`Manifest::to_json`] to text that parses
+    /// back to the same value. Unknown fields are ignored (forward compatibility); duplicate
+    /// fields, invalid UTF-8 and a `format` other than [`MANIFEST_FORMAT`] are errors. Says
+    /// nothing about whether the manifest matches any data: that is [`verify`]'s job.
+    pub fn from_json(bytes: &[u8]) -> std::result::Result<Manifest, InvalidManifest> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidManifest(format!("not a valid manifest: {e}")))?;
         if m.format != MANIFEST_FORMAT {
-            return Err(Error::other(
-                Op::Manifest,
-                path,
-                io::ErrorKind::InvalidData,
-                format!(
-                    "unknown manifest format `{}` (expected `{MANIFEST_FORMAT}`)",
-                    m.format
-                ),
-            ));
+            return Err(InvalidManifest(format!(
+                "unknown manifest format `{}` (expected `{MANIFEST_FORMAT}`)",
+                m.format
+            )));
         }
         Ok(m)
     }
+
+    /// Reads and parses a manifest file with [`Manifest::from_json`].
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read(path).map_err(|e| Error::new(Op::Manifest, path, e))?;
+        Manifest::from_json(&text)
+            .map_err(|e| Error::other(Op::Manifest, path, io::ErrorKind::InvalidData, e.0))
+    }
 }
+
+/// Why bytes are not a manifest ([`Manifest::from_json`]): one line, without the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidManifest(String);
+
+impl std::fmt::Display for InvalidManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidManifest {}
 
 pub(crate) fn file_name_string(p: &Path) -> String {
     p.file_name()
@@ -430,4 +443,85 @@ fn short(h: &str) -> &str {
 
 fn exists_nofollow(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT.into(),
+            name: "daily.csv".into(),
+            size: 14,
+            sha256: "ab".repeat(32),
+            written_at: "2026-01-01T00:00:00.000000000Z".into(),
+            run_id: "nightly".into(),
+            atomwrite_version: "0.1.0".into(),
+            kind: None,
+            files: None,
+            version: Some(3),
+            parent: Some(2),
+        }
+    }
+
+    #[test]
+    fn from_json_round_trips_to_json() {
+        let mut dir = sample();
+        dir.kind = Some("directory".into());
+        dir.files = Some(vec![DirEntry {
+            path: "a/\u{e9}\n\"b".into(),
+            kind: "symlink".into(),
+            size: None,
+            sha256: None,
+            target: Some("../x".into()),
+        }]);
+        for m in [sample(), dir] {
+            let json = m.to_json();
+            assert_eq!(Manifest::from_json(json.as_bytes()), Ok(m.clone()));
+        }
+    }
+
+    #[test]
+    fn from_json_refuses_what_is_not_a_manifest() {
+        let good = sample().to_json();
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"null".to_vec(),
+            b"[]".to_vec(),
+            good.replace(MANIFEST_FORMAT, "atomwrite-manifest/2")
+                .into_bytes(),
+            good.replace("\"size\": 14", "\"size\": -1").into_bytes(),
+            good.replace("\"size\": 14", "\"size\": 14, \"size\": 15")
+                .into_bytes(),
+            good.replace("nightly", "\\ud800").into_bytes(),
+            {
+                // Invalid UTF-8 inside a string.
+                let mut b = good.clone().into_bytes();
+                b[good.find("nightly").unwrap()] = 0xff;
+                b
+            },
+            good.as_bytes()[..good.len() / 2].to_vec(),
+        ];
+        for c in cases {
+            let e = Manifest::from_json(&c).expect_err(&String::from_utf8_lossy(&c));
+            assert!(!e.to_string().is_empty());
+        }
+        // Unknown fields are ignored (a newer writer may add some).
+        let newer = good.replace("\"size\"", "\"extra\": [1, {}], \"size\"");
+        assert_eq!(Manifest::from_json(newer.as_bytes()), Ok(sample()));
+    }
+
+    #[test]
+    fn read_reports_the_path_and_the_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.manifest.json");
+        std::fs::write(&p, b"{\"format\": \"other\"}").unwrap();
+        let e = Manifest::read(&p).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x.manifest.json") && msg.contains("not a valid manifest"),
+            "{msg}"
+        );
+    }
 }

@@ -95,7 +95,7 @@
 //! ```
 
 mod lock;
-mod name;
+pub(crate) mod name;
 mod publish;
 mod retain;
 mod store;
