@@ -225,6 +225,21 @@ fn parse_status_umask(status: &str) -> Option<u32> {
     u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
+/// `openat2(at, dir, O_DIRECTORY, RESOLVE_NO_SYMLINKS)`: opens the directory `dir` (relative to
+/// `at`, or absolute) in one syscall when no component is a symlink. `None` when one is, when
+/// it is missing, or when the kernel lacks `openat2` (before 5.6, or filtered by seccomp): the
+/// caller then walks the path itself.
+pub(crate) fn open_dir_no_symlinks(at: BorrowedFd<'_>, dir: &std::path::Path) -> Option<OwnedFd> {
+    fs::openat2(
+        at,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        fs::ResolveFlags::NO_SYMLINKS,
+    )
+    .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,19 +269,4 @@ mod tests {
         );
         assert_eq!(parse_status_umask("Name:\tx\n"), None);
     }
-}
-
-/// `openat2(at, dir, O_DIRECTORY, RESOLVE_NO_SYMLINKS)`: opens the directory `dir` (relative to
-/// `at`, or absolute) in one syscall when no component is a symlink. `None` when one is, when
-/// it is missing, or when the kernel lacks `openat2` (before 5.6, or filtered by seccomp): the
-/// caller then walks the path itself.
-pub(crate) fn open_dir_no_symlinks(at: BorrowedFd<'_>, dir: &std::path::Path) -> Option<OwnedFd> {
-    fs::openat2(
-        at,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        fs::ResolveFlags::NO_SYMLINKS,
-    )
-    .ok()
 }
