@@ -444,3 +444,126 @@ proptest! {
         }
     }
 }
+
+fn root_or_skip(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{test} needs root and CI=true forbids skipping"
+    );
+    eprintln!("SKIP {test}: needs root (chown, mount)");
+    false
+}
+
+#[test]
+fn publish_keeps_the_mode_owner_and_group_of_the_current_version() {
+    if !root_or_skip("publish_keeps_the_mode_owner_and_group_of_the_current_version") {
+        return;
+    }
+    let d = tmp();
+    // A regular file being migrated: its mode and owner carry over to the new version.
+    let dst = d.path().join("secret.conf");
+    fs::write(&dst, b"old").unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+    let p = Publisher::new().publish(&dst, b"new").unwrap();
+    let md = fs::metadata(&p.path).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o600, 65534, 65534)
+    );
+    // The current version's attributes carry over to the next one.
+    let cur = atomwrite::latest(&dst).unwrap().unwrap().path;
+    fs::set_permissions(&cur, fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&cur, Some(0), Some(65534)).unwrap();
+    let p = Publisher::new().publish(&dst, b"newer").unwrap();
+    let md = fs::metadata(&p.path).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o640, 0, 65534));
+    // An explicit mode wins.
+    let p = Publisher::new()
+        .options(atomwrite::Options::new().mode(0o644))
+        .publish(&dst, b"public")
+        .unwrap();
+    assert_eq!(fs::metadata(&p.path).unwrap().mode() & 0o7777, 0o644);
+}
+
+#[test]
+fn clean_creates_nothing_and_works_on_a_read_only_filesystem() {
+    if !root_or_skip("clean_creates_nothing_and_works_on_a_read_only_filesystem") {
+        return;
+    }
+    let d = tmp();
+    let mnt = d.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let dst = mnt.join("r.txt");
+    Publisher::new().publish(&dst, b"1").unwrap();
+    crash_at(&dst, "version-written", b"2");
+    // A hand-made versions directory without a lock file, and a temp.
+    fs::create_dir(mnt.join("h.txt.versions")).unwrap();
+    fs::write(mnt.join("h.txt.versions/v0000000001.txt"), b"h").unwrap();
+    fs::write(mnt.join(".x.abcdefghijklmnop.tmp"), b"t").unwrap();
+    let listing = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = walk(p);
+        v.sort();
+        v
+    };
+    fn walk(p: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            out.push(e.path().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
+    }
+    let before = listing(&mnt);
+    let dry = atomwrite::clean_with(
+        &mnt,
+        &CleanOptions {
+            older_than: Duration::ZERO,
+            dry_run: true,
+            recursive: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(listing(&mnt), before, "a dry run changed the tree");
+    assert_eq!((dry.removed.len(), dry.leftovers.len()), (1, 3), "{dry:?}");
+    assert!(!mnt.join("h.txt.versions/.lock").exists());
+    // Read-only: the dry run still reports everything, creates nothing, fails on nothing.
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "remount ro");
+    let ro = atomwrite::clean_with(
+        &mnt,
+        &CleanOptions {
+            older_than: Duration::ZERO,
+            dry_run: true,
+            recursive: true,
+        },
+    )
+    .unwrap();
+    assert_eq!((ro.removed.len(), ro.leftovers.len()), (1, 3), "{ro:?}");
+    assert_eq!(listing(&mnt), before);
+}
