@@ -212,7 +212,9 @@ pub(crate) fn write_manifest_file(
     Ok(())
 }
 
-fn relabel_manifest(e: Error, path: &Path) -> Error {
+/// A failure while writing a manifest, named as such (the lower-level steps that explain
+/// themselves — fsync, rename, link — are kept as they are).
+pub(crate) fn relabel_manifest(e: Error, path: &Path) -> Error {
     match e.op() {
         // Keep the step for the lower-level operations that explain themselves.
         Op::SyncFile | Op::SyncDir | Op::Rename | Op::Link => e,

@@ -13,7 +13,7 @@ use rustix::io::Errno;
 
 use super::name::{self, MAX_VERSION, VersionName};
 use crate::error::errno;
-use crate::manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest};
+use crate::manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest, relabel_manifest};
 use crate::{AtomicFile, Error, Op, Options, Result};
 
 const VERSIONS_SUFFIX: &str = ".versions";
@@ -297,10 +297,12 @@ impl Store {
         let mname = manifest_name(data_name);
         let path = self.path_of(&mname);
         let mut f = AtomicFile::open_in(self.vfd().clone(), self.vdir.clone(), mname, &o)
-            .map_err(|e| relabel(e, &path))?;
+            .map_err(|e| relabel_manifest(e, &path))?;
         f.write_all_bytes(m.to_json().as_bytes())
-            .map_err(|e| relabel(e, &path))?;
-        f.commit().map(|_| ()).map_err(|e| relabel(e, &path))
+            .map_err(|e| relabel_manifest(e, &path))?;
+        f.commit()
+            .map(|_| ())
+            .map_err(|e| relabel_manifest(e, &path))
     }
 
     /// Reads and checks the manifest of `data_name`.
@@ -353,17 +355,6 @@ pub(crate) fn manifest_name(name: &OsStr) -> OsString {
     let mut m = name.to_os_string();
     m.push(MANIFEST_SUFFIX);
     m
-}
-
-fn relabel(e: Error, path: &Path) -> Error {
-    match e.op() {
-        Op::SyncFile | Op::SyncDir | Op::Rename | Op::Link => e,
-        _ => Error::new(
-            Op::Manifest,
-            path,
-            io::Error::new(e.kind(), e.io_error().to_string()),
-        ),
-    }
 }
 
 /// One directory entry.
