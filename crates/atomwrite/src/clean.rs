@@ -219,13 +219,14 @@ fn clean_one(
         Ok(now_st) if now_st.st_ino == st.st_ino && now_st.st_dev == st.st_dev => {}
         _ => return Ok(false),
     }
+    if !opts.dry_run {
+        match fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            // Reported as a warning by the caller, and not as removed: the report tells the truth.
+            Err(e) => return Err(Error::new(Op::RemoveTemp, path, errno(e))),
+        }
+    }
     report.removed.push(path.to_path_buf());
     report.bytes += st.st_size as u64;
-    if opts.dry_run {
-        return Ok(false);
-    }
-    match fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => Ok(true),
-        Err(e) => Err(Error::new(Op::RemoveTemp, path, errno(e))),
-    }
+    Ok(!opts.dry_run)
 }

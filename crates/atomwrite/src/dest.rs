@@ -80,7 +80,7 @@ fn names_a_directory(path: &[u8]) -> bool {
 /// A destination written as a directory (`reg/`, `nodir/`, `x/.`) fails as the shell's
 /// redirect does: `ENOTDIR` when it names an existing non-directory, else `EISDIR`. Nothing is
 /// created. (The `stat` here only picks the error; the path is refused either way.)
-fn refuse_directory_syntax(path: &Path) -> Result<()> {
+pub(crate) fn refuse_directory_syntax(path: &Path) -> Result<()> {
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() || !names_a_directory(bytes) {
         return Ok(());
@@ -97,11 +97,14 @@ fn refuse_directory_syntax(path: &Path) -> Result<()> {
 
 /// The rule a refusal applies (the kernel's sysctl of the same name, level 1 or 2).
 #[derive(Debug, Clone, Copy)]
-enum Rule {
+pub(crate) enum Rule {
     /// `fs.protected_symlinks = 1`: do not follow.
     Symlinks,
     /// `fs.protected_regular = 2`: do not replace.
     Regular,
+    /// The same rule for any other entry a publish would replace or write into (a pointer
+    /// symlink, a versions directory).
+    Entry,
 }
 
 /// The owner of `dir` when it is sticky and writable by group or others (a shared directory
@@ -115,7 +118,7 @@ fn shared_sticky_owner(dir: &OwnedFd, shown: &Path) -> Result<Option<u32>> {
 
 /// Never more than a redirect: in a shared sticky directory, a symlink is followed and a file is
 /// replaced only if it belongs to the caller or to the directory's owner.
-fn check_sticky_rule(
+pub(crate) fn check_sticky_rule(
     rule: Rule,
     dir: &OwnedFd,
     dir_shown: &Path,
@@ -143,6 +146,12 @@ fn check_sticky_rule(
             "fs.protected_regular",
             "file",
             "replaced",
+            "its owner or the directory's owner can remove or rename it first",
+        ),
+        Rule::Entry => (
+            "fs.protected_regular",
+            "entry",
+            "replaced or written into",
             "its owner or the directory's owner can remove or rename it first",
         ),
     };
@@ -538,4 +547,82 @@ pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Re
 /// after the file's own commit returned.
 pub fn open_dir(dir: &Path, create: bool, durability: Durability) -> Result<OwnedFd> {
     walk_path(dir, create, durability)
+}
+
+/// `statfs.f_type` of procfs.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// A FIFO was opened without blocking (so a planted one cannot hang us); a reader of a FIFO it
+/// was asked to read wants the ordinary semantics: reopen it through `/proc/self/fd`, which
+/// waits for a writer like a plain `open` (reading a non-blocking FIFO before its writer is
+/// there would see an early end of input).
+fn blocking_if_fifo(fd: OwnedFd, shown: &Path) -> Result<OwnedFd> {
+    let st = fs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, shown, errno(e)))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+        return Ok(fd);
+    }
+    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    fs::open(
+        again.as_str(),
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::new(Op::Read, shown, errno(e)))
+}
+
+/// Opens `path` for reading (a file, or with `want_dir` a directory) the way `cat` or `cp` would
+/// under `fs.protected_symlinks=1`, whatever the sysctl says: every directory on the way is
+/// walked from a held fd, a symlink in a sticky directory that others may write is followed only
+/// if it belongs to the caller or to the directory's owner (every hop), and the final open is
+/// `O_NOFOLLOW|O_NONBLOCK` relative to its directory's fd, so a name swapped for a link (or a
+/// FIFO) between the checks is refused, never followed or blocked on.
+pub(crate) fn open_source(path: &Path, want_dir: bool) -> Result<OwnedFd> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..=MAX_HOPS {
+        if cur.file_name().is_none() {
+            // `.`, `..`, `/`, `x/..`: a directory reached by walking.
+            return if want_dir {
+                open_dir(&cur, false, Durability::None)
+            } else {
+                Err(Error::new(Op::Read, path, errno(Errno::ISDIR)))
+            };
+        }
+        let (parent, name) = split(&cur)?;
+        let dir = open_dir(&parent, false, Durability::None)?;
+        let full = parent.join(&name);
+        let st = fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::new(Op::Read, &full, errno(e)))?;
+        let mut flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        if want_dir {
+            flags |= OFlags::DIRECTORY;
+        }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            check_sticky_rule(Rule::Symlinks, &dir, &parent, &full, st.st_uid)?;
+            if sys::fs_info(dir.as_fd()).is_ok_and(|f| f.fs_type == PROC_SUPER_MAGIC) {
+                // /proc/PID/fd/N (`--from <(cmd)`, `/dev/stdin`): a "magic" link the kernel
+                // resolves itself (its text, `pipe:[…]`, is not a path). procfs is no shared
+                // sticky directory: nobody can plant one there.
+                let fd = fs::openat(&dir, &name, flags - OFlags::NOFOLLOW, Mode::empty())
+                    .map_err(|e| Error::new(Op::Read, &full, errno(e)))?;
+                return blocking_if_fifo(fd, &full);
+            }
+            let target = fs::readlinkat(&dir, &name, Vec::new())
+                .map_err(|e| Error::new(Op::Inspect, &full, errno(e)))?;
+            let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+            cur = if target.is_absolute() {
+                target
+            } else {
+                parent.join(target)
+            };
+            continue;
+        }
+        return match fs::openat(&dir, &name, flags, Mode::empty()) {
+            Ok(fd) => blocking_if_fifo(fd, &full),
+            // Swapped for a link since the fstatat: look again (the rule decides).
+            Err(Errno::LOOP) => continue,
+            Err(e) => Err(Error::new(Op::Read, &full, errno(e))),
+        };
+    }
+    Err(Error::new(Op::Read, path, errno(Errno::LOOP)))
 }

@@ -174,6 +174,28 @@ pub mod __fuzz {
 /// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
 pub mod platform;
 
+/// Opens a file to read as a careful `cp` would, whatever `fs.protected_symlinks` says: in a
+/// sticky directory that others may write, a symlink (on any hop, or as any directory on the
+/// way) is followed only if it belongs to the caller or to the directory's owner; the final
+/// open is `O_NOFOLLOW|O_NONBLOCK` from its directory's fd, so a name swapped for a link or a
+/// FIFO in between is refused rather than followed or blocked on. `cp`, `write --from` and
+/// `publish --from` read their sources through it.
+///
+/// Does not check that the result is a regular file (callers decide what they accept), and
+/// cannot protect a read from a writer who changes the file's contents while it is read.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let p = dir.path().join("in.txt");
+/// # std::fs::write(&p, b"hello")?;
+/// let f = atomwrite::open_source(&p)?;
+/// assert_eq!(std::io::read_to_string(f)?, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn open_source(path: impl AsRef<std::path::Path>) -> Result<std::fs::File> {
+    dest::open_source(path.as_ref(), false).map(std::fs::File::from)
+}
+
 /// Writes `bytes` to `path` atomically and durably ([`Durability::Full`]), with the default
 /// [`Options`]. See the crate docs for the guarantee and the syscall sequence.
 ///

@@ -566,4 +566,199 @@ fn clean_creates_nothing_and_works_on_a_read_only_filesystem() {
     .unwrap();
     assert_eq!((ro.removed.len(), ro.leftovers.len()), (1, 3), "{ro:?}");
     assert_eq!(listing(&mnt), before);
+    // A real clean there cannot remove anything: it says so, and reports nothing as removed.
+    let real = clean_all(&mnt);
+    assert!(real.removed.is_empty(), "{real:?}");
+    assert!(!real.warnings.is_empty(), "{real:?}");
+    assert_eq!(listing(&mnt), before);
+}
+
+/// A 0755 temp dir holding a 1777 directory `shared` (like /tmp), for a second uid.
+fn sticky_shared() -> (tempfile::TempDir, PathBuf) {
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let s = d.path().join("shared");
+    fs::create_dir(&s).unwrap();
+    fs::set_permissions(&s, fs::Permissions::from_mode(0o1777)).unwrap();
+    (d, s)
+}
+
+/// Runs `sh -c SCRIPT` as uid/gid 65534 in `dir`.
+fn as_nobody(dir: &Path, script: &str) {
+    let st = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success(), "as nobody: {script}");
+}
+
+#[test]
+fn markers_planted_by_another_user_never_get_a_version_removed() {
+    if !root_or_skip("markers_planted_by_another_user_never_get_a_version_removed") {
+        return;
+    }
+    let (_d, s) = sticky_shared();
+    let dst = s.join("db");
+    for i in 1..=4u8 {
+        Publisher::new().publish(&dst, &[b'0' + i]).unwrap();
+    }
+    rollback_noext(&dst, 2);
+    as_nobody(
+        &s,
+        "for n in 1 3 4; do ln -s db.versions/v000000000$n .db.v000000000$n.pending; done",
+    );
+    let r = clean_all(&s);
+    assert!(r.leftovers.is_empty(), "{r:?}");
+    assert_eq!(r.warnings.len(), 3, "{r:?}");
+    let p = Publisher::new().keep(10).publish(&dst, b"5").unwrap();
+    assert!(p.removed.is_empty(), "{:?}", p.removed);
+    assert_eq!(numbers(&dst), vec![1, 2, 3, 4, 5]);
+    // Even the owner's own marker proves nothing when it is newer than the version it names.
+    fs::remove_file(s.join(".db.v0000000003.pending")).unwrap();
+    std::os::unix::fs::symlink("db.versions/v0000000003", s.join(".db.v0000000003.pending"))
+        .unwrap();
+    let r = atomwrite::clean_versions(&dst, false).unwrap();
+    assert!(r.removed.is_empty(), "{r:?}");
+    assert!(s.join("db.versions/v0000000003").exists());
+}
+
+fn rollback_noext(dst: &Path, n: u64) {
+    let name = dst.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = dst.with_file_name(".rollback");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("{name}.versions/v{n:010}"), &tmp).unwrap();
+    fs::rename(&tmp, dst).unwrap();
+}
+
+#[test]
+fn publish_refuses_what_another_user_owns_in_a_sticky_directory() {
+    if !root_or_skip("publish_refuses_what_another_user_owns_in_a_sticky_directory") {
+        return;
+    }
+    let (_d, s) = sticky_shared();
+    // (a) another user's regular file at DST: not migrated, not replaced.
+    as_nobody(&s, "echo theirs > nf; chmod 666 nf");
+    let e = Publisher::new()
+        .publish(s.join("nf"), b"secret")
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("protected_regular"), "{e}");
+    assert_eq!(fs::read(s.join("nf")).unwrap(), b"theirs\n");
+    assert!(!s.join("nf.versions").exists());
+    // (b) another user's pointer and versions directory.
+    as_nobody(
+        &s,
+        "mkdir q.versions && echo x > q.versions/v0000000001 && ln -s q.versions/v0000000001 q",
+    );
+    let e = Publisher::new()
+        .publish(s.join("q"), b"secret")
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    // (c) a versions directory made in advance by another user.
+    as_nobody(&s, "mkdir -m 777 report.versions");
+    let e = Publisher::new()
+        .publish(s.join("report"), b"secret")
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    assert!(!s.join("report").exists());
+    assert_eq!(fs::read_dir(s.join("report.versions")).unwrap().count(), 0);
+}
+
+#[test]
+fn sources_behind_another_users_link_in_a_sticky_directory_are_not_read() {
+    if !root_or_skip("sources_behind_another_users_link_in_a_sticky_directory_are_not_read") {
+        return;
+    }
+    let (d, s) = sticky_shared();
+    let secret = d.path().join("secret");
+    fs::create_dir(&secret).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(secret.join("s"), b"TOPSECRET").unwrap();
+    as_nobody(
+        &s,
+        &format!(
+            "ln -s {} tl && ln -s {}/s fl",
+            secret.display(),
+            secret.display()
+        ),
+    );
+    for p in [s.join("tl/s"), s.join("fl")] {
+        let e = atomwrite::open_source(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    }
+    let e = Publisher::new()
+        .publish_dir(d.path().join("site"), s.join("tl"))
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    assert!(!d.path().join("site").exists());
+    assert!(!d.path().join("site.versions").exists());
+    // The caller's own link is followed.
+    std::os::unix::fs::symlink(secret.join("s"), s.join("mine")).unwrap();
+    let f = atomwrite::open_source(s.join("mine")).unwrap();
+    assert_eq!(std::io::read_to_string(f).unwrap(), "TOPSECRET");
+}
+
+#[test]
+fn refused_publishes_leave_nothing_behind() {
+    let d = tmp();
+    // A destination written as a directory.
+    fs::write(d.path().join("reg"), b"r").unwrap();
+    let e = Publisher::new()
+        .publish(d.path().join("reg/"), b"x")
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(20), "{e}"); // ENOTDIR
+    assert_eq!(fs::read(d.path().join("reg")).unwrap(), b"r");
+    // A destination inside the tree being published: no `.versions` left in the source.
+    let t = d.path().join("t");
+    fs::create_dir_all(t.join("inner")).unwrap();
+    fs::write(t.join("a"), b"a").unwrap();
+    Publisher::new()
+        .publish_dir(t.join("inner/site"), &t)
+        .unwrap_err();
+    assert!(!t.join("inner/site.versions").exists());
+    // A failed first publish (the fill fails): no versions directory left.
+    let e = Publisher::new()
+        .publish_with(d.path().join("pp"), |_| {
+            Err(std::io::Error::other("no input"))
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("no input"), "{e}");
+    assert!(!d.path().join("pp.versions").exists());
+    assert!(!d.path().join("pp").exists());
+}
+
+#[test]
+fn a_dry_run_counts_each_leftover_once() {
+    let d = tmp();
+    let dst = d.path().join("noext");
+    Publisher::new().publish(&dst, b"1").unwrap();
+    crash_at(&dst, "version-written", b"22");
+    let dry = atomwrite::clean_versions(&dst, true).unwrap();
+    let real = atomwrite::clean_versions(&dst, false).unwrap();
+    assert_eq!(dry.removed, real.removed);
+    assert_eq!(dry.bytes, real.bytes);
+    assert_eq!(real.removed.len(), 3, "{real:?}"); // v2, its manifest, its marker
+}
+
+#[test]
+fn publish_from_a_source_gives_the_first_version_its_mode() {
+    let d = tmp();
+    let dst = d.path().join("tool");
+    let p = Publisher::new()
+        .source_mode(0o4755)
+        .publish(&dst, b"#!/bin/sh\n")
+        .unwrap();
+    let um = {
+        let m = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(m);
+        m.as_raw_mode()
+    };
+    assert_eq!(
+        fs::metadata(&p.path).unwrap().mode() & 0o7777,
+        0o755 & !um,
+        "never set-id, umask applied"
+    );
 }

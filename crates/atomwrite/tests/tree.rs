@@ -78,8 +78,11 @@ fn mkfifo(path: &Path) {
 
 /// Names in `vdir` that are neither a version, a manifest nor the lock: staging leftovers.
 fn leftovers(vdir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(vdir)
-        .unwrap()
+    // A refused first publish removes the versions directory it created.
+    let Ok(rd) = fs::read_dir(vdir) else {
+        return Vec::new();
+    };
+    rd
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let n = p.file_name().unwrap();

@@ -52,7 +52,7 @@ struct SourceAttrs {
 }
 
 fn open_source(p: &Path) -> Result<(File, SourceAttrs), Failure> {
-    let f = File::open(p).map_err(|e| atomwrite::Error::new(Op::Read, p, e))?;
+    let f = atomwrite::open_source(p)?;
     let md = f
         .metadata()
         .map_err(|e| atomwrite::Error::new(Op::Inspect, p, e))?;

@@ -1,7 +1,6 @@
 //! `atomwrite publish [OPTS] [--keep N] [--expect V] [--from FILE | --dir DIR] DST`: a new
 //! version under `DST.versions/`, then an atomic swap of the `DST` symlink.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -178,23 +177,33 @@ pub fn run(a: PublishArgs) -> CmdResult {
     let published = if let Some(dir) = &a.dir {
         p.publish_dir(&a.dst, dir)?
     } else {
+        let mut source_mode = None;
         let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
             Some(f) => {
-                let file = File::open(f).map_err(|e| {
-                    Failure::failed(format!("failed to open `{}`: {e}", f.display()))
-                })?;
-                if file.metadata().is_ok_and(|m| m.is_dir()) {
+                let file = atomwrite::open_source(f)?;
+                let md = file
+                    .metadata()
+                    .map_err(|e| atomwrite::Error::new(atomwrite::Op::Inspect, f, e))?;
+                if md.is_dir() {
                     return Err(Failure::usage(format!(
                         "`{}` is a directory (use --dir to publish a tree)",
                         f.display()
                     )));
                 }
+                // A first version gets the source's mode (never set-id, umask applied), like
+                // `cp`; later versions keep the current version's.
+                use std::os::unix::fs::PermissionsExt;
+                source_mode = Some(md.permissions().mode());
                 (Box::new(file), f.as_path())
             }
             None => {
                 crate::progress::stdin_notice(&a.dst.to_string_lossy(), a.opts.quiet);
                 (Box::new(io::stdin().lock()), Path::new("<stdin>"))
             }
+        };
+        let p = match source_mode {
+            Some(m) => p.source_mode(m),
+            None => p,
         };
         let mut pv = p.begin(&a.dst)?;
         pv.file().copy_from(&mut input, source_name)?;

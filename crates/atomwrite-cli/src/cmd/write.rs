@@ -1,6 +1,5 @@
 //! `atomwrite write [OPTS] [--from FILE] DST`: stdin (or FILE) → DST, streamed.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -21,8 +20,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
     let mut known_size = a.expected_size;
     let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
         Some(p) => {
-            let f = File::open(p)
-                .map_err(|e| Failure::failed(format!("failed to open `{}`: {e}", p.display())))?;
+            let f = atomwrite::open_source(p)?;
             let md = f.metadata().map_err(|e| {
                 Failure::failed(format!("failed to inspect `{}`: {e}", p.display()))
             })?;

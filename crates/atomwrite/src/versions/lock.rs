@@ -61,6 +61,12 @@ pub(crate) struct Lock {
 }
 
 impl Lock {
+    /// Whether the lock file was unlinked while we waited for it (a failed first publish removes
+    /// the versions directory it created): the lock then protects nothing.
+    pub(crate) fn is_stale(&self) -> bool {
+        rfs::fstat(&self.fd).map_or(true, |st| st.st_nlink == 0)
+    }
+
     /// The next-number hint a previous publisher left in the lock file (`next=N`), if any. Only a
     /// hint: numbers are claimed with `O_EXCL`, so a stale or lost hint costs a few probes, never
     /// a reused number.

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
 use super::lock::{self, Lock, LockWait, WaitPolicy};
 use super::name::VersionName;
@@ -61,6 +61,14 @@ impl Publisher {
         self
     }
 
+    /// The mode of the source a version is copied from: a first version (nothing to inherit)
+    /// gets `mode & 0o777 & !umask`, never set-id bits, like `cp` without `-p`. Later versions
+    /// keep the current version's mode; an explicit [`Options::mode`] wins over both.
+    pub fn source_mode(mut self, mode: u32) -> Self {
+        self.opts = self.opts.source_mode(mode);
+        self
+    }
+
     /// Waits at most `d` for another publisher of the same destination; then fails with an error
     /// whose [`is_conflict`](Error::is_conflict) is true (kind `WouldBlock`), nothing published.
     /// Without it the wait has no limit. Either way it ends early, with kind `Interrupted`, once
@@ -82,7 +90,7 @@ impl Publisher {
     /// pending version discards it. Other publishers of `dst` wait until this one is committed or
     /// dropped.
     pub fn begin(&self, dst: impl AsRef<Path>) -> Result<PendingVersion> {
-        let s = Session::open(self, dst.as_ref(), false)?;
+        let s = Session::open(self, dst.as_ref(), false, |_| Ok(()))?;
         let mut o = self.opts.clone();
         o.symlinks = SymlinkPolicy::Replace;
         o.no_create_dirs = true;
@@ -136,32 +144,24 @@ impl Publisher {
     /// ```
     pub fn publish_dir(&self, dst: impl AsRef<Path>, src: impl AsRef<Path>) -> Result<Published> {
         let src = src.as_ref();
-        let src_fd = rfs::open(
-            src,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            let e = errno(e);
-            let msg = if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) {
-                "needs a directory".to_string()
-            } else {
-                e.to_string()
-            };
-            Error::other(Op::Read, src, e.kind(), msg)
+        // Opened as `cp -r` would under fs.protected_symlinks (another user's link in a sticky
+        // directory is not followed), once: the copy walks from this fd.
+        let src_fd = crate::dest::open_source(src, true)?;
+        let s = Session::open(self, dst.as_ref(), true, |parent| {
+            if is_within(parent, &src_fd)? {
+                return Err(Error::other(
+                    Op::Publish,
+                    dst.as_ref(),
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "is inside the directory being published (`{}`): the copy would contain \
+                         itself",
+                        src.display()
+                    ),
+                ));
+            }
+            Ok(())
         })?;
-        let s = Session::open(self, dst.as_ref(), true)?;
-        if is_within(&s.store.parent_fd, &src_fd)? {
-            return Err(Error::other(
-                Op::Publish,
-                &s.store.dst,
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "is inside the directory being published (`{}`): the copy would contain itself",
-                    src.display()
-                ),
-            ));
-        }
         let vname = s.vname.to_os_string();
         let stage = crate::tempname::temp_name(&vname, 255);
         let stage_path = s.store.path_of(&stage);
@@ -286,6 +286,15 @@ impl Write for PendingVersion {
     }
 }
 
+/// What [`Session::decide`] found.
+struct Decided {
+    current: Current,
+    vname: VersionName,
+    migrate: Option<VersionName>,
+    opts: Options,
+    inherit: Option<Existing>,
+}
+
 /// One publish, lock held: what `DST` was, the claimed number(s), what happened so far.
 #[derive(Debug)]
 struct Session {
@@ -305,10 +314,70 @@ struct Session {
 }
 
 impl Session {
-    fn open(p: &Publisher, dst: &Path, dir_version: bool) -> Result<Session> {
+    fn open(
+        p: &Publisher,
+        dst: &Path,
+        dir_version: bool,
+        check: impl FnOnce(&OwnedFd) -> Result<()>,
+    ) -> Result<Session> {
         let durability = p.opts.durability;
-        let store = Store::open(dst, !p.opts.no_create_dirs, true, durability)?;
-        let lock = lock::acquire(store.vfd(), &store.vdir, &p.wait)?;
+        let mut check = Some(check);
+        let (store, lock) = loop {
+            let store = Store::open_checked(dst, !p.opts.no_create_dirs, true, durability, |fd| {
+                check.take().map_or(Ok(()), |c| c(fd))
+            })?;
+            match lock::acquire(store.vfd(), &store.vdir, &p.wait) {
+                // A first publish that failed while we waited removed the directory it had
+                // created (and our lock with it): start again from the path.
+                Ok(l) if l.is_stale() => continue,
+                Ok(l) => break (store, l),
+                Err(e) => {
+                    store.remove_created_vdir();
+                    return Err(e);
+                }
+            }
+        };
+        Session::with_lock(p, store, lock, dir_version).map_err(|(store, e)| {
+            store.remove_created_vdir();
+            e
+        })
+    }
+
+    /// The rest of [`Session::open`], lock held; on error the store comes back for cleanup.
+    #[allow(clippy::result_large_err)]
+    fn with_lock(
+        p: &Publisher,
+        store: Store,
+        lock: Lock,
+        dir_version: bool,
+    ) -> std::result::Result<Session, (Store, Error)> {
+        match Session::decide(p, &store, &lock, dir_version) {
+            Ok(d) => Ok(Session {
+                store,
+                current: d.current,
+                vname: d.vname,
+                migrate: d.migrate,
+                durability: p.opts.durability,
+                keep: p.keep,
+                run_id: d
+                    .opts
+                    .run_id
+                    .clone()
+                    .unwrap_or_else(|| crate::process_run_id().to_string()),
+                opts: d.opts,
+                inherit: d.inherit,
+                swapped: Cell::new(false),
+                _lock: lock,
+            }),
+            Err(e) => {
+                drop(lock);
+                Err((store, e))
+            }
+        }
+    }
+
+    /// What `DST` is, what the expectation says, which numbers to claim (lock held).
+    fn decide(p: &Publisher, store: &Store, lock: &Lock, dir_version: bool) -> Result<Decided> {
         let current = store.current()?;
         let cur_n = current.number();
         if let Some(want) = p.expect
@@ -393,21 +462,12 @@ impl Session {
         lock.set_next_hint(vname.number() + 1);
         let mut opts = p.opts.clone();
         opts.no_create_dirs = true;
-        Ok(Session {
-            store,
+        Ok(Decided {
             current,
             vname,
             migrate,
-            durability,
-            keep: p.keep,
-            run_id: opts
-                .run_id
-                .clone()
-                .unwrap_or_else(|| crate::process_run_id().to_string()),
             opts,
             inherit,
-            swapped: Cell::new(false),
-            _lock: lock,
         })
     }
 
@@ -645,6 +705,8 @@ impl Drop for Session {
             // The claimed numbers are free again.
             let first = self.migrate.as_ref().unwrap_or(&self.vname).number();
             self._lock.set_next_hint(first);
+            // A refused first publish leaves no versions directory behind.
+            self.store.remove_created_vdir();
         }
     }
 }

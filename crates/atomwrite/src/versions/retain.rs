@@ -45,6 +45,24 @@ pub(crate) fn markers(store: &Store) -> Result<Sweep> {
         if ent.kind != FileType::Symlink && ent.kind != FileType::Unknown {
             continue;
         }
+        // Only the caller or the owner of the versions directory can have made a marker that
+        // counts: another user who may write DST's directory cannot plant one to have a version
+        // removed.
+        let Ok(mst) = rfs::statat(&*store.parent_fd, &ent.name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if !trusted_owner(store, mst.st_uid) {
+            if is_marker.is_some() {
+                sw.warnings.push(format!(
+                    "ignored `{}`: a pending marker made by uid {}, neither the caller nor the \
+                     owner of `{}`",
+                    store.parent.join(&ent.name).display(),
+                    mst.st_uid,
+                    store.vdir.display()
+                ));
+            }
+            continue;
+        }
         let Ok(t) = rfs::readlinkat(&*store.parent_fd, &ent.name, Vec::new()) else {
             continue;
         };
@@ -53,7 +71,20 @@ pub(crate) fn markers(store: &Store) -> Result<Sweep> {
         };
         match is_marker {
             Some(n) if n == v.number() => {
-                sw.markers.insert(n, ent.name);
+                // A marker is made before its version: one newer than the version it names was
+                // planted afterwards and proves nothing.
+                let vst = store.stat_in_vdir(&v.to_os_string()).ok().flatten();
+                let planted_later = vst.is_some_and(|vst| {
+                    (mst.st_ctime, mst.st_ctime_nsec) > (vst.st_ctime, vst.st_ctime_nsec)
+                });
+                if planted_later {
+                    sw.warnings.push(format!(
+                        "ignored `{}`: it is newer than the version it names",
+                        store.parent.join(&ent.name).display()
+                    ));
+                } else {
+                    sw.markers.insert(n, ent.name);
+                }
             }
             Some(_) => {}
             None => sw.pointer_temps.push(ent.name),
@@ -79,9 +110,18 @@ pub(crate) fn sweep_leftovers(
             // current version whatever the evidence says.
             continue;
         }
+        let mut names: Vec<OsString> = Vec::new();
         for dir in [false, true] {
             let v = store.version_name(n, dir)?.to_os_string();
             for x in [v.clone(), super::store::manifest_name(&v)] {
+                // A destination without an extension names its file and directory versions alike.
+                if !names.contains(&x) {
+                    names.push(x);
+                }
+            }
+        }
+        {
+            for x in names {
                 if let Some(st) = store.stat_in_vdir(&x)? {
                     bytes += if dry_run {
                         entry_bytes(store, &x, &st)
@@ -122,6 +162,17 @@ pub(crate) fn sweep_leftovers(
         store.sync_parent()?;
     }
     Ok((removed, bytes, sw.warnings))
+}
+
+/// The caller, or the owner of the versions directory.
+fn trusted_owner(store: &Store, uid: u32) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    uid == me
+        || store
+            .vdir_fd
+            .as_ref()
+            .and_then(|fd| rfs::fstat(&**fd).ok())
+            .is_some_and(|st| st.st_uid == uid)
 }
 
 fn remove_beside_dst(store: &Store, name: &OsStr) -> Result<()> {

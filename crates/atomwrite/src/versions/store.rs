@@ -63,6 +63,8 @@ pub(crate) struct Store {
     pub ext: String,
     /// `NAME_MAX` of the parent's filesystem (for marker and temp names beside `DST`).
     pub name_max: usize,
+    /// This open created `DST.versions/` (a publish that then fails removes it again).
+    pub created_vdir: bool,
 }
 
 pub(crate) fn dir_flags() -> OFlags {
@@ -78,9 +80,45 @@ impl Store {
         create_vdir: bool,
         durability: crate::Durability,
     ) -> Result<Store> {
+        Store::open_checked(dst, create_parent, create_vdir, durability, |_| Ok(()))
+    }
+
+    /// [`Store::open`] that runs `check` on the parent's fd before anything is created.
+    ///
+    /// For a publish (`create_vdir`) it also applies the sticky-directory rule to what a publish
+    /// replaces or writes into: in a sticky directory that others may write, a `DST` (regular
+    /// file or pointer) or a `DST.versions/` that belongs to neither the caller nor the
+    /// directory's owner is refused, so another user can neither receive the caller's data nor
+    /// control what `DST` serves. A `DST` written as a directory (`x/`) is refused like the shell.
+    pub(crate) fn open_checked(
+        dst: &Path,
+        create_parent: bool,
+        create_vdir: bool,
+        durability: crate::Durability,
+        check: impl FnOnce(&OwnedFd) -> Result<()>,
+    ) -> Result<Store> {
+        if create_vdir {
+            crate::dest::refuse_directory_syntax(dst)?;
+        }
         let (parent, name) = crate::dest::split(dst)?;
         let shown_parent = dst.parent().map(Path::to_path_buf).unwrap_or_default();
         let parent_fd = crate::dest::open_dir(&parent, create_parent, durability)?;
+        check(&parent_fd)?;
+        if create_vdir {
+            let mut vdir_name = name.clone();
+            vdir_name.push(VERSIONS_SUFFIX);
+            for n in [&name, &vdir_name] {
+                if let Ok(st) = rfs::statat(&parent_fd, n, AtFlags::SYMLINK_NOFOLLOW) {
+                    crate::dest::check_sticky_rule(
+                        crate::dest::Rule::Entry,
+                        &parent_fd,
+                        &parent,
+                        &shown_parent.join(n),
+                        st.st_uid,
+                    )?;
+                }
+            }
+        }
         Store::open_in(
             Arc::new(parent_fd),
             parent,
@@ -103,9 +141,11 @@ impl Store {
         let mut vdir_name = name.clone();
         vdir_name.push(VERSIONS_SUFFIX);
         let vdir = shown_parent.join(&vdir_name);
+        let mut created_vdir = false;
         if create_vdir {
             match rfs::mkdirat(&*parent_fd, &vdir_name, Mode::from_raw_mode(0o777)) {
                 Ok(()) => {
+                    created_vdir = true;
                     if durability == crate::Durability::Full {
                         // The new versions directory's entry must survive a power loss before
                         // anything inside it is promised durable.
@@ -126,6 +166,7 @@ impl Store {
             .map_err(|e| Error::new(Op::OpenDir, &parent, e))?
             .name_max;
         Ok(Store {
+            created_vdir,
             name_max,
             dst: shown_parent.join(&name),
             parent,
@@ -335,6 +376,15 @@ impl Store {
             out.push(self.path_of(&m));
         }
         Ok((out, bytes))
+    }
+
+    /// After a failed first publish: removes the lock file and the versions directory this open
+    /// created, if nothing else is in it (a refused publish leaves nothing behind).
+    pub(crate) fn remove_created_vdir(&self) {
+        if self.created_vdir && self.vdir_fd.is_some() {
+            let _ = rfs::unlinkat(&**self.vfd(), super::lock::LOCK_NAME, AtFlags::empty());
+            let _ = rfs::unlinkat(&*self.parent_fd, &self.vdir_name, AtFlags::REMOVEDIR);
+        }
     }
 
     /// `fsync` of the versions directory.
