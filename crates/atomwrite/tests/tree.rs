@@ -82,8 +82,7 @@ fn leftovers(vdir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(vdir) else {
         return Vec::new();
     };
-    rd
-        .map(|e| e.unwrap().path())
+    rd.map(|e| e.unwrap().path())
         .filter(|p| {
             let n = p.file_name().unwrap();
             is_temp_name(n) || !(n.as_bytes().starts_with(b"v") || n == ".lock")
