@@ -264,7 +264,11 @@ fn waiting_for_another_publisher_is_bounded_by_wait_timeout() {
         .unwrap()
         .clone()
         .expect("the wait was announced");
-    assert_eq!(w.holder_pid, Some(std::process::id()), "{w:?}");
+    // Who holds it is best effort (/proc/locks); when told, it must be right.
+    assert!(
+        w.holder_pid.is_none_or(|p| p == std::process::id()),
+        "{w:?}"
+    );
     drop(holder);
     assert!(!dst.exists());
     assert_eq!(Publisher::new().publish(&dst, b"now").unwrap().version, 1);

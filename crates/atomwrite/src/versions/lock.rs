@@ -236,13 +236,27 @@ fn holder(fd: &OwnedFd, lock_path: &Path) -> LockWait {
         return w;
     };
     // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (a blocked waiter's line has "->").
+    // The device there is the superblock's, which btrfs subvolumes report differently from
+    // stat(2): fall back to the inode number when exactly one flock holds it.
+    let ino_suffix = format!(":{}", st.st_ino);
+    let mut exact = None;
+    let mut by_ino = Vec::new();
     for line in locks.lines().filter(|l| !l.contains("->")) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 6 && f[1] == "FLOCK" && f[5] == key {
-            w.holder_pid = f[4].parse().ok();
-            break;
+        if f.len() >= 6 && f[1] == "FLOCK" {
+            if f[5] == key {
+                exact = f[4].parse().ok();
+                break;
+            }
+            if f[5].ends_with(&ino_suffix) {
+                by_ino.push(f[4]);
+            }
         }
     }
+    w.holder_pid = exact.or_else(|| match by_ino.as_slice() {
+        [pid] => pid.parse().ok(),
+        _ => None,
+    });
     if let Some(pid) = w.holder_pid
         && let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
     {
