@@ -681,7 +681,12 @@ fn sigterm_is_forwarded_to_cmd_and_nothing_is_committed() {
     // Read stderr only now: an orphaned CMD would hold the pipe open.
     let mut err = String::new();
     std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(err.contains("nothing was replaced"), "{err}");
+    // Either the signal thread reports first or the main thread sees CMD killed: both say
+    // nothing changed.
+    assert!(
+        err.contains("nothing was replaced") || err.contains("nothing was committed"),
+        "{err}"
+    );
     no_temps(d.path());
 }
 
