@@ -82,30 +82,7 @@ fn numbers(dst: &Path) -> Vec<u64> {
 /// Starts atomwrite with `ATOMWRITE_TEST_PAUSE_AT=step`, waits until it reports the pause, then
 /// SIGKILLs it (a crash at exactly that step).
 fn kill_at(dir: &Path, step: &str, args: &[&str], input: &[u8]) {
-    let mut c: Child = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("ATOMWRITE_TEST_PAUSE_AT", step)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut si = c.stdin.take().unwrap();
-    si.write_all(input).unwrap();
-    drop(si);
-    let mut lines = BufReader::new(c.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains(&format!("test pause at {step}")) => break,
-            Some(Ok(l)) => seen.push(l),
-            _ => panic!(
-                "atomwrite never reached step {step}: {seen:?} {:?}",
-                c.wait()
-            ),
-        }
-    }
+    let (mut c, _stderr) = paused_at(dir, step, args, input);
     c.kill().unwrap(); // SIGKILL
     c.wait().unwrap();
 }
@@ -711,11 +688,15 @@ fn paused_at(
     si.write_all(input).unwrap();
     drop(si);
     let mut lines = BufReader::new(c.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     loop {
         match lines.next() {
             Some(Ok(l)) if l.contains(&format!("test pause at {step}")) => break,
-            Some(Ok(_)) => {}
-            _ => panic!("atomwrite never reached step {step}: {:?}", c.wait()),
+            Some(Ok(l)) => seen.push(l),
+            _ => panic!(
+                "atomwrite never reached step {step}: {seen:?} {:?}",
+                c.wait()
+            ),
         }
     }
     (c, lines)
