@@ -780,12 +780,12 @@ fn clean_removes_versions_a_crashed_publisher_left_unreferenced() {
     atomwrite::Publisher::new().publish(&dst, b"v1").unwrap();
     // A publisher killed after writing version 2 but before the pointer swap leaves the version
     // and its pending marker (the evidence that it was never made current):
-    fs::write(d.path().join("out.txt.versions/v0000000002.txt"), b"v2").unwrap();
     std::os::unix::fs::symlink(
         "out.txt.versions/v0000000002.txt",
         d.path().join(".out.txt.v0000000002.pending"),
     )
     .unwrap();
+    fs::write(d.path().join("out.txt.versions/v0000000002.txt"), b"v2").unwrap();
     // A file nobody can prove atomwrite left: kept.
     fs::write(d.path().join("out.txt.versions/v0000000003.txt"), b"v3").unwrap();
     let r = atomwrite::clean(d.path(), Duration::from_secs(3600)).unwrap();

@@ -529,14 +529,16 @@ fn readers_that_resolve_once_never_see_a_mix_of_two_trees() {
 /// atomwrite did not make (`v0000000009.txt`, no marker, no manifest) that must survive.
 fn fake_crash_leftovers(d: &Path) {
     let vdir = d.join("p.txt.versions");
-    fs::write(vdir.join("v0000000003.txt"), b"orphan").unwrap();
-    fs::write(vdir.join("v0000000003.txt.manifest.json"), b"{}").unwrap();
-    fs::create_dir(vdir.join(".v0000000004.abcdefghijklmnop.tmp")).unwrap();
-    fs::write(vdir.join(".v0000000004.abcdefghijklmnop.tmp/x"), b"x").unwrap();
+    // In a publisher's order: the marker first, then the version (a marker newer than its
+    // version is not evidence).
     let _ = std::os::unix::fs::symlink(
         "p.txt.versions/v0000000003.txt",
         d.join(".p.txt.v0000000003.pending"),
     );
+    fs::write(vdir.join("v0000000003.txt"), b"orphan").unwrap();
+    fs::write(vdir.join("v0000000003.txt.manifest.json"), b"{}").unwrap();
+    fs::create_dir(vdir.join(".v0000000004.abcdefghijklmnop.tmp")).unwrap();
+    fs::write(vdir.join(".v0000000004.abcdefghijklmnop.tmp/x"), b"x").unwrap();
     let _ = fs::write(vdir.join("v0000000009.txt"), b"hand-made");
 }
 
