@@ -782,7 +782,7 @@ fn a_fifo_swapped_in_for_a_file_never_blocks_a_publish_or_a_hash() {
     }
     let swaps = race.stop();
     eprintln!("{swaps} swaps");
-    assert_eq!(atomwrite::latest(&site).unwrap(), None);
+    // Whatever was published (see above) holds only public bytes; nothing half-staged is left.
     assert_eq!(
         leftovers(&race.base.path().join("site.versions")),
         Vec::<PathBuf>::new()
