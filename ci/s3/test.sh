@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the object-store suite: start moto on loopback, run the
-# atomwrite-object-store tests (memory://, file://, s3:// conformance + unit),
+# atomwrite object-store tests (memory://, file://, s3:// conformance + unit),
 # stop moto, print `object-store: N passed, M failed`, exit non-zero on failure.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +18,7 @@ fi
 source "$state/env.sh"
 
 log="$state/test.log"
-cargo test -p atomwrite-object-store --all-targets -- --test-threads=2 2>&1 | tee "$log"
+cargo test -p atomwrite --features object-store,aws,gcp,azure --test object_conformance --test object_blocking --lib -- --test-threads=2 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")

@@ -5,7 +5,7 @@
 //! URL with a typo is a usage error, exit 2: see `crate::location`). Each command calls
 //! [`is_url`] first and hands a URL over to the function of the same name
 //! here, so the local code paths stay exactly as they are. The work is done by the
-//! `atomwrite-object-store` crate (feature `object-store`, on by default); built without it, a
+//! `atomwrite::object` module (feature `object-store`, on by default); built without it, a
 //! URL is a usage error (exit code 2).
 //!
 //! Output is the local one with the same keys (docs/cli.md), plus what only a store has:
@@ -120,8 +120,8 @@ mod imp {
     use std::process::{Child, ExitStatus};
     use std::sync::atomic::Ordering;
 
-    use atomwrite_object_store as os;
-    use atomwrite_object_store::blocking;
+    use atomwrite::object as os;
+    use atomwrite::object::blocking;
     use serde_json::{Value, json};
 
     use super::is_url;

@@ -122,6 +122,8 @@ mod tree;
 pub mod asynch;
 pub mod location;
 pub mod manifest;
+#[cfg(feature = "object-store")]
+pub mod object;
 pub mod versions;
 
 pub use batch::{Batch, BatchOutcome, BatchReceipt, BatchSync};

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::{
+use crate::object::error::{Error, ErrorKind, Result};
+use crate::object::{
     PublishOptions, Receipt, RetentionReport, Target, VerifyReport, VersionInfo, WriteOptions,
 };
 
@@ -22,7 +22,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("build the atomwrite-object-store runtime")
+            .expect("build the object-store runtime")
     })
 }
 
@@ -73,43 +73,47 @@ impl<W: Write + Unpin> AsyncWrite for SyncWriter<W> {
     }
 }
 
-/// Blocking [`crate::write_url`].
+/// Blocking [`crate::object::write_url`].
 pub fn write_url<R: Read + Unpin>(url: &str, reader: R, opts: &WriteOptions) -> Result<Receipt> {
-    block_on(crate::write_url(url, &mut SyncReader(reader), opts))
+    block_on(crate::object::write_url(url, &mut SyncReader(reader), opts))
 }
 
-/// Blocking [`crate::publish_url`].
+/// Blocking [`crate::object::publish_url`].
 pub fn publish_url<R: Read + Unpin>(
     url: &str,
     reader: R,
     opts: &PublishOptions,
 ) -> Result<Receipt> {
-    block_on(crate::publish_url(url, &mut SyncReader(reader), opts))
+    block_on(crate::object::publish_url(
+        url,
+        &mut SyncReader(reader),
+        opts,
+    ))
 }
 
-/// Blocking [`crate::latest_url`].
+/// Blocking [`crate::object::latest_url`].
 pub fn latest_url(url: &str) -> Result<Option<VersionInfo>> {
-    block_on(crate::latest_url(url))
+    block_on(crate::object::latest_url(url))
 }
 
-/// Blocking [`crate::versions_url`].
+/// Blocking [`crate::object::versions_url`].
 pub fn versions_url(url: &str) -> Result<Vec<VersionInfo>> {
-    block_on(crate::versions_url(url))
+    block_on(crate::object::versions_url(url))
 }
 
-/// Blocking [`crate::verify_url`].
+/// Blocking [`crate::object::verify_url`].
 pub fn verify_url(url: &str) -> Result<VerifyReport> {
-    block_on(crate::verify_url(url))
+    block_on(crate::object::verify_url(url))
 }
 
-/// Blocking [`crate::retain_url`].
+/// Blocking [`crate::object::retain_url`].
 pub fn retain_url(url: &str, keep: usize) -> Result<RetentionReport> {
-    block_on(crate::retain_url(url, keep))
+    block_on(crate::object::retain_url(url, keep))
 }
 
-/// Blocking [`crate::read_url`]: copies the object at `url` into `out`.
+/// Blocking [`crate::object::read_url`]: copies the object at `url` into `out`.
 pub fn read_url<W: Write + Unpin>(url: &str, out: W) -> Result<u64> {
-    block_on(crate::read_url(url, &mut SyncWriter(out)))
+    block_on(crate::object::read_url(url, &mut SyncWriter(out)))
 }
 
 /// Blocking parse (no I/O); here for symmetry.

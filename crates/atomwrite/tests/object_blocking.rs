@@ -1,6 +1,6 @@
 //! The synchronous wrappers the CLI uses, called from plain (non-async) code.
 
-use atomwrite_object_store::{PublishOptions, WriteOptions, blocking};
+use atomwrite::object::{PublishOptions, WriteOptions, blocking};
 
 fn check(base: &str) {
     let url = format!("{base}/blocking.txt");

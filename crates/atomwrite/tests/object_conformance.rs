@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use atomwrite_object_store::object_store::path::Path;
-use atomwrite_object_store::object_store::{ObjectStoreExt, PutPayload};
-use atomwrite_object_store::{
+use atomwrite::object::object_store::path::Path;
+use atomwrite::object::object_store::{ObjectStoreExt, PutPayload};
+use atomwrite::object::{
     ErrorKind, Manifest, Pointer, PublishOptions, Target, WriteOptions, latest_url, publish_url,
     retain_url, verify_url, version_key, versions_url, write_bytes, write_url,
 };
@@ -81,7 +81,7 @@ async fn get(url: &str) -> Option<Vec<u8>> {
     let t = Target::parse(url).unwrap();
     match t.store().get(&Path::from(t.key())).await {
         Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
-        Err(atomwrite_object_store::object_store::Error::NotFound { .. }) => None,
+        Err(atomwrite::object::object_store::Error::NotFound { .. }) => None,
         Err(e) => panic!("get {url}: {e}"),
     }
 }
@@ -89,7 +89,7 @@ async fn get(url: &str) -> Option<Vec<u8>> {
 async fn get_key(t: &Target, key: &Path) -> Option<Vec<u8>> {
     match t.store().get(key).await {
         Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
-        Err(atomwrite_object_store::object_store::Error::NotFound { .. }) => None,
+        Err(atomwrite::object::object_store::Error::NotFound { .. }) => None,
         Err(e) => panic!("get {key}: {e}"),
     }
 }
@@ -612,7 +612,7 @@ async fn concurrent_publishers_tasks(b: &str) {
     check_history(&url, &winners).await;
 }
 
-async fn check_history(url: &str, winners: &[(atomwrite_object_store::Receipt, String)]) {
+async fn check_history(url: &str, winners: &[(atomwrite::object::Receipt, String)]) {
     let t = Target::parse(url).unwrap();
     let vs = versions_url(url).await.unwrap();
     let mut expected: Vec<u64> = winners.iter().map(|(r, _)| r.version.unwrap()).collect();
@@ -667,14 +667,48 @@ async fn concurrent_publishers_no_expect(b: &str) {
     check_history(&url, &winners).await;
 }
 
-/// 8 publisher *processes* per round (the `atomwrite-os-race` helper).
+/// The child side of [`concurrent_publishers_processes`]: this test binary re-executed with
+/// `ATOMWRITE_RACE_CHILD=URL EXPECT TAG` publishes once with `expect`, prints one JSON line
+/// prefixed `RACE `, and exits 0 on success, 3 on a conflict, 1 on any other error. Without the
+/// variable it does nothing (it is a normal test that passes).
+#[test]
+fn race_child() {
+    let Ok(spec) = std::env::var("ATOMWRITE_RACE_CHILD") else {
+        return;
+    };
+    let args: Vec<&str> = spec.splitn(3, ' ').collect();
+    let expect: u64 = args[1].parse().expect("EXPECT is a number");
+    let body = format!("published by {} expecting {}\n", args[2], expect);
+    let opts = PublishOptions::new()
+        .expect(Some(expect))
+        .run_id(args[2].to_string());
+    match atomwrite::object::blocking::publish_url(args[0], body.as_bytes(), &opts) {
+        Ok(r) => {
+            println!(
+                "RACE {}",
+                serde_json::to_string(&r).expect("receipt serializes")
+            );
+            std::process::exit(0);
+        }
+        Err(e) if e.is_conflict() => {
+            eprintln!("{e}");
+            std::process::exit(3);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// 8 publisher *processes* per round (this test binary re-executed as [`race_child`]).
 async fn concurrent_publishers_processes(b: &str) {
     if b.starts_with("memory:") {
         eprintln!("SKIP concurrent_publishers_processes on memory: a memory store is per-process");
         return;
     }
     let url = format!("{b}/procs");
-    let exe = env!("CARGO_BIN_EXE_atomwrite-os-race");
+    let exe = std::env::current_exe().unwrap();
     let mut winners = Vec::new();
     let mut current = 0u64;
     for round in 0..3u64 {
@@ -683,8 +717,9 @@ async fn concurrent_publishers_processes(b: &str) {
             let tag = format!("r{round}-proc{i}");
             children.push((
                 tag.clone(),
-                tokio::process::Command::new(exe)
-                    .args([url.as_str(), &current.to_string(), &tag])
+                tokio::process::Command::new(&exe)
+                    .args(["--exact", "race_child", "--nocapture", "--test-threads=1"])
+                    .env("ATOMWRITE_RACE_CHILD", format!("{url} {current} {tag}"))
                     .output(),
             ));
         }
@@ -693,7 +728,12 @@ async fn concurrent_publishers_processes(b: &str) {
             let out = c.await.unwrap();
             match out.status.code() {
                 Some(0) => {
-                    let rc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    let line = stdout
+                        .lines()
+                        .find_map(|l| l.split_once("RACE ").map(|(_, r)| r))
+                        .unwrap_or_else(|| panic!("no receipt from {tag}: {stdout}"));
+                    let rc: serde_json::Value = serde_json::from_str(line).unwrap();
                     ok.push((rc, tag));
                 }
                 Some(3) => {}

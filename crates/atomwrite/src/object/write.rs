@@ -14,11 +14,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::target::Target;
+use crate::object::error::{Error, ErrorKind, Result};
+use crate::object::target::Target;
 
 /// Manifests are the core crate's (`atomwrite-manifest/1`, sidecar `KEY.manifest.json`).
-pub use atomwrite::manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest};
+pub use crate::manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest};
 
 /// Default size up to which an input is buffered and sent as one PUT (8 MiB).
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
@@ -128,7 +128,7 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S
 }
 
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    atomwrite::rfc3339(t)
+    crate::rfc3339(t)
 }
 
 /// A sidecar manifest for `name`, in the core crate's format (`atomwrite::Manifest`): one

@@ -8,7 +8,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::object::error::{Error, ErrorKind, Result};
 
 /// Which kind of store a [`Target`] talks to. It decides how the `latest`
 /// pointer's compare-and-swap is done (natively, or under a lock file for

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::target::{Backend, Target};
-use crate::write::{
+use crate::object::error::{Error, ErrorKind, Result};
+use crate::object::target::{Backend, Target};
+use crate::object::write::{
     MANIFEST_SUFFIX, Manifest, Receipt, Uploaded, WriteOptions, default_run_id, manifest_bytes,
     new_manifest, put_bytes, put_multipart, read_head, rfc3339,
 };
@@ -451,7 +451,7 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
                 }
                 attempt += 1;
                 // Jittered backoff, then start again on top of the winner.
-                let jitter = crate::write::nonce()
+                let jitter = crate::object::write::nonce()
                     .bytes()
                     .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
                 let ms = (5u64 << attempt.min(6)) + jitter % 20;
