@@ -617,6 +617,7 @@ impl AtomicFile {
                 Durability::None => "none",
             },
             owner_changed: self.owner_changed,
+            object: None,
         }
     }
 

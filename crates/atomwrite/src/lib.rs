@@ -120,6 +120,7 @@ mod tree;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod destination;
 pub mod location;
 pub mod manifest;
 #[cfg(feature = "object-store")]
@@ -134,7 +135,8 @@ pub use file::{AtomicFile, CopyMethod};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
 pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use options::{Durability, Options, SymlinkPolicy};
-pub use receipt::{OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
+pub use destination::{Destination, StoreKind};
+pub use receipt::{ObjectFacts, OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,

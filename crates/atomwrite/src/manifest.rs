@@ -99,13 +99,33 @@ pub struct DirEntry {
 impl Manifest {
     /// The manifest describing a committed file: `name` is the last component of `dst`.
     pub fn for_receipt(dst: &Path, receipt: &Receipt, sha256: String) -> Manifest {
+        Manifest::new(
+            file_name_string(dst),
+            receipt.size,
+            sha256,
+            receipt.written_at,
+            &receipt.run_id,
+        )
+    }
+
+    /// The one constructor: a file manifest (`kind`, `files`, `version`, `parent` unset; a
+    /// publisher sets `version` and `parent`, a directory version `kind` and `files`) in format
+    /// [`MANIFEST_FORMAT`], stamped with this atomwrite's version. `name` is the data's file
+    /// name (a version's own name, `v0000000003.csv`, for a published version).
+    pub fn new(
+        name: String,
+        size: u64,
+        sha256: String,
+        written_at: std::time::SystemTime,
+        run_id: &str,
+    ) -> Manifest {
         Manifest {
             format: MANIFEST_FORMAT.into(),
-            name: file_name_string(dst),
-            size: receipt.size,
+            name,
+            size,
             sha256,
-            written_at: receipt.written_at_rfc3339(),
-            run_id: receipt.run_id.clone(),
+            written_at: crate::rfc3339(written_at),
+            run_id: run_id.into(),
             atomwrite_version: env!("CARGO_PKG_VERSION").into(),
             kind: None,
             files: None,
@@ -405,6 +425,20 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     v.size = Some(size);
     v.sha256 = Some(sha.clone());
     let name = file_name_string(&data_path);
+    (v.status, v.detail) = judge(&m, &name, size, &sha, None);
+    v
+}
+
+/// The one judgement of `verify`, for every backend: data called `name` with `size` bytes and
+/// hash `sha` against the manifest `m` (and, for an object store's versions, the pointer's own
+/// record `pointer_sha`). Name, size and sha256 must all match for [`VerifyStatus::Ok`].
+pub(crate) fn judge(
+    m: &Manifest,
+    name: &str,
+    size: u64,
+    sha: &str,
+    pointer_sha: Option<&str>,
+) -> (VerifyStatus, String) {
     let mut why = Vec::new();
     if m.name != name {
         why.push(format!("the manifest describes `{}`, not `{name}`", m.name));
@@ -415,28 +449,34 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     if m.sha256 != sha {
         why.push(format!(
             "sha256 is {}, manifest says {}",
-            short(&sha),
+            short(sha),
+            short(&m.sha256)
+        ));
+    }
+    if let Some(p) = pointer_sha.filter(|p| *p != m.sha256) {
+        why.push(format!(
+            "the pointer records sha256 {}, the manifest {}",
+            short(p),
             short(&m.sha256)
         ));
     }
     if why.is_empty() {
-        v.detail = format!(
+        let detail = format!(
             "{} bytes, sha256 {}, written_at {}, run_id {}",
             size,
-            short(&sha),
+            short(sha),
             m.written_at,
             m.run_id
         );
-    } else {
-        v.status = VerifyStatus::Mismatch;
-        v.detail = format!(
-            "{} (manifest written_at {}, run_id {})",
-            why.join("; "),
-            m.written_at,
-            m.run_id
-        );
+        return (VerifyStatus::Ok, detail);
     }
-    v
+    let detail = format!(
+        "{} (manifest written_at {}, run_id {})",
+        why.join("; "),
+        m.written_at,
+        m.run_id
+    );
+    (VerifyStatus::Mismatch, detail)
 }
 
 fn short(h: &str) -> &str {

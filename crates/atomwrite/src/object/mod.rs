@@ -46,8 +46,8 @@
 pub mod blocking;
 mod error;
 mod target;
-mod versions;
-mod write;
+pub(crate) mod versions;
+pub(crate) mod write;
 
 pub use error::{Error, ErrorKind, Result};
 pub use target::{Backend, Target, is_url, memory_store};
