@@ -85,18 +85,18 @@ impl Publisher {
         self
     }
 
-    /// The compare-and-swap version, for the object-store backend.
-    pub(crate) fn expected(&self) -> Option<u64> {
+    /// The version [`expect`](Publisher::expect) requires to be current, if any.
+    pub fn expected(&self) -> Option<u64> {
         self.expect
     }
 
-    /// The retention count, for the object-store backend.
-    pub(crate) fn kept(&self) -> Option<usize> {
+    /// The retention count set by [`keep`](Publisher::keep), if any.
+    pub fn kept(&self) -> Option<usize> {
         self.keep
     }
 
-    /// The write options, for the object-store backend.
-    pub(crate) fn write_options(&self) -> &Options {
+    /// The write options set by [`options`](Publisher::options).
+    pub fn write_options(&self) -> &Options {
         &self.opts
     }
 
