@@ -679,7 +679,7 @@ impl AtomicFile {
                 Op::Rename,
                 &self.dest,
                 io::ErrorKind::Interrupted,
-                "interrupted: the process is stopping; nothing was published",
+                "interrupted: the process is stopping; the destination was not replaced",
             ));
         }
         match std::mem::replace(&mut self.temp, Temp::Gone) {

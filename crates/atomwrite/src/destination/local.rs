@@ -176,6 +176,10 @@ impl Backend for Local {
         crate::clean_versions(&self.path, dry_run)
     }
 
+    fn clean_temps(&self, opts: &crate::CleanOptions) -> Result<crate::CleanReport> {
+        crate::clean_with(&self.path, opts)
+    }
+
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
         let (file, md) = open_regular(src)?;
         let mut f = copy_options(opts, &md, attrs).open(&self.path)?;

@@ -187,6 +187,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn versions(&self) -> Result<VersionList>;
     fn verify(&self) -> Result<Verification>;
     fn clean(&self, dry_run: bool) -> Result<VersionsCleanReport>;
+    fn clean_temps(&self, opts: &crate::CleanOptions) -> Result<crate::CleanReport>;
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied>;
     fn copy_many_local(
         &self,
@@ -280,6 +281,12 @@ impl Destination {
         self.0.join(name)
     }
 
+    /// The last segment of the path or URL (`report.csv` for `out/report.csv` and
+    /// `s3://b/out/report.csv`): the name a copy into a container gets.
+    pub fn file_name(&self) -> String {
+        last_segment(self.display())
+    }
+
     /// Whether something exists at the destination right now (one `lstat` / `HEAD`). Only a
     /// head start for create-only writes: the commit's own create-only check decides.
     pub fn exists(&self) -> Result<bool> {
@@ -345,7 +352,7 @@ impl Destination {
     ) -> Result<CopyReport> {
         let mut targets = Vec::with_capacity(sources.len());
         for s in sources {
-            targets.push(self.join(&last_segment(s.display()))?);
+            targets.push(self.join(&s.file_name())?);
         }
         let locals: Option<Vec<&Path>> = sources.iter().map(|s| s.0.local_path()).collect();
         match locals {
@@ -355,9 +362,21 @@ impl Destination {
             }
             _ => {
                 let mut report = CopyReport::default();
-                for (s, t) in sources.iter().zip(&targets) {
+                for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
                     observer.copying(t);
-                    report.files.push(t.copy_from(s, opts, attrs)?);
+                    match t.copy_from(s, opts, attrs) {
+                        Ok(c) => report.files.push(c),
+                        Err(e) => {
+                            let shown = |ts: &[Destination]| -> Vec<std::path::PathBuf> {
+                                ts.iter().map(|t| t.display().into()).collect()
+                            };
+                            let outcome = crate::BatchOutcome::new(
+                                shown(&targets[..i]),
+                                shown(&targets[i..]),
+                            );
+                            return Err(e.with_batch_outcome(outcome));
+                        }
+                    }
                 }
                 Ok(report)
             }
@@ -406,6 +425,14 @@ impl Destination {
     /// Removes what crashed publishers left behind (see [`clean_versions`](crate::clean_versions)).
     pub fn clean(&self, dry_run: bool) -> Result<VersionsCleanReport> {
         self.0.clean(dry_run)
+    }
+
+    /// Removes the temporary files of crashed writers in this directory, and the leftovers of
+    /// crashed publishes in its versions directories (see [`clean_with`](crate::clean_with)).
+    /// Object stores have no temporary files (an upload is invisible until it completes):
+    /// there this is an `Unsupported` error.
+    pub fn clean_temps(&self, opts: &crate::CleanOptions) -> Result<crate::CleanReport> {
+        self.0.clean_temps(opts)
     }
 }
 

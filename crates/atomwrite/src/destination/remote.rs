@@ -144,17 +144,25 @@ async fn stream_into(t: &Target, key: &Key, tx: &mpsc::SyncSender<io::Result<byt
     let url = t.url_of(key);
     let get = match t.store.get(key).await {
         Ok(g) => g,
-        Err(e) => return drop(tx.send(Err(os::Error::store("read", &url, e).into_error().into()))),
+        Err(e) => return drop(tx.send(Err(io_error(&url, e)))),
     };
     let mut s = get.into_stream();
     while let Some(chunk) = s.next().await {
-        let item = chunk.map_err(|e| os::Error::store("read", &url, e).into_error().into());
+        let item = chunk.map_err(|e| io_error(&url, e));
         let stop = item.is_err();
         // A dropped reader ends the download.
         if tx.send(item).is_err() || stop {
             return;
         }
     }
+}
+
+/// A store's read error as an `io::Error` of the right kind (the reader's caller names the
+/// operation and the URL).
+fn io_error(url: &str, e: object_store::Error) -> io::Error {
+    let oe = os::Error::store("read", url, e);
+    let why = std::error::Error::source(&oe).map_or_else(String::new, |s| s.to_string());
+    io::Error::new(oe.kind(), why)
 }
 
 impl Read for ObjectReader {
@@ -320,6 +328,14 @@ impl Backend for Remote {
             locked: false,
             warnings: Vec::new(),
         })
+    }
+
+    fn clean_temps(&self, _opts: &crate::CleanOptions) -> Result<crate::CleanReport> {
+        Err(self.unsupported(
+            Op::RemoveTemp,
+            "an object store has no temporary files to clean (an upload is invisible until it \
+             completes; abort stale multipart uploads with a lifecycle rule)",
+        ))
     }
 
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
