@@ -129,13 +129,13 @@ pub fn run(a: CpArgs) -> CmdResult {
     let report = if many {
         let r = dst.copy_many(&sources, &opts, attrs, &mut Observer(&bars));
         bars.finish();
-        r.map_err(|e| batch_failure(e, &targets))?
+        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, &targets)))?
     } else {
         Observer(&bars).copying(&targets[0]);
         let c = targets[0].copy_from(&sources[0], &opts, attrs);
         bars.finish();
         CopyReport {
-            files: vec![c?],
+            files: vec![c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?],
             ..CopyReport::default()
         }
     };
@@ -181,6 +181,17 @@ fn no_clobber_precheck(targets: &[Destination]) -> Result<(), Failure> {
         ),
         error: Some(e),
     })
+}
+
+/// A source that is not a regular file (a directory, a FIFO, a device) is a usage error (exit
+/// 2), as `cp` without `-r` says.
+fn bad_source(e: atomwrite::Error) -> Result<Failure, atomwrite::Error> {
+    if e.op() == Op::Read && e.kind() == std::io::ErrorKind::InvalidInput {
+        let mut f = Failure::usage(e.to_string());
+        f.error = Some(e);
+        return Ok(f);
+    }
+    Err(e)
 }
 
 fn paths(targets: &[Destination]) -> Vec<PathBuf> {
