@@ -7,6 +7,7 @@
 use std::io::Write;
 
 use atomwrite::destination::{CopyReport, Copied};
+use atomwrite::versions::VersionName;
 use atomwrite::{
     CleanReport, ObjectFacts, Published, Receipt, Verification, VerifyStatus, VersionList,
     VersionRef,
@@ -155,14 +156,9 @@ pub fn published_text(p: &Published) -> String {
         ),
         None => String::new(),
     };
-    let removed = if p.removed.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; removed {} old version(s), {} bytes",
-            p.removed.len(),
-            p.removed_bytes
-        )
+    let removed = match removed_versions(p) {
+        0 => String::new(),
+        n => format!("; removed {n} old version(s), {} bytes", p.removed_bytes),
     };
     format!(
         "published {} version {} ({}, {} bytes, sha256 {}){migrated}{removed}",
@@ -172,6 +168,19 @@ pub fn published_text(p: &Published) -> String {
         p.manifest.size,
         p.manifest.sha256,
     )
+}
+
+/// How many of the removed paths are versions (by the one version-name grammar; the others
+/// are their manifests and leftovers of interrupted publishes).
+fn removed_versions(p: &Published) -> usize {
+    p.removed
+        .iter()
+        .filter(|r| {
+            let s = r.to_string_lossy();
+            let name = s.rsplit('/').next().unwrap_or_default();
+            VersionName::parse(name.as_bytes()).is_some()
+        })
+        .count()
 }
 
 /// Prints a publish: JSON on stdout, a line on stderr, or nothing (`-q`); warnings always.

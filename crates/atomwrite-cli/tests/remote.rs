@@ -216,7 +216,9 @@ mod local_urls {
             assert_eq!(v["previous"], i - 1);
             assert_eq!(v["sha256"], sha256_hex(body.as_bytes()));
             if i == 3 {
-                assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+                // Version 1 and its manifest, as a local publish lists every path it removed.
+                assert_eq!(v["removed"].as_array().unwrap().len(), 2, "{v}");
+                assert!(v["removed"][0].as_str().unwrap().ends_with("v0000000001.bin"), "{v}");
             }
         }
         let (code, out, _) = run(&["latest", &url], b"");

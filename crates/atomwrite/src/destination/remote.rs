@@ -403,10 +403,15 @@ fn version_info(v: os::VersionInfo) -> VersionInfo {
 
 fn published_of(t: &Target, o: os::versions::Outcome) -> Published {
     let (removed, removed_bytes) = match &o.retention {
+        // Every key removed, as a local publish lists every path: versions and manifests.
         Some(r) => (
             r.deleted
                 .iter()
-                .map(|n| PathBuf::from(t.url_of(&os::version_key(t, *n))))
+                .flat_map(|n| {
+                    let url = t.url_of(&os::version_key(t, *n));
+                    let manifest = format!("{url}{}", crate::manifest::MANIFEST_SUFFIX);
+                    [PathBuf::from(url), PathBuf::from(manifest)]
+                })
                 .collect(),
             r.deleted_bytes,
         ),
