@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use atomwrite::destination::{CopyReport, Copied};
+use atomwrite::destination::{Copied, CopyReport};
 use atomwrite::versions::VersionName;
 use atomwrite::{
     CleanReport, ObjectFacts, Published, Receipt, Verification, VerifyStatus, VersionList,
@@ -303,7 +303,13 @@ pub fn verification_text(v: &Verification) -> String {
 
 /// `clean DIR`: JSON with every list; text: one `removed PATH` line per removal on stdout and a
 /// summary on stderr.
-pub fn clean(json: bool, quiet: bool, dry_run: bool, older_than: std::time::Duration, r: &CleanReport) {
+pub fn clean(
+    json: bool,
+    quiet: bool,
+    dry_run: bool,
+    older_than: std::time::Duration,
+    r: &CleanReport,
+) {
     for w in &r.warnings {
         eprintln!("atomwrite: warning: {w}");
     }

@@ -117,7 +117,10 @@ mod local_urls {
         // local path never published).
         let (code, out, err) = run(&["latest", "memory:///a/b.txt"], b"");
         assert_eq!((code, out.trim()), (1, "0"));
-        assert!(err.contains("nothing has been published at `memory:///a/b.txt`"), "{err}");
+        assert!(
+            err.contains("nothing has been published at `memory:///a/b.txt`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -218,7 +221,13 @@ mod local_urls {
             if i == 3 {
                 // Version 1 and its manifest, as a local publish lists every path it removed.
                 assert_eq!(v["removed"].as_array().unwrap().len(), 2, "{v}");
-                assert!(v["removed"][0].as_str().unwrap().ends_with("v0000000001.bin"), "{v}");
+                assert!(
+                    v["removed"][0]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("v0000000001.bin"),
+                    "{v}"
+                );
             }
         }
         let (code, out, _) = run(&["latest", &url], b"");
@@ -229,7 +238,10 @@ mod local_urls {
         assert_eq!(v["version"], 3);
         // Version keys follow the one version-name grammar: `v` + 10 digits + the extension.
         assert!(
-            v["path"].as_str().unwrap().ends_with("model.bin.versions/v0000000003.bin"),
+            v["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("model.bin.versions/v0000000003.bin"),
             "{v}"
         );
         let (_, out, _) = run(&["versions", "--json", &url], b"");

@@ -359,21 +359,7 @@ impl Verification {
 /// it after the check), and cannot judge whether matching bytes are *right*.
 pub fn verify(path: impl AsRef<Path>) -> Verification {
     let path = path.as_ref();
-    let mut data_path = path.to_path_buf();
-    let mut mpath = manifest_path(path);
-    if !exists_nofollow(&mpath)
-        && let Ok(target) = std::fs::read_link(path)
-    {
-        let target = match path.parent() {
-            Some(p) if target.is_relative() => p.join(target),
-            _ => target,
-        };
-        let alt = manifest_path(&target);
-        if exists_nofollow(&alt) {
-            data_path = target;
-            mpath = alt;
-        }
-    }
+    let (data_path, mpath) = locate(path);
     let mut v = Verification {
         path: path.to_path_buf(),
         data_path: data_path.clone(),
@@ -399,22 +385,8 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
             }
         },
     };
-    let is_dir = m.kind.as_deref() == Some("directory");
-    let measured = if is_dir {
-        hash_dir(&data_path).map(|(s, h, _)| (s, h))
-    } else {
-        match std::fs::metadata(&data_path) {
-            Ok(md) if md.is_dir() => Err(Error::other(
-                Op::Verify,
-                &data_path,
-                io::ErrorKind::IsADirectory,
-                "is a directory but its manifest describes a file",
-            )),
-            _ => hash_file(&data_path),
-        }
-    };
     v.manifest = Some(m.clone());
-    let (size, sha) = match measured {
+    let (size, sha) = match measure(&m, &data_path) {
         Ok(x) => x,
         Err(e) => {
             v.status = VerifyStatus::MissingData;
@@ -427,6 +399,42 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     let name = file_name_string(&data_path);
     (v.status, v.detail) = judge(&m, &name, size, &sha, None);
     v
+}
+
+/// The data and manifest `verify` checks for `path`: `PATH` and `PATH.manifest.json`, or, for a
+/// symlink without a manifest of its own (a published pointer), its target and the manifest
+/// beside the target.
+fn locate(path: &Path) -> (PathBuf, PathBuf) {
+    let mpath = manifest_path(path);
+    if !exists_nofollow(&mpath)
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let target = match path.parent() {
+            Some(p) if target.is_relative() => p.join(target),
+            _ => target,
+        };
+        let alt = manifest_path(&target);
+        if exists_nofollow(&alt) {
+            return (target, alt);
+        }
+    }
+    (path.to_path_buf(), mpath)
+}
+
+/// Size and sha256 of the data a manifest describes (a file, or a directory tree).
+fn measure(m: &Manifest, data_path: &Path) -> Result<(u64, String)> {
+    if m.kind.as_deref() == Some("directory") {
+        return hash_dir(data_path).map(|(s, h, _)| (s, h));
+    }
+    match std::fs::metadata(data_path) {
+        Ok(md) if md.is_dir() => Err(Error::other(
+            Op::Verify,
+            data_path,
+            io::ErrorKind::IsADirectory,
+            "is a directory but its manifest describes a file",
+        )),
+        _ => hash_file(data_path),
+    }
 }
 
 /// The one judgement of `verify`, for every backend: data called `name` with `size` bytes and

@@ -118,7 +118,11 @@ fn read_all(d: &Destination) -> Vec<u8> {
     out
 }
 
-fn publish(d: &Destination, bytes: &[u8], p: &Publisher) -> atomwrite::Result<atomwrite::Published> {
+fn publish(
+    d: &Destination,
+    bytes: &[u8],
+    p: &Publisher,
+) -> atomwrite::Result<atomwrite::Published> {
     let mut r = bytes;
     d.publish(PublishInput::Reader(&mut r), p)
 }
@@ -188,7 +192,10 @@ fn publish_three_versions_latest_versions_verify(b: Base) {
     let numbers: Vec<u64> = list.versions.iter().map(|v| v.version).collect();
     assert_eq!(numbers, [1, 2, 3]);
     assert!(list.versions[2].current && !list.versions[1].current);
-    assert_eq!(list.versions[2].sha256.as_deref(), Some(sha(b"version 3\n").as_str()));
+    assert_eq!(
+        list.versions[2].sha256.as_deref(),
+        Some(sha(b"version 3\n").as_str())
+    );
     let v = d.verify().unwrap();
     assert_eq!(v.status, VerifyStatus::Ok, "{}", v.detail);
     assert_eq!(read_all(&d), b"version 3\n");
@@ -223,7 +230,12 @@ fn expect_is_a_compare_and_swap(b: Base) {
     assert_eq!(e.path().to_string_lossy(), d.display(), "{e}");
     assert_eq!(d.latest().unwrap().unwrap().version, 1);
     assert_eq!(d.versions().unwrap().versions.len(), 1);
-    assert_eq!(publish(&d, b"2", &Publisher::new().expect(1)).unwrap().version, 2);
+    assert_eq!(
+        publish(&d, b"2", &Publisher::new().expect(1))
+            .unwrap()
+            .version,
+        2
+    );
 }
 
 fn retention_keeps_n_and_never_the_current(b: Base) {

@@ -351,7 +351,8 @@ async fn publish_versions_latest(b: &str) {
         assert_eq!(rc.version, Some(i as u64));
         assert!(
             // The one version-name grammar: `v` + 10 digits + the key's extension.
-            rc.key.ends_with(&format!("model.bin.versions/v{:010}.bin", i)),
+            rc.key
+                .ends_with(&format!("model.bin.versions/v{:010}.bin", i)),
             "{}",
             rc.key
         );

@@ -66,7 +66,11 @@ impl Bars {
     }
 
     fn finish(&self) {
-        self.bar.lock().unwrap_or_else(|e| e.into_inner()).0.finish();
+        self.bar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .finish();
     }
 }
 

@@ -67,9 +67,21 @@ pub(crate) fn open_dest(p: &Path) -> Result<Destination, Failure> {
 pub(crate) fn refuse_unsupported(o: &WriteOpts, d: &Destination) -> Result<(), Failure> {
     let caps = d.capabilities();
     let refused = [
-        (o.mode.is_some() && !caps.modes, "--mode", "it has no permission bits"),
-        (o.no_follow && !caps.symlinks, "--no-follow", "it has no symlinks"),
-        (o.no_create_dirs && !caps.dirs, "--no-create-dirs", "it has no directories"),
+        (
+            o.mode.is_some() && !caps.modes,
+            "--mode",
+            "it has no permission bits",
+        ),
+        (
+            o.no_follow && !caps.symlinks,
+            "--no-follow",
+            "it has no symlinks",
+        ),
+        (
+            o.no_create_dirs && !caps.dirs,
+            "--no-create-dirs",
+            "it has no directories",
+        ),
     ];
     match refused.iter().find(|r| r.0) {
         Some((_, flag, why)) => Err(Failure::usage(format!(

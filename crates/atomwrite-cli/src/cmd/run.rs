@@ -146,7 +146,7 @@ impl Read for Producer<'_> {
 
 enum Outcome {
     Wrote(atomwrite::Receipt),
-    Published(atomwrite::Published),
+    Published(Box<atomwrite::Published>),
 }
 
 pub fn run(a: RunArgs) -> CmdResult {
@@ -186,13 +186,16 @@ pub fn run(a: RunArgs) -> CmdResult {
     let result = if a.publish {
         let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
         dst.publish(PublishInput::Reader(&mut guard), &p)
-            .map(Outcome::Published)
+            .map(|p| Outcome::Published(Box::new(p)))
     } else {
-        dst.write_named(&mut guard, Path::new("<stdout of CMD>"), &wopts.to_options())
-            .map(Outcome::Wrote)
+        dst.write_named(
+            &mut guard,
+            Path::new("<stdout of CMD>"),
+            &wopts.to_options(),
+        )
+        .map(Outcome::Wrote)
     };
     let refused = guard.refused;
-    drop(guard);
     conclude(&a, &wopts, &dst, &mut producer, result, refused)
 }
 
@@ -201,6 +204,49 @@ fn own_failure(f: Failure) -> Failure {
         code: EXIT_RUN_FAILED,
         ..f
     }
+}
+
+/// The destination failed before CMD's output was read, so CMD never ran.
+fn not_run(a: &RunArgs, result: atomwrite::Result<Outcome>) -> Failure {
+    let e = match result {
+        Err(e) => e,
+        Ok(_) => unreachable!("a write reads its input"),
+    };
+    let mut f = Failure::from(e);
+    f.message.push_str("; CMD was not run");
+    // --no-clobber finding DST there is a conflict (exit 3), as for `write`.
+    if a.opts.no_clobber && f.code == EXIT_CONFLICT {
+        f
+    } else {
+        own_failure(f)
+    }
+}
+
+/// CMD failed: its own status (128+N for signal N), nothing committed.
+fn check_status(
+    status: io::Result<ExitStatus>,
+    shown: &str,
+    dst: &Destination,
+) -> Result<(), Failure> {
+    let status = status.map_err(|e| {
+        own_failure(Failure::failed(format!(
+            "failed to wait for `{shown}`: {e}"
+        )))
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let (code, how) = match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
+        _ => (EXIT_RUN_FAILED, "failed".to_string()),
+    };
+    Err(Failure {
+        code,
+        message: format!("`{shown}` {how}; nothing was committed to `{dst}`"),
+        error: None,
+    })
 }
 
 /// After the write: CMD's status decides first, then the write's own outcome.
@@ -217,35 +263,10 @@ fn conclude(
     }
     let Some(status) = producer.finish() else {
         // CMD never started: the destination failed first.
-        let e = match result {
-            Err(e) => e,
-            Ok(_) => unreachable!("a write reads its input"),
-        };
-        let mut f = Failure::from(e);
-        f.message.push_str("; CMD was not run");
-        // --no-clobber finding DST there is a conflict (exit 3), as for `write`.
-        return Err(if a.opts.no_clobber && f.code == EXIT_CONFLICT {
-            f
-        } else {
-            own_failure(f)
-        });
+        return Err(not_run(a, result));
     };
+    check_status(status, &producer.shown, dst)?;
     let shown = &producer.shown;
-    let status = status
-        .map_err(|e| own_failure(Failure::failed(format!("failed to wait for `{shown}`: {e}"))))?;
-    if !status.success() {
-        use std::os::unix::process::ExitStatusExt;
-        let (code, how) = match (status.code(), status.signal()) {
-            (Some(c), _) => (c, format!("exited with status {c}")),
-            (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
-            _ => (EXIT_RUN_FAILED, "failed".to_string()),
-        };
-        return Err(Failure {
-            code,
-            message: format!("`{shown}` {how}; nothing was committed to `{dst}`"),
-            error: None,
-        });
-    }
     match result {
         Ok(Outcome::Wrote(r)) => {
             if wopts.manifest {

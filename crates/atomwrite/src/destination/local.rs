@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Backend, Capabilities, CopyAttrs, CopyObserver, CopyReport, Copied, Counting, Destination,
+    Backend, Capabilities, Copied, CopyAttrs, CopyObserver, CopyReport, Counting, Destination,
     PublishInput, StoreKind,
 };
 use crate::{

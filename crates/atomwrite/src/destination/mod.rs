@@ -304,7 +304,12 @@ impl Destination {
 
     /// [`write`](Destination::write), naming the input `source` in a read error (`<stdin>`, the
     /// `--from` file, ...).
-    pub fn write_named(&self, input: &mut dyn Read, source: &Path, opts: &Options) -> Result<Receipt> {
+    pub fn write_named(
+        &self,
+        input: &mut dyn Read,
+        source: &Path,
+        opts: &Options,
+    ) -> Result<Receipt> {
         self.0.write(input, source, opts)
     }
 

@@ -9,8 +9,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as Key;
 
 use super::{
-    Backend, Capabilities, CopyAttrs, CopyObserver, CopyReport, Copied, Destination,
-    PublishInput, StoreKind,
+    Backend, Capabilities, Copied, CopyAttrs, CopyObserver, CopyReport, Destination, PublishInput,
+    StoreKind,
 };
 use crate::object::blocking::{SyncReader, block_on};
 use crate::object::{self as os, Target};
@@ -217,7 +217,9 @@ impl Backend for Remote {
         } else {
             format!("{}/", self.url)
         };
-        Ok(Destination(Box::new(Remote::open(&format!("{base}{name}"))?)))
+        Ok(Destination(Box::new(Remote::open(&format!(
+            "{base}{name}"
+        ))?)))
     }
 
     fn is_container(&self) -> bool {
@@ -282,11 +284,9 @@ impl Backend for Remote {
                      archive (e.g. a tar file) instead",
                 ));
             }
-            PublishInput::Reader(r) => block_on(os::versions::publish_outcome(
-                t,
-                &mut SyncReader(r),
-                &opts,
-            ))?,
+            PublishInput::Reader(r) => {
+                block_on(os::versions::publish_outcome(t, &mut SyncReader(r), &opts))?
+            }
             PublishInput::File(f) => {
                 let mut file = crate::open_source(f)?;
                 block_on(os::versions::publish_outcome(
@@ -340,7 +340,9 @@ impl Backend for Remote {
 
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
         let file = crate::open_source(src)?;
-        let md = file.metadata().map_err(|e| Error::new(Op::Inspect, src, e))?;
+        let md = file
+            .metadata()
+            .map_err(|e| Error::new(Op::Inspect, src, e))?;
         if !md.is_file() {
             return Err(Error::other(
                 Op::Read,

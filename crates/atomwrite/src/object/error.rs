@@ -130,7 +130,10 @@ impl From<Error> for crate::Error {
 fn op_of(op: &str) -> crate::Op {
     use crate::Op;
     match op {
-        "put" | "create version" | "upload part of" | "start multipart upload of"
+        "put"
+        | "create version"
+        | "upload part of"
+        | "start multipart upload of"
         | "complete multipart upload of" => Op::Upload,
         "write manifest" => Op::Manifest,
         "read manifest" | "read pointer" | "check existence of" => Op::Inspect,

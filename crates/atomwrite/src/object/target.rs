@@ -233,14 +233,20 @@ mod tests {
             "memory:///e.versions/v0000000001"
         );
         let t = Target::parse("file:///tmp/k").unwrap();
-        assert_eq!(t.url_of(&Path::from("tmp/k.latest.json")), "file:///tmp/k.latest.json");
+        assert_eq!(
+            t.url_of(&Path::from("tmp/k.latest.json")),
+            "file:///tmp/k.latest.json"
+        );
     }
 
     #[cfg(feature = "aws")]
     #[test]
     fn url_of_keeps_a_bucket_that_contains_the_key() {
         let t = Target::parse("s3://bkt/k").unwrap();
-        assert_eq!(t.url_of(&Path::from("k.manifest.json")), "s3://bkt/k.manifest.json");
+        assert_eq!(
+            t.url_of(&Path::from("k.manifest.json")),
+            "s3://bkt/k.manifest.json"
+        );
     }
 
     #[test]

@@ -12,13 +12,13 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 
 use crate::object::error::{Error, ErrorKind, Result};
-use crate::versions::VersionName;
-use crate::versions::name::extension_of;
 use crate::object::target::{Backend, Target};
 use crate::object::write::{
     MANIFEST_SUFFIX, Manifest, Receipt, Uploaded, WriteOptions, default_run_id, manifest_bytes,
     new_manifest, put_bytes, put_multipart, read_head, rfc3339,
 };
+use crate::versions::VersionName;
+use crate::versions::name::extension_of;
 
 /// Suffix of the pointer object: `KEY.latest.json`.
 pub const POINTER_SUFFIX: &str = ".latest.json";
@@ -814,7 +814,10 @@ pub(crate) async fn clean_target(t: &Target, dry_run: bool) -> Result<(Vec<Strin
         .iter()
         .filter_map(|n| l.manifests.get(n).map(|m| m.size))
         .sum();
-    let urls = doomed.iter().map(|n| t.url_of(&version_key(t, *n))).collect();
+    let urls = doomed
+        .iter()
+        .map(|n| t.url_of(&version_key(t, *n)))
+        .collect();
     if !dry_run {
         delete_versions(t, &doomed, "delete leftovers of").await?;
     }
