@@ -354,3 +354,108 @@ pub fn clean(
         humantime::format_duration(older_than)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    use atomwrite::{Manifest, ObjectFacts, Published, Receipt};
+
+    use super::*;
+
+    fn published(dst: &str, removed: &[&str], object: bool) -> Published {
+        Published {
+            dst: PathBuf::from(dst),
+            version: 3,
+            previous: 2,
+            path: PathBuf::from(format!("{dst}.versions/v0000000003.csv")),
+            manifest: Manifest::new(
+                "v0000000003.csv".into(),
+                5,
+                "ab".into(),
+                SystemTime::now(),
+                "r",
+            ),
+            migrated: None,
+            removed: removed.iter().map(PathBuf::from).collect(),
+            removed_bytes: 10,
+            warnings: Vec::new(),
+            object: object.then(|| ObjectFacts {
+                key: "k".into(),
+                e_tag: None,
+                multipart: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn retention_is_reported_in_versions_on_every_backend() {
+        let local = published(
+            "out/a.csv",
+            &[
+                "out/a.csv.versions/v0000000001.csv",
+                "out/a.csv.versions/v0000000001.csv.manifest.json",
+                "out/.a.csv.v0000000002.pending",
+            ],
+            false,
+        );
+        let remote = published(
+            "s3://b/a.csv",
+            &[
+                "s3://b/a.csv.versions/v0000000001.csv",
+                "s3://b/a.csv.versions/v0000000001.csv.manifest.json",
+            ],
+            true,
+        );
+        for p in [&local, &remote] {
+            let t = published_text(p);
+            assert!(t.ends_with("; removed 1 old version(s), 10 bytes"), "{t}");
+            assert!(!t.contains("path(s)"), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_migration_names_what_dst_held_whatever_it_was() {
+        let mut p = published("site", &[], false);
+        p.migrated = Some(1);
+        let t = published_text(&p);
+        assert!(
+            t.contains("what `site` held before became version 1"),
+            "{t}"
+        );
+        assert!(!t.contains("regular file"), "{t}");
+    }
+
+    #[test]
+    fn one_json_shape_with_object_facts_added() {
+        let local = json_keys(&published_json(&published("a.csv", &[], false)));
+        let remote = json_keys(&published_json(&published("s3://b/a.csv", &[], true)));
+        let extra: Vec<_> = remote.iter().filter(|k| !local.contains(k)).collect();
+        assert_eq!(extra, ["etag", "key", "multipart", "url"]);
+        assert!(local.iter().all(|k| remote.contains(k)));
+        let r = Receipt {
+            path: "s3://b/k".into(),
+            size: 1,
+            sha256: Some("ab".into()),
+            written_at: SystemTime::now(),
+            run_id: "r".into(),
+            durability: "store",
+            owner_changed: None,
+            object: Some(ObjectFacts {
+                key: "k".into(),
+                e_tag: Some("\"e\"".into()),
+                multipart: true,
+            }),
+        };
+        let v = receipt_json(&r);
+        assert_eq!(v["url"], "s3://b/k");
+        assert_eq!(v["multipart"], true);
+        assert!(v.get("owner_changed").is_some());
+        assert!(receipt_text(&r).contains("multipart upload"));
+    }
+
+    fn json_keys(v: &Value) -> Vec<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+}

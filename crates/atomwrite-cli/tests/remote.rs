@@ -124,6 +124,17 @@ mod local_urls {
     }
 
     #[test]
+    fn version_urls_keep_the_whole_url() {
+        // The key `e` also occurs in `memory`: the version URL must keep the URL's base.
+        let (code, out, err) = run(&["publish", "--json", "memory:///e"], b"hi\n");
+        assert_eq!(code, 0, "{err}");
+        let v = json(&out);
+        assert_eq!(v["path"], "memory:///e.versions/v0000000001");
+        assert_eq!(v["url"], "memory:///e.versions/v0000000001");
+        assert_eq!(v["dst"], "memory:///e");
+    }
+
+    #[test]
     fn write_verify_and_no_clobber_over_file_urls() {
         let d = tempfile::tempdir().unwrap();
         let dst = d.path().join("sub/dir/out.csv");

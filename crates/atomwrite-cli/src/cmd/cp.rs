@@ -80,7 +80,7 @@ struct Observer<'a>(&'a Bars);
 
 impl CopyObserver for Observer<'_> {
     fn copying(&mut self, dst: &Destination) {
-        signals::target(Path::new(dst.display()));
+        signals::target(dst.path());
         self.0.next(dst);
     }
 
@@ -159,7 +159,7 @@ fn no_clobber_precheck(targets: &[Destination]) -> Result<(), Failure> {
     let mut existing = Vec::new();
     for t in targets {
         if t.exists()? {
-            existing.push(Path::new(t.display()));
+            existing.push(t.path());
         }
     }
     let Some(first) = existing.first() else {
@@ -199,7 +199,7 @@ fn bad_source(e: atomwrite::Error) -> Result<Failure, atomwrite::Error> {
 }
 
 fn paths(targets: &[Destination]) -> Vec<PathBuf> {
-    targets.iter().map(|t| PathBuf::from(t.display())).collect()
+    targets.iter().map(|t| t.path().to_path_buf()).collect()
 }
 
 /// A failed copy of many files: the error plus exactly which destinations were replaced and

@@ -122,7 +122,7 @@ pub fn run(a: PublishArgs) -> CmdResult {
         )));
     }
     let p = publisher(&a.opts, a.keep, a.expect, a.wait, &a.dst);
-    signals::target(Path::new(dst.display()));
+    signals::target(dst.path());
     let published = match &a.dir {
         Some(dir) => dst.publish(PublishInput::Dir(dir), &p)?,
         None => publish_input(&a, &dst, p)?,

@@ -181,7 +181,7 @@ pub fn run(a: RunArgs) -> CmdResult {
         status: None,
         spawn_failure: None,
     };
-    signals::target(Path::new(dst.display()));
+    signals::target(dst.path());
     let mut guard = super::NoEmpty::new(&mut producer, a.no_empty);
     let result = if a.publish {
         let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);

@@ -22,7 +22,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
         force: a.opts.progress,
         quiet: a.opts.quiet || typing,
     };
-    signals::target(Path::new(dst.display()));
+    signals::target(dst.path());
     let mut bar = Progress::bytes(a.expected_size.or(input.size), flags, &dst.file_name());
     let mut guard = super::NoEmpty::new(bar.wrap(input.reader), a.no_empty);
     let written = dst.write_named(&mut guard, &input.name, &opts);

@@ -84,6 +84,10 @@ impl Backend for Local {
         &self.shown
     }
 
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn store(&self) -> StoreKind {
         StoreKind::Local
     }

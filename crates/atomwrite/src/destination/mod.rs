@@ -169,6 +169,7 @@ pub struct CopyReport {
 /// object-store URLs; callers use [`Destination`].
 pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn display(&self) -> &str;
+    fn path(&self) -> &Path;
     fn store(&self) -> StoreKind;
     fn capabilities(&self) -> Capabilities;
     /// The local path, for the fast paths between two local destinations.
@@ -249,6 +250,12 @@ impl Destination {
     /// The user's path, or the URL, as given.
     pub fn display(&self) -> &str {
         self.0.display()
+    }
+
+    /// The destination as a path: the local path exactly as given (not lossy for non-UTF-8
+    /// names), or the URL. Errors, receipts and reports name it this way.
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 
     /// Which kind of store this is.
@@ -375,7 +382,7 @@ impl Destination {
                         Ok(c) => report.files.push(c),
                         Err(e) => {
                             let shown = |ts: &[Destination]| -> Vec<std::path::PathBuf> {
-                                ts.iter().map(|t| t.display().into()).collect()
+                                ts.iter().map(|t| t.path().to_path_buf()).collect()
                             };
                             let outcome = crate::BatchOutcome::new(
                                 shown(&targets[..i]),

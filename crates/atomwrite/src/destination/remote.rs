@@ -185,6 +185,10 @@ impl Backend for Remote {
         &self.url
     }
 
+    fn path(&self) -> &Path {
+        Path::new(&self.url)
+    }
+
     fn store(&self) -> StoreKind {
         match self.target.as_ref().map(Target::backend) {
             Some(os::Backend::Memory) => StoreKind::Memory,

@@ -22,7 +22,7 @@ use crate::versions::name::extension_of;
 
 /// Suffix of the pointer object: `KEY.latest.json`.
 pub const POINTER_SUFFIX: &str = ".latest.json";
-/// Suffix of the versions "directory": `KEY.versions/vNNNNNNNNNN`.
+/// Suffix of the versions "directory": `KEY.versions/vNNNNNNNNNN[.ext]` (see [`version_key`]).
 pub const VERSIONS_SUFFIX: &str = ".versions";
 /// `format` tag of the pointer object.
 pub const POINTER_FORMAT: &str = "atomwrite-latest/1";
@@ -39,7 +39,7 @@ pub struct Pointer {
     pub format: String,
     /// The current version number.
     pub version: u64,
-    /// Key of the current version object (`KEY.versions/vNNNNNNNNNN`).
+    /// Key of the current version object (`KEY.versions/vNNNNNNNNNN[.ext]`).
     pub key: String,
     /// Its size.
     pub size: u64,
