@@ -30,6 +30,7 @@ impl Base {
     }
 }
 
+#[cfg(feature = "object-store")]
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -442,3 +443,66 @@ backend!(s3b_url, super::s3b);
 backend!(azure_url, super::azure);
 #[cfg(feature = "object-store")]
 backend!(gcs_url, super::gcs);
+
+/// `clean` on an object store removes exactly the leftovers of crashed publishers (version
+/// objects below the current version, off the published history) and nothing else; a dry run
+/// lists them and removes nothing.
+#[cfg(feature = "object-store")]
+#[test]
+fn object_store_clean_removes_only_crash_leftovers() {
+    use atomwrite::object::object_store::{ObjectStoreExt, PutPayload};
+    use atomwrite::object::{Target, blocking::block_on, version_key};
+    let b = memory().unwrap();
+    let d = b.open("q.csv");
+    publish(&d, b"1", &Publisher::new()).unwrap();
+    // A publisher claimed version 2, uploaded it with its manifest, and crashed before the
+    // pointer swap.
+    let t = Target::parse(d.display()).unwrap();
+    let k2 = version_key(&t, 2);
+    let m2 = atomwrite::object::object_store::path::Path::from(format!("{k2}.manifest.json"));
+    let mut m = atomwrite::Manifest::new(
+        "v0000000002.csv".into(),
+        4,
+        sha(b"lost"),
+        std::time::SystemTime::now(),
+        "crashed",
+    );
+    m.version = Some(2);
+    m.parent = Some(1);
+    block_on(t.store().put(&k2, PutPayload::from_static(b"lost"))).unwrap();
+    block_on(
+        t.store()
+            .put(&m2, PutPayload::from(m.to_json().into_bytes())),
+    )
+    .unwrap();
+    assert_eq!(publish(&d, b"3", &Publisher::new()).unwrap().version, 3);
+    let dry = d.clean(true).unwrap();
+    assert_eq!(dry.removed.len(), 1, "{dry:?}");
+    assert!(
+        dry.removed[0]
+            .to_string_lossy()
+            .ends_with("q.csv.versions/v0000000002.csv")
+    );
+    assert_eq!(dry.bytes, 4);
+    assert!(
+        block_on(t.store().head(&k2)).is_ok(),
+        "a dry run removed something"
+    );
+    let done = d.clean(false).unwrap();
+    assert_eq!(done.removed, dry.removed);
+    assert!(block_on(t.store().head(&k2)).is_err());
+    assert!(block_on(t.store().head(&m2)).is_err());
+    let left: Vec<u64> = d
+        .versions()
+        .unwrap()
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(left, [1, 3]);
+    assert_eq!(d.verify().unwrap().status, VerifyStatus::Ok);
+    assert!(
+        d.clean(false).unwrap().removed.is_empty(),
+        "clean is idempotent"
+    );
+}
