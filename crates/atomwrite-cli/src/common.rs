@@ -3,10 +3,9 @@
 
 use std::io::Write;
 
-use atomwrite::{AtomicFile, Durability, Options, Receipt, SymlinkPolicy};
+use atomwrite::{Durability, Options, SymlinkPolicy};
 
 use crate::cli::{DurabilityArg, WriteOpts};
-use crate::signals;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
@@ -82,85 +81,10 @@ impl WriteOpts {
     }
 }
 
-/// Opens an [`AtomicFile`] for `dst` and announces `dst` to the signal report. The library
-/// registers its named temp (if any) for removal on a signal from the instant it exists.
-pub fn open_tracked(
-    opts: &atomwrite::Options,
-    dst: &std::path::Path,
-) -> atomwrite::Result<AtomicFile> {
-    let f = opts.open(dst)?;
-    signals::target(f.destination());
-    Ok(f)
-}
-
-/// Commits. The library runs the rename and directory fsync inside
-/// `atomwrite::interrupt::critical`, so a signal report waits for the outcome and states it.
-pub fn commit_guarded(file: AtomicFile) -> atomwrite::Result<Receipt> {
-    file.commit()
-}
-
-/// What follows a successful commit: the sidecar manifest when `--manifest` was given.
-pub fn after_commit(opts: &WriteOpts, r: &Receipt) -> Result<(), Failure> {
-    if opts.manifest {
-        atomwrite::write_manifest(&r.path, r, &opts.to_options())?;
-    }
-    Ok(())
-}
-
-/// The JSON shape of a receipt (stable: documented in README).
-pub fn receipt_json(r: &Receipt) -> serde_json::Value {
-    serde_json::json!({
-        "path": r.path,
-        "size": r.size,
-        "sha256": r.sha256,
-        "written_at": r.written_at_rfc3339(),
-        "run_id": r.run_id,
-        "durability": r.durability,
-        "owner_changed": r.owner_changed,
-    })
-}
-
-/// `; owner changed from uid A gid B to uid C gid D (set-id bits dropped)`, or nothing.
-fn owner_change_text(r: &Receipt) -> String {
-    match &r.owner_changed {
-        None => String::new(),
-        Some(c) => format!(
-            "; owner changed from uid {} gid {} to uid {} gid {}{}",
-            c.from_uid,
-            c.from_gid,
-            c.to_uid,
-            c.to_gid,
-            if c.setid_dropped {
-                ", set-id bits dropped"
-            } else {
-                ""
-            }
-        ),
-    }
-}
-
 /// Prints one JSON value on stdout; a closed pipe is not an error.
 pub fn print_json(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
-}
-
-/// Prints the outcome of a write: JSON receipt, a short line, or nothing (`-q`).
-pub fn report_receipt(opts: &WriteOpts, r: &Receipt) {
-    if opts.json {
-        print_json(&receipt_json(r));
-    } else if !opts.quiet {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "atomwrite: wrote {} ({} bytes, sha256 {}, durability {}{})",
-            r.path.display(),
-            r.size,
-            r.sha256.as_deref().unwrap_or("-"),
-            r.durability,
-            owner_change_text(r)
-        );
-    }
 }
 
 /// The JSON shape of an error.

@@ -3,7 +3,7 @@
 //! instead of a local file named `s3:` created in the current directory.
 //!
 //! [`check_args`] is called once by `cmd::dispatch`, so no command can forget it; afterwards
-//! [`crate::remote::is_url`] only has to tell a valid URL from a path.
+//! [`atomwrite::destination::open`] only has to tell a valid URL from a path.
 
 use std::path::Path;
 

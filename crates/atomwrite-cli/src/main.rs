@@ -9,7 +9,7 @@ mod common;
 mod location;
 mod parse;
 mod progress;
-mod remote;
+mod render;
 mod signals;
 
 use clap::Parser;

@@ -113,9 +113,25 @@ mod local_urls {
         assert_receipt(&v, "memory:///a/b.txt", b"hello\n");
         assert_eq!(v["multipart"], false);
         assert!(err.is_empty(), "--json prints no summary: {err}");
-        // A fresh process has a fresh memory store: nothing published there.
-        let (code, out, _) = run(&["latest", "memory:///a/b.txt"], b"");
-        assert_eq!((code, out.trim()), (0, "0"));
+        // A fresh process has a fresh memory store: nothing published there (exit 1, as for a
+        // local path never published).
+        let (code, out, err) = run(&["latest", "memory:///a/b.txt"], b"");
+        assert_eq!((code, out.trim()), (1, "0"));
+        assert!(
+            err.contains("nothing has been published at `memory:///a/b.txt`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn version_urls_keep_the_whole_url() {
+        // The key `e` also occurs in `memory`: the version URL must keep the URL's base.
+        let (code, out, err) = run(&["publish", "--json", "memory:///e"], b"hi\n");
+        assert_eq!(code, 0, "{err}");
+        let v = json(&out);
+        assert_eq!(v["path"], "memory:///e.versions/v0000000001");
+        assert_eq!(v["url"], "memory:///e.versions/v0000000001");
+        assert_eq!(v["dst"], "memory:///e");
     }
 
     #[test]
@@ -214,7 +230,15 @@ mod local_urls {
             assert_eq!(v["previous"], i - 1);
             assert_eq!(v["sha256"], sha256_hex(body.as_bytes()));
             if i == 3 {
-                assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+                // Version 1 and its manifest, as a local publish lists every path it removed.
+                assert_eq!(v["removed"].as_array().unwrap().len(), 2, "{v}");
+                assert!(
+                    v["removed"][0]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("v0000000001.bin"),
+                    "{v}"
+                );
             }
         }
         let (code, out, _) = run(&["latest", &url], b"");
@@ -223,7 +247,14 @@ mod local_urls {
         let (_, out, _) = run(&["latest", "--json", &url], b"");
         let v = json(&out);
         assert_eq!(v["version"], 3);
-        assert!(v["path"].as_str().unwrap().ends_with("v0000000003"), "{v}");
+        // Version keys follow the one version-name grammar: `v` + 10 digits + the extension.
+        assert!(
+            v["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("model.bin.versions/v0000000003.bin"),
+            "{v}"
+        );
         let (_, out, _) = run(&["versions", "--json", &url], b"");
         let v = json(&out);
         assert_eq!(v["current"], 3);
@@ -426,9 +457,9 @@ mod s3 {
         let (code, out, err) = run(&["verify", "--json", &url], b"");
         assert_eq!(code, 0, "{out}{err}");
         assert_eq!(json(&out)["results"][0]["status"], "ok");
-        // A plain object is not a versioned target.
+        // A plain object is not a versioned target: nothing published (exit 1).
         let (code, out, _) = run(&["latest", &url], b"");
-        assert_eq!((code, out.trim()), (0, "0"));
+        assert_eq!((code, out.trim()), (1, "0"));
 
         let model = format!("{p}/model.bin");
         for i in 1..=2u64 {
@@ -440,11 +471,13 @@ mod s3 {
         assert_eq!(code, 0);
         let v = json(&out);
         assert_eq!(v["version"], 2);
-        assert_eq!(v["sha256"], sha256_hex(b"m2"));
         let (code, out, _) = run(&["verify", &model], b"");
         assert_eq!(code, 0, "{out}");
         let (_, out, _) = run(&["versions", "--json", &model], b"");
-        assert_eq!(json(&out)["versions"].as_array().unwrap().len(), 2);
+        let v = json(&out);
+        assert_eq!(v["versions"].as_array().unwrap().len(), 2);
+        assert_eq!(v["versions"][1]["sha256"], sha256_hex(b"m2"));
+        assert_eq!(v["versions"][1]["current"], true);
     }
 
     #[test]
@@ -596,7 +629,7 @@ mod s3 {
         for (i, entry) in list.iter().enumerate() {
             assert_eq!(entry["version"], winners[i].0);
             let back = d.path().join(format!("back-{i}"));
-            let src = entry["url"].as_str().unwrap();
+            let src = entry["path"].as_str().unwrap();
             let (code, _, err) = run(&["cp", "-q", src, back.to_str().unwrap()], b"");
             assert_eq!(code, 0, "{err}");
             assert_eq!(

@@ -57,6 +57,12 @@ pub enum Op {
     Symlink,
     /// Publishing a version (pointer swap, compare-and-swap).
     Publish,
+    /// Opening a destination: classifying the argument, configuring an object-store client.
+    OpenStore,
+    /// Sending bytes to an object store (a PUT, a multipart upload, a conditional copy).
+    Upload,
+    /// Deleting objects (retention of old versions on an object store).
+    Delete,
 }
 
 impl Op {
@@ -86,6 +92,9 @@ impl Op {
             Op::Verify => "verify",
             Op::Symlink => "symlink",
             Op::Publish => "publish",
+            Op::OpenStore => "open_store",
+            Op::Upload => "upload",
+            Op::Delete => "delete",
         }
     }
 
@@ -115,6 +124,9 @@ impl Op {
             Op::Verify => "verify",
             Op::Symlink => "create symlink",
             Op::Publish => "publish",
+            Op::OpenStore => "open",
+            Op::Upload => "upload",
+            Op::Delete => "delete",
         }
     }
 }

@@ -617,6 +617,7 @@ impl AtomicFile {
                 Durability::None => "none",
             },
             owner_changed: self.owner_changed,
+            object: None,
         }
     }
 
@@ -678,7 +679,7 @@ impl AtomicFile {
                 Op::Rename,
                 &self.dest,
                 io::ErrorKind::Interrupted,
-                "interrupted: the process is stopping; nothing was published",
+                "interrupted: the process is stopping; the destination was not replaced",
             ));
         }
         match std::mem::replace(&mut self.temp, Temp::Gone) {

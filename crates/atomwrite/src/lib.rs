@@ -120,6 +120,7 @@ mod tree;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod destination;
 pub mod location;
 pub mod manifest;
 #[cfg(feature = "object-store")]
@@ -128,13 +129,14 @@ pub mod versions;
 
 pub use batch::{Batch, BatchOutcome, BatchReceipt, BatchSync};
 pub use clean::{CleanOptions, CleanReport, clean, clean_with};
+pub use destination::{Destination, StoreKind};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::{AtomicFile, CopyMethod};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
 pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
 pub use options::{Durability, Options, SymlinkPolicy};
-pub use receipt::{OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
+pub use receipt::{ObjectFacts, OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,

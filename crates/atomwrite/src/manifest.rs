@@ -99,13 +99,33 @@ pub struct DirEntry {
 impl Manifest {
     /// The manifest describing a committed file: `name` is the last component of `dst`.
     pub fn for_receipt(dst: &Path, receipt: &Receipt, sha256: String) -> Manifest {
+        Manifest::new(
+            file_name_string(dst),
+            receipt.size,
+            sha256,
+            receipt.written_at,
+            &receipt.run_id,
+        )
+    }
+
+    /// The one constructor: a file manifest (`kind`, `files`, `version`, `parent` unset; a
+    /// publisher sets `version` and `parent`, a directory version `kind` and `files`) in format
+    /// [`MANIFEST_FORMAT`], stamped with this atomwrite's version. `name` is the data's file
+    /// name (a version's own name, `v0000000003.csv`, for a published version).
+    pub fn new(
+        name: String,
+        size: u64,
+        sha256: String,
+        written_at: std::time::SystemTime,
+        run_id: &str,
+    ) -> Manifest {
         Manifest {
             format: MANIFEST_FORMAT.into(),
-            name: file_name_string(dst),
-            size: receipt.size,
+            name,
+            size,
             sha256,
-            written_at: receipt.written_at_rfc3339(),
-            run_id: receipt.run_id.clone(),
+            written_at: crate::rfc3339(written_at),
+            run_id: run_id.into(),
             atomwrite_version: env!("CARGO_PKG_VERSION").into(),
             kind: None,
             files: None,
@@ -339,21 +359,7 @@ impl Verification {
 /// it after the check), and cannot judge whether matching bytes are *right*.
 pub fn verify(path: impl AsRef<Path>) -> Verification {
     let path = path.as_ref();
-    let mut data_path = path.to_path_buf();
-    let mut mpath = manifest_path(path);
-    if !exists_nofollow(&mpath)
-        && let Ok(target) = std::fs::read_link(path)
-    {
-        let target = match path.parent() {
-            Some(p) if target.is_relative() => p.join(target),
-            _ => target,
-        };
-        let alt = manifest_path(&target);
-        if exists_nofollow(&alt) {
-            data_path = target;
-            mpath = alt;
-        }
-    }
+    let (data_path, mpath) = locate(path);
     let mut v = Verification {
         path: path.to_path_buf(),
         data_path: data_path.clone(),
@@ -379,22 +385,8 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
             }
         },
     };
-    let is_dir = m.kind.as_deref() == Some("directory");
-    let measured = if is_dir {
-        hash_dir(&data_path).map(|(s, h, _)| (s, h))
-    } else {
-        match std::fs::metadata(&data_path) {
-            Ok(md) if md.is_dir() => Err(Error::other(
-                Op::Verify,
-                &data_path,
-                io::ErrorKind::IsADirectory,
-                "is a directory but its manifest describes a file",
-            )),
-            _ => hash_file(&data_path),
-        }
-    };
     v.manifest = Some(m.clone());
-    let (size, sha) = match measured {
+    let (size, sha) = match measure(&m, &data_path) {
         Ok(x) => x,
         Err(e) => {
             v.status = VerifyStatus::MissingData;
@@ -405,6 +397,56 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     v.size = Some(size);
     v.sha256 = Some(sha.clone());
     let name = file_name_string(&data_path);
+    (v.status, v.detail) = judge(&m, &name, size, &sha, None);
+    v
+}
+
+/// The data and manifest `verify` checks for `path`: `PATH` and `PATH.manifest.json`, or, for a
+/// symlink without a manifest of its own (a published pointer), its target and the manifest
+/// beside the target.
+fn locate(path: &Path) -> (PathBuf, PathBuf) {
+    let mpath = manifest_path(path);
+    if !exists_nofollow(&mpath)
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let target = match path.parent() {
+            Some(p) if target.is_relative() => p.join(target),
+            _ => target,
+        };
+        let alt = manifest_path(&target);
+        if exists_nofollow(&alt) {
+            return (target, alt);
+        }
+    }
+    (path.to_path_buf(), mpath)
+}
+
+/// Size and sha256 of the data a manifest describes (a file, or a directory tree).
+fn measure(m: &Manifest, data_path: &Path) -> Result<(u64, String)> {
+    if m.kind.as_deref() == Some("directory") {
+        return hash_dir(data_path).map(|(s, h, _)| (s, h));
+    }
+    match std::fs::metadata(data_path) {
+        Ok(md) if md.is_dir() => Err(Error::other(
+            Op::Verify,
+            data_path,
+            io::ErrorKind::IsADirectory,
+            "is a directory but its manifest describes a file",
+        )),
+        _ => hash_file(data_path),
+    }
+}
+
+/// The one judgement of `verify`, for every backend: data called `name` with `size` bytes and
+/// hash `sha` against the manifest `m` (and, for an object store's versions, the pointer's own
+/// record `pointer_sha`). Name, size and sha256 must all match for [`VerifyStatus::Ok`].
+pub(crate) fn judge(
+    m: &Manifest,
+    name: &str,
+    size: u64,
+    sha: &str,
+    pointer_sha: Option<&str>,
+) -> (VerifyStatus, String) {
     let mut why = Vec::new();
     if m.name != name {
         why.push(format!("the manifest describes `{}`, not `{name}`", m.name));
@@ -415,28 +457,34 @@ pub fn verify(path: impl AsRef<Path>) -> Verification {
     if m.sha256 != sha {
         why.push(format!(
             "sha256 is {}, manifest says {}",
-            short(&sha),
+            short(sha),
+            short(&m.sha256)
+        ));
+    }
+    if let Some(p) = pointer_sha.filter(|p| *p != m.sha256) {
+        why.push(format!(
+            "the pointer records sha256 {}, the manifest {}",
+            short(p),
             short(&m.sha256)
         ));
     }
     if why.is_empty() {
-        v.detail = format!(
+        let detail = format!(
             "{} bytes, sha256 {}, written_at {}, run_id {}",
             size,
-            short(&sha),
+            short(sha),
             m.written_at,
             m.run_id
         );
-    } else {
-        v.status = VerifyStatus::Mismatch;
-        v.detail = format!(
-            "{} (manifest written_at {}, run_id {})",
-            why.join("; "),
-            m.written_at,
-            m.run_id
-        );
+        return (VerifyStatus::Ok, detail);
     }
-    v
+    let detail = format!(
+        "{} (manifest written_at {}, run_id {})",
+        why.join("; "),
+        m.written_at,
+        m.run_id
+    );
+    (VerifyStatus::Mismatch, detail)
 }
 
 fn short(h: &str) -> &str {

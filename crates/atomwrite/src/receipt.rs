@@ -31,6 +31,19 @@ pub struct Receipt {
     /// unprivileged writer, who cannot give a file away: `fchown` fails with `EPERM`). `None`
     /// for a new file and when owner and group were kept.
     pub owner_changed: Option<OwnerChange>,
+    /// Facts only an object store has (its key, ETag, multipart); `None` for a local write.
+    pub object: Option<ObjectFacts>,
+}
+
+/// What an object store reports about an object it stored (see [`Receipt::object`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectFacts {
+    /// The object's key inside its bucket or container.
+    pub key: String,
+    /// The store's ETag of the object, when it reports one.
+    pub e_tag: Option<String>,
+    /// True when the bytes went up as a multipart upload (visible only when it completed).
+    pub multipart: bool,
 }
 
 /// The owner and group of a replaced file, and those its replacement got instead (see

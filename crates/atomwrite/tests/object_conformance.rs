@@ -350,7 +350,9 @@ async fn publish_versions_latest(b: &str) {
             .unwrap();
         assert_eq!(rc.version, Some(i as u64));
         assert!(
-            rc.key.ends_with(&format!("model.bin.versions/v{:010}", i)),
+            // The one version-name grammar: `v` + 10 digits + the key's extension.
+            rc.key
+                .ends_with(&format!("model.bin.versions/v{:010}.bin", i)),
             "{}",
             rc.key
         );
@@ -389,7 +391,9 @@ async fn publish_versions_latest(b: &str) {
         .unwrap();
         assert_eq!(m.version, Some(i as u64 + 1));
         assert_eq!(m.parent, Some(i as u64));
-        assert_eq!(m.name, "model.bin");
+        // A version's manifest names the version (as a local publish does), so verify checks
+        // the name on every backend.
+        assert_eq!(m.name, format!("v{:010}.bin", i + 1));
     }
     let v = verify_url(&url).await.unwrap();
     assert!(v.ok && v.version == Some(3), "{v:?}");

@@ -7,16 +7,17 @@
 //! batch says exactly which destinations were replaced and which were not (text and JSON:
 //! `error.replaced`, `error.not_replaced`).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use atomwrite::{AtomicFile, Batch, BatchOutcome, CopyMethod, Op, Options};
+use atomwrite::destination::{CopyAttrs, CopyObserver, CopyReport};
+use atomwrite::{BatchOutcome, Destination, Op};
 use clap::Args;
 
 use crate::cli::WriteOpts;
-use crate::common::{self, CmdResult, EXIT_CONFLICT, EXIT_OK, Failure};
+use crate::common::{CmdResult, EXIT_CONFLICT, EXIT_OK, Failure};
 use crate::progress::{self, Progress};
-use crate::signals;
+use crate::{render, signals};
 
 pub const CP_EXAMPLES: &str = "\
 Examples:
@@ -43,176 +44,124 @@ pub struct CpArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// The source's permission bits (incl. set-id), owner and group.
-#[derive(Debug, Clone, Copy)]
-struct SourceAttrs {
-    mode: u32,
-    uid: u32,
-    gid: u32,
+/// The progress bar of the copy in flight (one per destination, labelled with it), fed by the
+/// library's progress callback.
+struct Bars {
+    bar: Mutex<(Progress, u64)>,
+    flags: progress::Flags,
 }
 
-fn open_source(p: &Path) -> Result<(File, SourceAttrs), Failure> {
-    let f = atomwrite::open_source(p)?;
-    let md = f
-        .metadata()
-        .map_err(|e| atomwrite::Error::new(Op::Inspect, p, e))?;
-    if !md.is_file() {
-        return Err(Failure::usage(format!(
-            "`{}` is not a regular file",
-            p.display()
-        )));
+impl Bars {
+    fn next(&self, dst: &Destination) {
+        let mut b = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        b.0.finish();
+        *b = (Progress::bytes(None, self.flags, &dst.file_name()), 0);
     }
-    use std::os::unix::fs::MetadataExt;
-    let attrs = SourceAttrs {
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-    };
-    Ok((f, attrs))
-}
 
-fn options_for(a: &CpArgs, src: SourceAttrs, size: u64) -> Options {
-    let o = a
-        .opts
-        .to_options()
-        .checksum(a.checksum || a.opts.manifest)
-        .size_hint(size);
-    if a.preserve {
-        o.preserve_source(src.mode, src.uid, src.gid)
-    } else {
-        o.source_mode(src.mode)
+    fn seen(&self, total: u64) {
+        let mut b = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = total.saturating_sub(b.1);
+        b.0.inc(delta);
+        b.1 = total;
+    }
+
+    fn finish(&self) {
+        self.bar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .finish();
     }
 }
 
-/// Copies `src` into `f`. With a checksum the bytes pass through the hasher anyway, so they
-/// are streamed through the progress bar; otherwise the kernel copies them (reflink or
-/// `copy_file_range`) and the bar just records the total.
-fn copy_into(
-    f: &mut AtomicFile,
-    src: &File,
-    name: &Path,
-    a: &CpArgs,
-) -> Result<CopyMethod, Failure> {
-    let size = src.metadata().map(|m| m.len()).ok();
-    let flags = progress::Flags {
-        force: a.opts.progress,
-        quiet: a.opts.quiet,
-    };
-    let label = name
-        .file_name()
-        .unwrap_or(name.as_os_str())
-        .to_string_lossy()
-        .into_owned();
-    let mut bar = Progress::bytes(size, flags, &label);
-    let method = if a.checksum || a.opts.manifest {
-        let mut reader = src;
-        f.copy_from(&mut bar.wrap(&mut reader), name)?;
-        CopyMethod::Buffered
-    } else {
-        let (n, m) = f.copy_from_file(src, name)?;
-        bar.inc(n);
-        m
-    };
-    bar.finish();
-    Ok(method)
+/// Announces each destination to the signal report and lets a signal cancel a batch between
+/// two renames.
+struct Observer<'a>(&'a Bars);
+
+impl CopyObserver for Observer<'_> {
+    fn copying(&mut self, dst: &Destination) {
+        signals::target(dst.path());
+        self.0.next(dst);
+    }
+
+    fn commit(&mut self, commit: &mut dyn FnMut()) {
+        // Cooperative: a signal now stops the batch before its next rename; what was renamed
+        // is made durable and the report names replaced and not replaced destinations.
+        signals::cooperative(commit)
+    }
 }
 
 pub fn run(a: CpArgs) -> CmdResult {
-    if a.paths.iter().any(|p| crate::remote::is_url(p)) {
-        return crate::remote::cp(a);
-    }
-    let (dst, sources) = a.paths.split_last().expect("clap requires two paths");
-    let dst_is_dir = dst.is_dir() || dst.as_os_str().to_string_lossy().ends_with('/');
-    if sources.len() > 1 && !dst_is_dir {
+    let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
+    let dst = super::open_dest(dst_arg)?;
+    super::refuse_unsupported(&a.opts, &dst)?;
+    let sources = src_args
+        .iter()
+        .map(|p| super::open_dest(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let many = sources.len() > 1;
+    if many && !dst.is_container() {
         return Err(Failure::usage(format!(
-            "copying {} files: the destination `{}` must be an existing directory",
+            "copying {} files: the destination `{dst}` must be an existing directory (or a URL \
+             prefix ending in `/`)",
             sources.len(),
-            dst.display()
         )));
     }
-    let target = |src: &Path| -> Result<PathBuf, Failure> {
-        if dst_is_dir {
-            let name = src
-                .file_name()
-                .ok_or_else(|| Failure::usage(format!("`{}` has no file name", src.display())))?;
-            Ok(dst.join(name))
-        } else {
-            Ok(dst.clone())
-        }
+    let opts = a.opts.to_options().checksum(a.checksum || a.opts.manifest);
+    let bars = Bars {
+        bar: Mutex::new((Progress::hidden(), 0)),
+        flags: progress::Flags {
+            force: a.opts.progress,
+            quiet: a.opts.quiet,
+        },
     };
-    if sources.len() == 1 {
-        let src = &sources[0];
-        let (file, mode) = open_source(src)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut out = common::open_tracked(&options_for(&a, mode, size), &target(src)?)?;
-        let method = copy_into(&mut out, &file, src, &a)?;
-        let receipt = common::commit_guarded(out)?;
-        common::after_commit(&a.opts, &receipt)?;
-        if a.opts.json {
-            let mut v = common::receipt_json(&receipt);
-            v["method"] = serde_json::json!(method);
-            common::print_json(&v);
-        } else {
-            common::report_receipt(&a.opts, &receipt);
-        }
-        return Ok(EXIT_OK);
-    }
-    // Many sources: one batch, one data flush, one directory fsync.
+    let seen = |n: u64| bars.seen(n);
+    let attrs = CopyAttrs {
+        preserve: a.preserve,
+        progress: Some(&seen),
+    };
     let targets = sources
         .iter()
-        .map(|s| target(s))
+        .map(|s| match dst.is_container() {
+            true => dst.join(&s.file_name()),
+            false => atomwrite::destination::open(dst_arg),
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    if a.opts.no_clobber {
+    if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
     }
-    let before_commit = |f: Failure| nothing_replaced(f, &targets);
-    let mut batch = Batch::new(a.opts.to_options().checksum(a.checksum || a.opts.manifest));
-    let mut methods = Vec::new();
-    for (src, dst) in sources.iter().zip(&targets) {
-        let (file, mode) = open_source(src).map_err(before_commit)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let f = batch
-            .open_with(dst, options_for(&a, mode, size))
-            .map_err(|e| before_commit(e.into()))?;
-        signals::target(f.destination());
-        methods.push(copy_into(f, &file, src, &a).map_err(before_commit)?);
-    }
-    // Cooperative: a signal now stops the batch before its next rename; what was renamed is
-    // made durable and the report names replaced and not replaced destinations.
-    let receipts = signals::cooperative(|| batch.commit()).map_err(batch_failure)?;
-    for r in &receipts.files {
-        common::after_commit(&a.opts, r)?;
-    }
-    if a.opts.json {
-        let files: Vec<_> = receipts
-            .files
-            .iter()
-            .zip(&methods)
-            .map(|(r, m)| {
-                let mut v = common::receipt_json(r);
-                v["method"] = serde_json::json!(m);
-                v
-            })
-            .collect();
-        common::print_json(
-            &serde_json::json!({ "files": files, "dir_syncs": receipts.dir_syncs, "data_syncs": receipts.data_syncs }),
-        );
+    let report = if many {
+        let r = dst.copy_many(&sources, &opts, attrs, &mut Observer(&bars));
+        bars.finish();
+        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, &targets)))?
     } else {
-        for r in &receipts.files {
-            common::report_receipt(&a.opts, r);
+        Observer(&bars).copying(&targets[0]);
+        let c = targets[0].copy_from(&sources[0], &opts, attrs);
+        bars.finish();
+        CopyReport {
+            files: vec![c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?],
+            ..CopyReport::default()
+        }
+    };
+    if a.opts.manifest {
+        for (c, t) in report.files.iter().zip(&targets) {
+            t.write_manifest(&c.receipt, &opts)?;
         }
     }
+    render::copies(&a.opts, many, &report);
     Ok(EXIT_OK)
 }
 
 /// `--no-clobber` with several sources: refuse before writing anything if any destination
 /// exists (exit 3, naming them all). Only a head start: between this check and the renames
 /// another process may create one, and the kernel's create-only rename then refuses it.
-fn no_clobber_precheck(targets: &[PathBuf]) -> Result<(), Failure> {
-    let existing: Vec<&PathBuf> = targets
-        .iter()
-        .filter(|t| std::fs::symlink_metadata(t).is_ok())
-        .collect();
+fn no_clobber_precheck(targets: &[Destination]) -> Result<(), Failure> {
+    let mut existing = Vec::new();
+    for t in targets {
+        if t.exists()? {
+            existing.push(t.path());
+        }
+    }
     let Some(first) = existing.first() else {
         return Ok(());
     };
@@ -223,33 +172,45 @@ fn no_clobber_precheck(targets: &[PathBuf]) -> Result<(), Failure> {
     };
     let e = atomwrite::Error::other(
         Op::CheckDestination,
-        first.as_path(),
+        first,
         std::io::ErrorKind::AlreadyExists,
         "already exists (--no-clobber)",
     )
-    .with_batch_outcome(BatchOutcome::new(Vec::new(), targets.to_vec()));
+    .with_batch_outcome(BatchOutcome::new(Vec::new(), paths(targets)));
     Err(Failure {
         code: EXIT_CONFLICT,
         message: format!(
             "{} {verb} (--no-clobber); nothing was written",
-            quoted(existing.iter().map(|p| p.as_path()))
+            quoted(existing.iter().copied())
         ),
         error: Some(e),
     })
 }
 
-/// A failure before the commit: nothing was replaced (said in text, listed in JSON).
-fn nothing_replaced(mut f: Failure, targets: &[PathBuf]) -> Failure {
-    if let Some(e) = f.error.take() {
-        let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), targets.to_vec()));
-        f.message = format!("{e}; no destination was replaced");
+/// A source that is not a regular file (a directory, a FIFO, a device) is a usage error (exit
+/// 2), as `cp` without `-r` says.
+fn bad_source(e: atomwrite::Error) -> Result<Failure, atomwrite::Error> {
+    if e.op() == Op::Read && e.kind() == std::io::ErrorKind::InvalidInput {
+        let mut f = Failure::usage(e.to_string());
         f.error = Some(e);
+        return Ok(f);
     }
-    f
+    Err(e)
 }
 
-/// A failed commit: the error plus exactly which destinations were replaced and which not.
-fn batch_failure(e: atomwrite::Error) -> Failure {
+fn paths(targets: &[Destination]) -> Vec<PathBuf> {
+    targets.iter().map(|t| t.path().to_path_buf()).collect()
+}
+
+/// A failed copy of many files: the error plus exactly which destinations were replaced and
+/// which not (a failure before a batch's commit replaced none of them).
+fn batch_failure(e: atomwrite::Error, targets: &[Destination]) -> Failure {
+    if e.batch_outcome().is_none() {
+        let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), paths(targets)));
+        let mut f = Failure::from(e);
+        f.message.push_str("; no destination was replaced");
+        return f;
+    }
     let mut f = Failure::from(e);
     if let Some(o) = f.error.as_ref().and_then(|e| e.batch_outcome()) {
         let mut extra = String::new();

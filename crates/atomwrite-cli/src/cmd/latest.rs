@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
+use crate::common::{CmdResult, EXIT_FAILURE, EXIT_OK};
+use crate::render;
 
 #[derive(Debug, Args)]
 pub struct LatestArgs {
@@ -27,27 +28,11 @@ Examples:
   atomwrite latest --json reports/daily.csv | jq .version";
 
 pub fn run(a: LatestArgs) -> CmdResult {
-    if crate::remote::is_url(&a.dst) {
-        return crate::remote::latest(a);
-    }
-    let l = atomwrite::latest(&a.dst)?;
-    if a.json {
-        common::print_json(&serde_json::json!({
-            "dst": a.dst,
-            "version": l.as_ref().map_or(0, |v| v.version),
-            "path": l.as_ref().map(|v| &v.path),
-        }));
-    } else {
-        match &l {
-            Some(v) => println!("{} {}", v.version, v.path.display()),
-            None => println!("0"),
-        }
-    }
+    let dst = super::open_dest(&a.dst)?;
+    let l = dst.latest()?;
+    render::latest(a.json, dst.display(), l.as_ref());
     if l.is_none() {
-        eprintln!(
-            "atomwrite: nothing has been published at `{}`",
-            a.dst.display()
-        );
+        eprintln!("atomwrite: nothing has been published at `{dst}`");
         return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_OK)

@@ -1,15 +1,15 @@
 //! `atomwrite publish [OPTS] [--keep N] [--expect V] [--from FILE | --dir DIR] DST`: a new
 //! version under `DST.versions/`, then an atomic swap of the `DST` symlink.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
-use atomwrite::{Published, Publisher};
+use atomwrite::destination::PublishInput;
+use atomwrite::{Destination, Published, Publisher};
 use clap::Args;
 
 use crate::cli::WriteOpts;
-use crate::common::{self, CmdResult, EXIT_OK, Failure};
-use crate::signals;
+use crate::common::{CmdResult, EXIT_OK, Failure};
+use crate::{render, signals};
 
 pub const PUBLISH_EXAMPLES: &str = "\
 DST becomes a symlink to DST.versions/vNNNNNNNNNN[.ext] (relative target); readers just open DST.
@@ -97,125 +97,64 @@ pub fn publisher(
     p
 }
 
-/// Commits a pending version while holding the signal lock (a signal waits for the outcome).
-pub fn commit_guarded(pv: atomwrite::PendingVersion) -> atomwrite::Result<Published> {
-    // The library runs the swap and its directory fsync inside `interrupt::critical` and
-    // records the destination as replaced: a signal report waits for them and says so.
-    let r = pv.commit();
-    if r.is_ok() {
-        signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    r
-}
-
-/// The JSON shape of a publish (documented in docs/freshness.md).
-pub fn published_json(p: &Published) -> serde_json::Value {
-    serde_json::json!({
-        "dst": p.dst,
-        "version": p.version,
-        "previous": p.previous,
-        "path": p.path,
-        "size": p.manifest.size,
-        "sha256": p.manifest.sha256,
-        "written_at": p.manifest.written_at,
-        "run_id": p.manifest.run_id,
-        "migrated": p.migrated,
-        "removed": p.removed,
-        "removed_bytes": p.removed_bytes,
-        "warnings": p.warnings,
-    })
-}
-
-pub fn report_published(opts: &WriteOpts, p: &Published) {
-    if opts.json {
-        common::print_json(&published_json(p));
-    } else if !opts.quiet {
-        eprintln!(
-            "atomwrite: published {} version {} ({}, {} bytes, sha256 {}){}{}",
-            p.dst.display(),
-            p.version,
-            p.path.display(),
-            p.manifest.size,
-            p.manifest.sha256,
-            match p.migrated {
-                Some(m) => format!(
-                    "; what `{}` held before became version {m}",
-                    p.dst.display()
-                ),
-                None => String::new(),
-            },
-            if p.removed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; removed {} old path(s), {} bytes",
-                    p.removed.len(),
-                    p.removed_bytes
-                )
-            }
-        );
-    }
-}
-
 pub fn run(a: PublishArgs) -> CmdResult {
-    if crate::remote::is_url(&a.dst) {
-        if a.no_empty || a.wait.is_some() {
-            return Err(Failure::usage(
-                "--no-empty and --wait apply to local destinations only (an object store \
-                 orders publishers by compare-and-swap, without waiting)",
-            ));
-        }
-        return crate::remote::publish(a);
-    }
+    let dst = super::open_dest(&a.dst)?;
     if a.opts.no_clobber {
         return Err(Failure::usage(
             "--no-clobber does not apply to publish; use --expect 0 to publish only if nothing \
              was published yet",
         ));
     }
+    super::refuse_unsupported(&a.opts, &dst)?;
+    let caps = dst.capabilities();
+    if a.dir.is_some() && !caps.dirs {
+        return Err(Failure::usage(format!(
+            "--dir does not apply to `{dst}` ({} store): it cannot make many files visible at \
+             once; publish one archive (e.g. a tar file) instead",
+            dst.store().as_str()
+        )));
+    }
+    if a.wait.is_some() && !caps.lock_wait {
+        return Err(Failure::usage(format!(
+            "--wait does not apply to `{dst}` ({} store): its publishers are ordered by \
+             compare-and-swap, without waiting (use --expect)",
+            dst.store().as_str()
+        )));
+    }
     let p = publisher(&a.opts, a.keep, a.expect, a.wait, &a.dst);
-    let published = if let Some(dir) = &a.dir {
-        p.publish_dir(&a.dst, dir)?
-    } else {
-        let mut source_mode = None;
-        let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
-            Some(f) => {
-                let file = atomwrite::open_source(f)?;
-                let md = file
-                    .metadata()
-                    .map_err(|e| atomwrite::Error::new(atomwrite::Op::Inspect, f, e))?;
-                if md.is_dir() {
-                    return Err(Failure::usage(format!(
-                        "`{}` is a directory (use --dir to publish a tree)",
-                        f.display()
-                    )));
-                }
-                // A first version gets the source's mode (never set-id, umask applied), like
-                // `cp`; later versions keep the current version's.
-                use std::os::unix::fs::PermissionsExt;
-                source_mode = Some(md.permissions().mode());
-                (Box::new(file), f.as_path())
-            }
-            None => {
-                crate::progress::stdin_notice(&a.dst.to_string_lossy(), a.opts.quiet);
-                (Box::new(io::stdin().lock()), Path::new("<stdin>"))
-            }
-        };
-        let p = match source_mode {
-            Some(m) => p.source_mode(m),
-            None => p,
-        };
-        let mut pv = p.begin(&a.dst)?;
-        pv.file().copy_from(&mut input, source_name)?;
-        if a.no_empty && pv.file().is_empty() {
-            drop(pv);
-            return Err(crate::cmd::write::empty_refused(
-                &a.dst.display().to_string(),
-                source_name,
-            ));
-        }
-        commit_guarded(pv)?
+    signals::target(dst.path());
+    let published = match &a.dir {
+        Some(dir) => dst.publish(PublishInput::Dir(dir), &p)?,
+        None => publish_input(&a, &dst, p)?,
     };
-    report_published(&a.opts, &published);
+    signals::COMMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    render::published(&a.opts, &published);
     Ok(EXIT_OK)
+}
+
+/// Publishes stdin or `--from FILE` (a first version gets the file's mode, like `cp`).
+fn publish_input(a: &PublishArgs, dst: &Destination, p: Publisher) -> Result<Published, Failure> {
+    let input = super::open_input(a.from.as_deref(), " (use --dir to publish a tree)")?;
+    if a.from.is_none() {
+        crate::progress::stdin_notice(dst.display(), a.opts.quiet);
+    }
+    let p = match input.mode {
+        Some(m) => p.source_mode(m),
+        None => p,
+    };
+    let flags = crate::progress::Flags {
+        force: a.opts.progress,
+        quiet: a.opts.quiet,
+    };
+    let mut bar = crate::progress::Progress::bytes(input.size, flags, &dst.file_name());
+    let mut guard = super::NoEmpty::new(bar.wrap(input.reader), a.no_empty);
+    let r = dst.publish(PublishInput::Reader(&mut guard), &p);
+    let refused = guard.refused;
+    drop(guard);
+    bar.finish();
+    match r {
+        Ok(p) => Ok(p),
+        Err(_) if refused => Err(super::write::empty_refused(dst.display(), &input.name)),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -2,17 +2,19 @@
 //! version of DST) only if CMD exits 0.
 
 use std::ffi::OsString;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 
-use atomwrite::{AtomicFile, PendingVersion};
+use atomwrite::Destination;
+use atomwrite::destination::PublishInput;
 use clap::Args;
 
 use crate::cli::WriteOpts;
 use crate::cmd::publish;
-use crate::common::{self, CmdResult, EXIT_OK, Failure};
-use crate::signals;
+use crate::common::{CmdResult, EXIT_CONFLICT, EXIT_OK, Failure};
+use crate::{render, signals};
 
 /// Exit code when atomwrite itself fails (as `env`, `timeout`, `nice` do).
 pub const EXIT_RUN_FAILED: i32 = 125;
@@ -61,25 +63,140 @@ pub struct RunArgs {
     pub cmd: Vec<OsString>,
 }
 
-enum Sink {
-    File(Box<AtomicFile>),
-    Version(Box<PendingVersion>),
+/// CMD's stdout as the input of a write or publish. CMD is started by the first read, so a
+/// destination that fails before reading — a bad DST, a lost `--expect`, a `--wait` that timed
+/// out, `--no-clobber` finding DST there — never runs it. At the end of its output CMD is
+/// waited for, and a failed status fails the read: the write is abandoned before anything
+/// becomes visible, on every backend.
+struct Producer<'a> {
+    cmd: &'a [OsString],
+    run_id: &'a str,
+    started: std::time::SystemTime,
+    dst: &'a str,
+    child: Option<Child>,
+    out: Option<ChildStdout>,
+    shown: String,
+    status: Option<io::Result<ExitStatus>>,
+    spawn_failure: Option<Failure>,
 }
 
-impl Sink {
-    fn file(&mut self) -> &mut AtomicFile {
-        match self {
-            Sink::File(f) => f,
-            Sink::Version(v) => v.file(),
+impl Producer<'_> {
+    fn start(&mut self) -> io::Result<()> {
+        match spawn_producer(self.cmd, self.run_id, self.started, self.dst) {
+            Ok((mut c, shown)) => {
+                self.out = c.stdout.take();
+                self.child = Some(c);
+                self.shown = shown;
+                Ok(())
+            }
+            Err(f) => {
+                let e = io::Error::other(f.message.clone());
+                self.spawn_failure = Some(f);
+                Err(e)
+            }
+        }
+    }
+
+    /// CMD's status: waited for at the end of its output, or now (stopping it first) when the
+    /// write ended before its output did (our own failure).
+    fn finish(&mut self) -> Option<io::Result<ExitStatus>> {
+        let mut child = self.child.take()?;
+        if self.status.is_none() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::TERM,
+            );
+            self.out = None;
+            self.status = Some(child.wait());
+            signals::CHILD.store(0, Ordering::SeqCst);
+        }
+        self.status.take()
+    }
+}
+
+impl Read for Producer<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.child.is_none() {
+            if self.spawn_failure.is_some() || self.status.is_some() {
+                return Ok(0);
+            }
+            self.start()?;
+        }
+        let n = match self.out.as_mut() {
+            Some(out) => out.read(buf)?,
+            None => 0,
+        };
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        if self.status.is_none() {
+            self.out = None;
+            let st = self.child.as_mut().map(Child::wait).expect("started");
+            signals::CHILD.store(0, Ordering::SeqCst);
+            self.status = Some(st);
+        }
+        match &self.status {
+            Some(Ok(st)) if st.success() => Ok(0),
+            Some(Ok(st)) => Err(io::Error::other(format!("the command failed ({st})"))),
+            Some(Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => unreachable!("set above"),
         }
     }
 }
 
+enum Outcome {
+    Wrote(atomwrite::Receipt),
+    Published(Box<atomwrite::Published>),
+}
+
 pub fn run(a: RunArgs) -> CmdResult {
-    if crate::remote::is_url(&a.dst) {
-        return crate::remote::run(a);
+    if a.publish && a.opts.no_clobber {
+        return Err(own_failure(Failure::usage(
+            "--no-clobber does not apply with --publish; use --expect 0",
+        )));
     }
-    inner(&a)
+    let dst = super::open_dest(&a.dst).map_err(own_failure)?;
+    super::refuse_unsupported(&a.opts, &dst).map_err(own_failure)?;
+    if a.publish && a.wait.is_some() && !dst.capabilities().lock_wait {
+        return Err(own_failure(Failure::usage(format!(
+            "--wait does not apply to `{dst}`: its publishers are ordered by compare-and-swap, \
+             without waiting (use --expect)"
+        ))));
+    }
+    let run_id = a
+        .opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| atomwrite::process_run_id().to_string());
+    let mut wopts = a.opts.clone();
+    wopts.run_id = Some(run_id.clone());
+    let mut producer = Producer {
+        cmd: &a.cmd,
+        run_id: &run_id,
+        started: std::time::SystemTime::now(),
+        dst: dst.display(),
+        child: None,
+        out: None,
+        shown: String::new(),
+        status: None,
+        spawn_failure: None,
+    };
+    signals::target(dst.path());
+    let mut guard = super::NoEmpty::new(&mut producer, a.no_empty);
+    let result = if a.publish {
+        let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
+        dst.publish(PublishInput::Reader(&mut guard), &p)
+            .map(|p| Outcome::Published(Box::new(p)))
+    } else {
+        dst.write_named(
+            &mut guard,
+            Path::new("<stdout of CMD>"),
+            &wopts.to_options(),
+        )
+        .map(Outcome::Wrote)
+    };
+    let refused = guard.refused;
+    conclude(&a, &wopts, &dst, &mut producer, result, refused)
 }
 
 fn own_failure(f: Failure) -> Failure {
@@ -89,113 +206,93 @@ fn own_failure(f: Failure) -> Failure {
     }
 }
 
-fn inner(a: &RunArgs) -> CmdResult {
-    if a.publish && a.opts.no_clobber {
-        return Err(own_failure(Failure::usage(
-            "--no-clobber does not apply with --publish; use --expect 0",
-        )));
-    }
-    let run_id = a
-        .opts
-        .run_id
-        .clone()
-        .unwrap_or_else(|| atomwrite::process_run_id().to_string());
-    let mut wopts = a.opts.clone();
-    wopts.run_id = Some(run_id.clone());
-    let started = std::time::SystemTime::now();
-
-    // Open the destination first: a bad DST (or a lost --expect) fails before CMD runs.
-    // The library registers a named temp for removal on a signal as soon as it exists.
-    let mut sink = if a.publish {
-        let p = publish::publisher(&wopts, a.keep, a.expect, a.wait, &a.dst);
-        Sink::Version(Box::new(
-            p.begin(&a.dst).map_err(|e| own_failure(e.into()))?,
-        ))
-    } else {
-        Sink::File(Box::new(
-            common::open_tracked(&wopts.to_options(), &a.dst).map_err(|e| own_failure(e.into()))?,
-        ))
+/// The destination failed before CMD's output was read, so CMD never ran.
+fn not_run(a: &RunArgs, result: atomwrite::Result<Outcome>) -> Failure {
+    let e = match result {
+        Err(e) => e,
+        Ok(_) => unreachable!("a write reads its input"),
     };
+    let mut f = Failure::from(e);
+    f.message.push_str("; CMD was not run");
+    // --no-clobber finding DST there is a conflict (exit 3), as for `write`.
+    if a.opts.no_clobber && f.code == EXIT_CONFLICT {
+        f
+    } else {
+        own_failure(f)
+    }
+}
 
-    if a.opts.no_clobber
-        && let Sink::File(f) = &sink
-    {
-        // Before CMD starts: its work would be lost anyway. The commit's create-only check
-        // stays the final word.
-        f.check_vacant().map_err(|e| {
-            let mut f = Failure::from(e);
-            f.message.push_str("; CMD was not run");
-            f
-        })?;
-    }
-
-    let dst_shown = a.dst.display().to_string();
-    let (mut child, shown) = spawn_producer(&a.cmd, &run_id, started, &dst_shown)?;
-    signals::CHILD.store(child.id() as i32, Ordering::SeqCst);
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let copied = sink
-        .file()
-        .copy_from(&mut out, Path::new("<stdout of CMD>"));
-    drop(out);
-    if copied.is_err() {
-        // Our own failure (disk full, ...): CMD's work cannot be kept; stop it.
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_child(&child),
-            rustix::process::Signal::TERM,
-        );
-    }
-    let status = child.wait();
-    signals::CHILD.store(0, Ordering::SeqCst);
-    if let Err(e) = copied {
-        return Err(own_failure(e.into()));
-    }
+/// CMD failed: its own status (128+N for signal N), nothing committed.
+fn check_status(
+    status: io::Result<ExitStatus>,
+    shown: &str,
+    dst: &Destination,
+) -> Result<(), Failure> {
     let status = status.map_err(|e| {
         own_failure(Failure::failed(format!(
             "failed to wait for `{shown}`: {e}"
         )))
     })?;
-    if !status.success() {
-        use std::os::unix::process::ExitStatusExt;
-        let (code, how) = match (status.code(), status.signal()) {
-            (Some(c), _) => (c, format!("exited with status {c}")),
-            (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
-            _ => (EXIT_RUN_FAILED, "failed".to_string()),
-        };
-        drop(sink);
-        return Err(Failure {
-            code,
-            message: format!(
-                "`{shown}` {how}; nothing was committed to `{}`",
-                a.dst.display()
-            ),
-            error: None,
-        });
+    if status.success() {
+        return Ok(());
     }
-    if a.no_empty && sink.file().is_empty() {
-        drop(sink);
-        return Err(super::write::empty_refused(
-            &dst_shown,
-            Path::new(&format!("the output of `{shown}`")),
-        ));
+    use std::os::unix::process::ExitStatusExt;
+    let (code, how) = match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
+        _ => (EXIT_RUN_FAILED, "failed".to_string()),
+    };
+    Err(Failure {
+        code,
+        message: format!("`{shown}` {how}; nothing was committed to `{dst}`"),
+        error: None,
+    })
+}
+
+/// After the write: CMD's status decides first, then the write's own outcome.
+fn conclude(
+    a: &RunArgs,
+    wopts: &WriteOpts,
+    dst: &Destination,
+    producer: &mut Producer<'_>,
+    result: atomwrite::Result<Outcome>,
+    refused: bool,
+) -> CmdResult {
+    if let Some(f) = producer.spawn_failure.take() {
+        return Err(f);
     }
-    match sink {
-        Sink::File(f) => {
-            let receipt = common::commit_guarded(*f).map_err(|e| {
-                let f = Failure::from(e);
-                // --no-clobber lost to a writer that came after the precheck: a conflict
-                // (exit 3), as for `write`.
-                if a.opts.no_clobber && f.code == common::EXIT_CONFLICT {
-                    f
-                } else {
-                    own_failure(f)
-                }
-            })?;
-            common::after_commit(&wopts, &receipt).map_err(own_failure)?;
-            common::report_receipt(&a.opts, &receipt);
+    let Some(status) = producer.finish() else {
+        // CMD never started: the destination failed first.
+        return Err(not_run(a, result));
+    };
+    check_status(status, &producer.shown, dst)?;
+    let shown = &producer.shown;
+    match result {
+        Ok(Outcome::Wrote(r)) => {
+            if wopts.manifest {
+                dst.write_manifest(&r, &wopts.to_options())
+                    .map_err(|e| own_failure(e.into()))?;
+            }
+            render::receipt(&a.opts, &r);
         }
-        Sink::Version(v) => {
-            let p = publish::commit_guarded(*v).map_err(|e| own_failure(e.into()))?;
-            publish::report_published(&a.opts, &p);
+        Ok(Outcome::Published(p)) => {
+            signals::COMMITTED.store(true, Ordering::SeqCst);
+            render::published(&a.opts, &p);
+        }
+        Err(_) if refused => {
+            return Err(super::write::empty_refused(
+                dst.display(),
+                Path::new(&format!("the output of `{shown}`")),
+            ));
+        }
+        Err(e) => {
+            let f = Failure::from(e);
+            // --no-clobber lost to a writer that came after the pre-check: a conflict.
+            return Err(if a.opts.no_clobber && f.code == EXIT_CONFLICT {
+                f
+            } else {
+                own_failure(f)
+            });
         }
     }
     Ok(EXIT_OK)

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use atomwrite::VerifyStatus;
 use clap::Args;
 
 use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
+use crate::render;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -31,34 +31,16 @@ Examples:
   atomwrite verify reports/daily.csv.versions/v0000000003.csv";
 
 pub fn run(a: VerifyArgs) -> CmdResult {
-    if a.paths.iter().any(|p| crate::remote::is_url(p)) {
-        return crate::remote::verify(a);
-    }
     let mut all_ok = true;
     let mut results = Vec::new();
     for p in &a.paths {
-        let v = atomwrite::verify(p);
+        // A store that cannot be reached is not a verdict on the data: a failure (exit 1).
+        let v = super::open_dest(p)?.verify()?;
         all_ok &= v.is_ok();
         if a.json {
-            results.push(serde_json::json!({
-                "path": v.path,
-                "status": v.status.as_str(),
-                "detail": v.detail,
-                "data_path": v.data_path,
-                "manifest_path": v.manifest_path,
-                "size": v.size,
-                "sha256": v.sha256,
-                "manifest": v.manifest,
-            }));
+            results.push(render::verification_json(&v));
         } else if !(a.quiet && v.is_ok()) {
-            let tag = match v.status {
-                VerifyStatus::Ok => "ok",
-                VerifyStatus::Mismatch => "MISMATCH",
-                VerifyStatus::MissingManifest => "MISSING-MANIFEST",
-                VerifyStatus::BadManifest => "BAD-MANIFEST",
-                VerifyStatus::MissingData => "MISSING-DATA",
-            };
-            println!("{tag} {}: {}", v.path.display(), v.detail);
+            println!("{}", render::verification_text(&v));
         }
     }
     if a.json {

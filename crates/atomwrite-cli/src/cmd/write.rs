@@ -1,89 +1,47 @@
-//! `atomwrite write [OPTS] [--from FILE] DST`: stdin (or FILE) → DST, streamed.
+//! `atomwrite write [OPTS] [--from FILE] DST`: stdin (or FILE) → DST, streamed, on any
+//! destination ([`atomwrite::destination`]).
 
-use std::io;
 use std::path::Path;
 
-use rustix::fs::FileType;
-
 use crate::cli::WriteArgs;
-use crate::common::{self, CmdResult, EXIT_OK, Failure};
+use crate::common::{CmdResult, EXIT_OK, Failure};
 use crate::progress::{self, Progress};
-
-/// The pipe buffer requested for stdin.
-const PIPE_BUFFER: usize = 1 << 20;
+use crate::{render, signals};
 
 pub fn run(a: WriteArgs) -> CmdResult {
-    if crate::remote::is_url(&a.dst) {
-        return crate::remote::write(a);
-    }
+    let dst = super::open_dest(&a.dst)?;
+    super::refuse_unsupported(&a.opts, &dst)?;
     let mut opts = a.opts.to_options();
-    let mut known_size = a.expected_size;
-    let (mut input, source_name): (Box<dyn io::Read>, &Path) = match &a.from {
-        Some(p) => {
-            let f = atomwrite::open_source(p)?;
-            let md = f.metadata().map_err(|e| {
-                Failure::failed(format!("failed to inspect `{}`: {e}", p.display()))
-            })?;
-            if md.is_dir() {
-                return Err(Failure::usage(format!("`{}` is a directory", p.display())));
-            }
-            if md.is_file() {
-                opts = opts.size_hint(md.len());
-                known_size = Some(md.len());
-            }
-            (Box::new(f), p.as_path())
-        }
-        None => {
-            let stdin = io::stdin();
-            match rustix::fs::fstat(&stdin) {
-                // A regular file redirected to stdin has a known size: preallocate.
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                    opts = opts.size_hint(st.st_size as u64);
-                    known_size = Some(st.st_size as u64);
-                }
-                // A pipe: ask for a 1 MiB pipe buffer, so a fast producer and this reader
-                // wake each other up 16x less often than with the default 64 KiB. Best effort
-                // (capped by /proc/sys/fs/pipe-max-size for unprivileged users).
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Fifo => {
-                    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_BUFFER);
-                }
-                _ => {}
-            }
-            (Box::new(stdin.lock()), Path::new("<stdin>"))
-        }
-    };
-    let mut file = common::open_tracked(&opts, &a.dst)?;
-    if a.opts.no_clobber {
-        // Refuse before reading any input (it may be long, or never end); the commit's
-        // create-only check stays the final word.
-        file.check_vacant()?;
+    let input = super::open_input(a.from.as_deref(), "")?;
+    if let Some(n) = input.size {
+        opts = opts.size_hint(n);
     }
-    let label = a
-        .dst
-        .file_name()
-        .unwrap_or(a.dst.as_os_str())
-        .to_string_lossy();
     // Typing into a terminal: say so, and draw no bar over what the user types.
-    let typing = a.from.is_none() && progress::stdin_notice(&a.dst.to_string_lossy(), a.opts.quiet);
+    let typing = a.from.is_none() && progress::stdin_notice(dst.display(), a.opts.quiet);
     let flags = progress::Flags {
         force: a.opts.progress,
         quiet: a.opts.quiet || typing,
     };
-    let mut bar = Progress::bytes(known_size, flags, &label);
-    let copied = file.copy_from(&mut bar.wrap(&mut input), source_name);
+    signals::target(dst.path());
+    let mut bar = Progress::bytes(a.expected_size.or(input.size), flags, &dst.file_name());
+    let mut guard = super::NoEmpty::new(bar.wrap(input.reader), a.no_empty);
+    let written = dst.write_named(&mut guard, &input.name, &opts);
+    let refused = guard.refused;
+    drop(guard);
     bar.finish();
-    copied?;
-    if a.no_empty && file.is_empty() {
-        drop(file);
-        return Err(empty_refused(&a.dst.display().to_string(), source_name));
+    let receipt = match written {
+        Ok(r) => r,
+        Err(_) if refused => return Err(empty_refused(dst.display(), &input.name)),
+        Err(e) => return Err(e.into()),
+    };
+    if a.opts.manifest {
+        dst.write_manifest(&receipt, &opts)?;
     }
-    let receipt = common::commit_guarded(file)?;
-    common::after_commit(&a.opts, &receipt)?;
-    common::report_receipt(&a.opts, &receipt);
+    render::receipt(&a.opts, &receipt);
     Ok(EXIT_OK)
 }
 
-/// `--no-empty` found no input: exit 1, nothing committed. Shared with `run` and the URL paths.
+/// `--no-empty` found no input: exit 1, nothing committed. Shared with `run` and `publish`.
 pub fn empty_refused(dst: &str, source: &Path) -> Failure {
     Failure::failed(format!(
         "refusing to commit an empty `{dst}` (--no-empty): {} was empty; nothing was committed to `{dst}`",

@@ -102,6 +102,52 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The library's one error type for this failure: the operation as an
+    /// [`Op`](crate::Op), the URL as the path, and an `io::Error` whose kind is
+    /// [`Error::kind`] (the input's own io error, with its errno, when reading the input
+    /// failed), so [`crate::Error::kind`] and [`crate::Error::is_conflict`] answer as they do
+    /// for a local file.
+    pub fn into_error(self) -> crate::Error {
+        let op = op_of(self.op);
+        let kind = self.kind();
+        let source = match self.source.downcast::<io::Error>() {
+            Ok(io) if self.kind == ErrorKind::Input => *io,
+            Ok(io) => io::Error::new(kind, io.to_string()),
+            Err(other) => io::Error::new(kind, other),
+        };
+        crate::Error::new(op, self.url, source)
+    }
+}
+
+impl From<Error> for crate::Error {
+    fn from(e: Error) -> crate::Error {
+        e.into_error()
+    }
+}
+
+/// The typed operation of an object-store step (the steps are named where they happen).
+fn op_of(op: &str) -> crate::Op {
+    use crate::Op;
+    match op {
+        "put"
+        | "create version"
+        | "upload part of"
+        | "start multipart upload of"
+        | "complete multipart upload of" => Op::Upload,
+        "write manifest" => Op::Manifest,
+        "read manifest" | "read pointer" | "check existence of" => Op::Inspect,
+        "move pointer" | "publish" => Op::Publish,
+        "lock pointer" => Op::Lock,
+        "list versions of" => Op::ReadDir,
+        "delete old versions of" | "delete leftovers of" => Op::Delete,
+        "read" | "read input for" => Op::Read,
+        "write output of" => Op::Copy,
+        "verify" => Op::Verify,
+        _ => Op::OpenStore,
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "failed to {} `{}`: {}", self.op, self.url, self.source)

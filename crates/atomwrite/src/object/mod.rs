@@ -23,7 +23,9 @@
 //!   create-only copy, or fail with [`ErrorKind::Unsupported`] on stores without
 //!   one — `publish` is the way to get create-only semantics for large objects.
 //! * **Versions** ([`publish_url`]): each version goes to a never-reused key
-//!   `KEY.versions/vNNNNNNNNNN` (claimed with a create-only PUT) with its manifest;
+//!   `KEY.versions/vNNNNNNNNNN[.ext]` (the library's one version-name grammar,
+//!   [`VersionName`](crate::versions::VersionName), with the extension of KEY's last segment;
+//!   claimed with a create-only PUT) with its manifest, which names the version;
 //!   then the pointer `KEY.latest.json` moves by compare-and-swap (`PutMode::Create`
 //!   the first time, `PutMode::Update` with the ETag afterwards). That CAS is the
 //!   commit point, so publishers on many machines are ordered without any lock
@@ -46,8 +48,8 @@
 pub mod blocking;
 mod error;
 mod target;
-mod versions;
-mod write;
+pub(crate) mod versions;
+pub(crate) mod write;
 
 pub use error::{Error, ErrorKind, Result};
 pub use target::{Backend, Target, is_url, memory_store};

@@ -182,11 +182,11 @@ impl Target {
 
     /// A display URL for a key of the same store.
     pub(crate) fn url_of(&self, key: &Path) -> String {
-        match self.url.find(self.key.as_ref()) {
-            Some(i) if self.url.ends_with(self.key.as_ref()) => {
-                format!("{}{}", &self.url[..i], key.as_ref())
-            }
-            _ => key.to_string(),
+        // The key is the URL's suffix (not its first occurrence: `s3://bkt/k` has a `k` in
+        // the bucket name too).
+        match self.url.strip_suffix(self.key.as_ref()) {
+            Some(base) => format!("{base}{}", key.as_ref()),
+            None => key.to_string(),
         }
     }
 }
@@ -222,6 +222,30 @@ mod tests {
         assert_eq!(
             t.url_of(&t.with_suffix(".manifest.json")),
             "file:///tmp/x/y.bin.manifest.json"
+        );
+    }
+
+    #[test]
+    fn url_of_replaces_the_key_suffix() {
+        let t = Target::parse("memory:///e").unwrap();
+        assert_eq!(
+            t.url_of(&Path::from("e.versions/v0000000001")),
+            "memory:///e.versions/v0000000001"
+        );
+        let t = Target::parse("file:///tmp/k").unwrap();
+        assert_eq!(
+            t.url_of(&Path::from("tmp/k.latest.json")),
+            "file:///tmp/k.latest.json"
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn url_of_keeps_a_bucket_that_contains_the_key() {
+        let t = Target::parse("s3://bkt/k").unwrap();
+        assert_eq!(
+            t.url_of(&Path::from("k.manifest.json")),
+            "s3://bkt/k.manifest.json"
         );
     }
 

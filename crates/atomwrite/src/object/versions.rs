@@ -17,10 +17,12 @@ use crate::object::write::{
     MANIFEST_SUFFIX, Manifest, Receipt, Uploaded, WriteOptions, default_run_id, manifest_bytes,
     new_manifest, put_bytes, put_multipart, read_head, rfc3339,
 };
+use crate::versions::VersionName;
+use crate::versions::name::extension_of;
 
 /// Suffix of the pointer object: `KEY.latest.json`.
 pub const POINTER_SUFFIX: &str = ".latest.json";
-/// Suffix of the versions "directory": `KEY.versions/vNNNNNNNNNN`.
+/// Suffix of the versions "directory": `KEY.versions/vNNNNNNNNNN[.ext]` (see [`version_key`]).
 pub const VERSIONS_SUFFIX: &str = ".versions";
 /// `format` tag of the pointer object.
 pub const POINTER_FORMAT: &str = "atomwrite-latest/1";
@@ -37,7 +39,7 @@ pub struct Pointer {
     pub format: String,
     /// The current version number.
     pub version: u64,
-    /// Key of the current version object (`KEY.versions/vNNNNNNNNNN`).
+    /// Key of the current version object (`KEY.versions/vNNNNNNNNNN[.ext]`).
     pub key: String,
     /// Its size.
     pub size: u64,
@@ -138,6 +140,8 @@ pub struct RetentionReport {
     pub kept: Vec<u64>,
     /// Versions (published or leftover) deleted.
     pub deleted: Vec<u64>,
+    /// Bytes of the deleted version objects, as their manifests record them.
+    pub deleted_bytes: u64,
 }
 
 /// What [`verify_target`] found.
@@ -167,9 +171,16 @@ pub(crate) fn versions_prefix(t: &Target) -> Path {
     t.with_suffix(VERSIONS_SUFFIX)
 }
 
-/// `KEY.versions/vNNNNNNNNNN`.
+/// `KEY.versions/vNNNNNNNNNN[.ext]`: the one version-name grammar of the library
+/// ([`VersionName`]), with the extension of the key's last segment (`.csv`, `.tar.gz`), as a
+/// local publish names its version files.
 pub fn version_key(t: &Target, n: u64) -> Path {
-    Path::from(format!("{}{}/v{:010}", t.key.as_ref(), VERSIONS_SUFFIX, n))
+    let ext = extension_of(std::ffi::OsStr::new(&t.name()));
+    let name = match VersionName::new(n, &ext) {
+        Some(v) => v.to_string(),
+        None => format!("v{n:010}"),
+    };
+    Path::from(format!("{}{}/{name}", t.key.as_ref(), VERSIONS_SUFFIX))
 }
 
 fn manifest_key_of(data: &Path) -> Path {
@@ -320,24 +331,19 @@ async fn cas_pointer_local(
 async fn claim_and_upload<R: AsyncRead + Unpin>(
     t: &Target,
     cur: u64,
-    small: Option<&Bytes>,
-    head: &mut Option<Vec<u8>>,
-    reader: &mut R,
+    input: &mut Input<'_, R>,
     opts: &WriteOptions,
 ) -> Result<(u64, Path, Uploaded)> {
     for n in cur + 1..=cur + MAX_PROBE {
         let key = version_key(t, n);
-        let payload = match small {
-            Some(b) => b.clone(),
-            None => Bytes::new(),
-        };
+        let payload = input.small.clone().unwrap_or_default();
         match put_bytes(t, &key, payload, PutMode::Create, "create version").await {
             Ok(up) => {
-                if small.is_some() {
+                if input.small.is_some() {
                     return Ok((n, key, up));
                 }
-                let h = head.take().unwrap_or_default();
-                return match put_multipart(t, &key, h, reader, opts).await {
+                let h = input.head.take().unwrap_or_default();
+                return match put_multipart(t, &key, h, input.reader, opts).await {
                     Ok(up) => Ok((n, key, up)),
                     Err(e) => {
                         let _ = t.store.delete(&key).await;
@@ -359,6 +365,21 @@ async fn claim_and_upload<R: AsyncRead + Unpin>(
     ))
 }
 
+/// What a publish did, beyond its receipt (for [`crate::destination`]).
+pub(crate) struct Outcome {
+    pub receipt: Receipt,
+    pub manifest: Manifest,
+    pub previous: u64,
+    pub retention: Option<RetentionReport>,
+}
+
+/// The bytes to publish: buffered whole when small, else a head and the rest of the reader.
+struct Input<'a, R> {
+    small: Option<Bytes>,
+    head: Option<Vec<u8>>,
+    reader: &'a mut R,
+}
+
 /// Publishes the bytes of `reader` as a new version of `t`.
 ///
 /// Protocol (a data-lake commit, with the pointer as the commit point):
@@ -377,94 +398,119 @@ pub async fn publish_target<R: AsyncRead + Unpin>(
     reader: &mut R,
     opts: &PublishOptions,
 ) -> Result<Receipt> {
+    publish_outcome(t, reader, opts).await.map(|o| o.receipt)
+}
+
+fn check_expect(t: &Target, opts: &PublishOptions, state: &Option<PointerState>) -> Result<u64> {
+    let cur = state.as_ref().map(|s| s.pointer.version).unwrap_or(0);
+    match opts.expect {
+        Some(e) if e != cur => Err(conflict(
+            t,
+            format!("expected version {e} to be current, but version {cur} is"),
+        )),
+        _ => Ok(cur),
+    }
+}
+
+/// [`publish_target`], with the manifest, the previous version and what retention did.
+pub(crate) async fn publish_outcome<R: AsyncRead + Unpin>(
+    t: &Target,
+    reader: &mut R,
+    opts: &PublishOptions,
+) -> Result<Outcome> {
     let run_id = opts.write.run_id.clone().unwrap_or_else(default_run_id);
     let mut state = read_pointer(t).await?;
-    let check_expect = |state: &Option<PointerState>| -> Result<u64> {
-        let cur = state.as_ref().map(|s| s.pointer.version).unwrap_or(0);
-        match opts.expect {
-            Some(e) if e != cur => Err(conflict(
-                t,
-                format!("expected version {e} to be current, but version {cur} is"),
-            )),
-            _ => Ok(cur),
-        }
-    };
-    let mut cur = check_expect(&state)?;
+    let mut cur = check_expect(t, opts, &state)?;
     let (h, eof) = read_head(reader, opts.write.multipart_threshold, &t.url).await?;
-    let small = eof.then(|| Bytes::from(h.clone()));
-    let mut head = if eof { None } else { Some(h) };
+    let mut input = Input {
+        small: eof.then(|| Bytes::from(h.clone())),
+        head: if eof { None } else { Some(h) },
+        reader,
+    };
     let mut attempt = 0;
     loop {
-        let (n, key, up) =
-            claim_and_upload(t, cur, small.as_ref(), &mut head, reader, &opts.write).await?;
-        let written_at = SystemTime::now();
-        let mut m = new_manifest(t.name(), up.size, up.sha256.clone(), written_at, &run_id);
-        m.version = Some(n);
-        m.parent = Some(cur);
-        let mkey = manifest_key_of(&key);
-        let cleanup = || async {
-            let _ = t.store.delete(&mkey).await;
-            let _ = t.store.delete(&key).await;
-        };
-        if let Err(e) = put_bytes(
-            t,
-            &mkey,
-            manifest_bytes(&m),
-            PutMode::Create,
-            "write manifest",
-        )
-        .await
-        {
-            cleanup().await;
-            return Err(e);
-        }
-        let pointer = Pointer {
-            format: POINTER_FORMAT.into(),
-            version: n,
-            key: key.to_string(),
-            size: up.size,
-            sha256: up.sha256.clone(),
-            written_at: rfc3339(written_at),
-            run_id: run_id.clone(),
-        };
-        match cas_pointer(t, state.as_ref(), &pointer).await {
-            Ok(()) => {
-                if let Some(keep) = opts.keep {
-                    retain_target(t, keep).await?;
-                }
-                return Ok(Receipt {
-                    url: t.url_of(&key),
-                    key: key.to_string(),
-                    size: up.size,
-                    sha256: up.sha256,
-                    written_at,
-                    run_id,
-                    version: Some(n),
-                    e_tag: up.put.e_tag,
-                    multipart: up.multipart,
+        match publish_once(t, cur, state.as_ref(), &mut input, &opts.write, &run_id).await {
+            Ok((receipt, manifest)) => {
+                let retention = match opts.keep {
+                    Some(keep) => Some(retain_target(t, keep).await?),
+                    None => None,
+                };
+                return Ok(Outcome {
+                    receipt,
+                    manifest,
+                    previous: cur,
+                    retention,
                 });
             }
-            Err(e) if e.error_kind() == ErrorKind::Conflict => {
-                cleanup().await;
-                if opts.expect.is_some() || small.is_none() || attempt >= MAX_RETRIES {
-                    return Err(e);
-                }
+            Err(e)
+                if e.error_kind() == ErrorKind::Conflict
+                    && opts.expect.is_none()
+                    && input.small.is_some()
+                    && attempt < MAX_RETRIES =>
+            {
                 attempt += 1;
                 // Jittered backoff, then start again on top of the winner.
-                let jitter = crate::object::write::nonce()
-                    .bytes()
-                    .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
-                let ms = (5u64 << attempt.min(6)) + jitter % 20;
+                let mut j = [0u8; 1];
+                crate::tempname::fill_random(&mut j);
+                let ms = (5u64 << attempt.min(6)) + u64::from(j[0]) % 20;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 state = read_pointer(t).await?;
-                cur = check_expect(&state)?;
+                cur = check_expect(t, opts, &state)?;
             }
-            Err(e) => {
-                cleanup().await;
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// One attempt: claim and upload version N above `cur`, write its manifest, move the pointer.
+/// On any failure the claimant's own version object and manifest are deleted.
+async fn publish_once<R: AsyncRead + Unpin>(
+    t: &Target,
+    cur: u64,
+    state: Option<&PointerState>,
+    input: &mut Input<'_, R>,
+    wopts: &WriteOptions,
+    run_id: &str,
+) -> Result<(Receipt, Manifest)> {
+    let (n, key, up) = claim_and_upload(t, cur, input, wopts).await?;
+    let written_at = SystemTime::now();
+    let vname = key.filename().unwrap_or_default().to_string();
+    let mut m = new_manifest(vname, up.size, up.sha256.clone(), written_at, run_id);
+    m.version = Some(n);
+    m.parent = Some(cur);
+    let mkey = manifest_key_of(&key);
+    let pointer = Pointer {
+        format: POINTER_FORMAT.into(),
+        version: n,
+        key: key.to_string(),
+        size: up.size,
+        sha256: up.sha256.clone(),
+        written_at: rfc3339(written_at),
+        run_id: run_id.to_string(),
+    };
+    let committed = async {
+        let mbytes = manifest_bytes(&m);
+        put_bytes(t, &mkey, mbytes, PutMode::Create, "write manifest").await?;
+        cas_pointer(t, state, &pointer).await
+    }
+    .await;
+    if let Err(e) = committed {
+        let _ = t.store.delete(&mkey).await;
+        let _ = t.store.delete(&key).await;
+        return Err(e);
+    }
+    let receipt = Receipt {
+        url: t.url_of(&key),
+        key: key.to_string(),
+        size: up.size,
+        sha256: up.sha256,
+        written_at,
+        run_id: run_id.to_string(),
+        version: Some(n),
+        e_tag: up.put.e_tag,
+        multipart: up.multipart,
+    };
+    Ok((receipt, m))
 }
 
 /// The current version (what the pointer names), or `None` if nothing was published.
@@ -495,16 +541,14 @@ struct Listing {
     published: Vec<u64>,
 }
 
+/// A version object's number (and whether the key is its manifest), by the one grammar
+/// ([`VersionName::parse`]).
 fn parse_version_name(name: &str) -> Option<(u64, bool)> {
-    let rest = name.strip_prefix('v')?;
-    let (num, is_manifest) = match rest.strip_suffix(MANIFEST_SUFFIX) {
-        Some(n) => (n, true),
-        None => (rest, false),
+    let (base, is_manifest) = match name.strip_suffix(MANIFEST_SUFFIX) {
+        Some(b) => (b, true),
+        None => (name, false),
     };
-    if num.len() != 10 || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((num.parse().ok()?, is_manifest))
+    VersionName::parse(base.as_bytes()).map(|v| (v.number(), is_manifest))
 }
 
 async fn list_versions(t: &Target) -> Result<Listing> {
@@ -603,29 +647,18 @@ pub async fn retain_target(t: &Target, keep: usize) -> Result<RetentionReport> {
         .into_iter()
         .filter(|n| *n < cur && !keep_set.contains(n))
         .collect();
-    let mut paths = Vec::new();
-    for &n in &doomed {
-        let k = version_key(t, n);
-        paths.push(Ok(manifest_key_of(&k)));
-        paths.push(Ok(k));
-    }
-    let url = t.url_of(&versions_prefix(t));
-    let results: Vec<_> = t
-        .store
-        .delete_stream(futures::stream::iter(paths).boxed())
-        .collect()
-        .await;
-    for r in results {
-        match r {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::store("delete old versions of", &url, e)),
-        }
-    }
+    delete_versions(t, &doomed, "delete old versions of").await?;
     let mut kept = kept;
     kept.sort_unstable();
+    let deleted_bytes = doomed
+        .iter()
+        .filter(|n| l.data.contains(n))
+        .filter_map(|n| l.manifests.get(n).map(|m| m.size))
+        .sum();
     Ok(RetentionReport {
         kept,
         deleted: doomed,
+        deleted_bytes,
     })
 }
 
@@ -651,9 +684,10 @@ async fn hash_object(t: &Target, key: &Path) -> Result<(u64, String)> {
 ///
 /// For a versioned target (a `KEY.latest.json` exists) the current version is
 /// checked against its manifest *and* the pointer's record; otherwise the
-/// object at the URL is checked against its sidecar `KEY.manifest.json`.
-/// A mismatch is reported with `ok: false` (not an error); a missing manifest
-/// is a `NotFound` error.
+/// object at the URL is checked against its sidecar `KEY.manifest.json`. The
+/// manifest's `name` must be the object's own name (its last key segment), as
+/// for a local file. A mismatch is reported with `ok: false` (not an error); a
+/// missing manifest is a `NotFound` error.
 pub async fn verify_target(t: &Target) -> Result<VerifyReport> {
     let (data_key, version, pointer_sha) = match read_pointer(t).await? {
         Some(s) => (
@@ -673,8 +707,11 @@ pub async fn verify_target(t: &Target) -> Result<VerifyReport> {
         ));
     };
     let (size, sha) = hash_object(t, &data_key).await?;
-    let ok =
-        size == m.size && sha == m.sha256 && pointer_sha.as_deref().is_none_or(|p| p == m.sha256);
+    let name = data_key.filename().unwrap_or_default();
+    let ok = m.name == name
+        && size == m.size
+        && sha == m.sha256
+        && pointer_sha.as_deref().is_none_or(|p| p == m.sha256);
     Ok(VerifyReport {
         url: t.url_of(&data_key),
         version,
@@ -684,6 +721,130 @@ pub async fn verify_target(t: &Target) -> Result<VerifyReport> {
         actual_sha256: sha,
         ok,
     })
+}
+
+/// [`verify_target`] as the library's one [`Verification`](crate::Verification): the same
+/// statuses and the same judgement (name, size, sha256: [`crate::manifest::judge`]) as a local
+/// file, plus the pointer's own record. `Err` only when no verdict could be reached (the store
+/// failed).
+pub(crate) async fn verification(t: &Target) -> Result<crate::Verification> {
+    use crate::VerifyStatus;
+    let pointer = match read_pointer(t).await {
+        Ok(p) => p,
+        Err(e) if e.error_kind() == ErrorKind::Corrupt => {
+            let mut v = blank_verification(t, &t.key);
+            v.status = VerifyStatus::BadManifest;
+            v.detail = e.to_string();
+            return Ok(v);
+        }
+        Err(e) => return Err(e),
+    };
+    let data_key = match &pointer {
+        Some(s) => Path::from(s.pointer.key.as_str()),
+        None => t.key.clone(),
+    };
+    let mut v = blank_verification(t, &data_key);
+    let mkey = manifest_key_of(&data_key);
+    let m = match get_json::<Manifest>(t, &mkey, "read manifest").await {
+        Ok(Some((m, _))) => m,
+        Ok(None) => {
+            v.status = VerifyStatus::MissingManifest;
+            v.detail = format!("no manifest at `{}`", t.url_of(&mkey));
+            return Ok(v);
+        }
+        Err(e) if e.error_kind() == ErrorKind::Corrupt => {
+            v.status = VerifyStatus::BadManifest;
+            v.detail = e.to_string();
+            return Ok(v);
+        }
+        Err(e) => return Err(e),
+    };
+    v.manifest = Some(m.clone());
+    let (size, sha) = match hash_object(t, &data_key).await {
+        Ok(x) => x,
+        Err(e) if e.error_kind() == ErrorKind::NotFound => {
+            v.status = VerifyStatus::MissingData;
+            v.detail = e.to_string();
+            return Ok(v);
+        }
+        Err(e) => return Err(e),
+    };
+    v.size = Some(size);
+    v.sha256 = Some(sha.clone());
+    let name = data_key.filename().unwrap_or_default();
+    let pointer_sha = pointer.as_ref().map(|s| s.pointer.sha256.as_str());
+    (v.status, v.detail) = crate::manifest::judge(&m, name, size, &sha, pointer_sha);
+    Ok(v)
+}
+
+fn blank_verification(t: &Target, data_key: &Path) -> crate::Verification {
+    crate::Verification {
+        path: t.url.clone().into(),
+        data_path: t.url_of(data_key).into(),
+        manifest_path: t.url_of(&manifest_key_of(data_key)).into(),
+        status: crate::VerifyStatus::Ok,
+        detail: String::new(),
+        manifest: None,
+        size: None,
+        sha256: None,
+    }
+}
+
+/// Leftovers of crashed publishers: version objects (or manifests) below the current version
+/// that are not on the published history (the pointer's chain of parents). An in-flight
+/// publisher only ever claims numbers above the current version, and a loser deletes its own
+/// objects, so these have positive evidence that no publish of them completed. Returns their
+/// URLs and the bytes their manifests record; deletes them unless `dry_run`.
+pub(crate) async fn clean_target(t: &Target, dry_run: bool) -> Result<(Vec<String>, u64)> {
+    let l = list_versions(t).await?;
+    let Some(cur) = l.pointer.as_ref().map(|p| p.pointer.version) else {
+        return Ok((Vec::new(), 0));
+    };
+    let published: BTreeSet<u64> = l.published.iter().copied().collect();
+    let doomed: Vec<u64> = l
+        .data
+        .iter()
+        .chain(l.manifests.keys())
+        .copied()
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
+        .filter(|n| *n < cur && !published.contains(n))
+        .collect();
+    let bytes = doomed
+        .iter()
+        .filter_map(|n| l.manifests.get(n).map(|m| m.size))
+        .sum();
+    let urls = doomed
+        .iter()
+        .map(|n| t.url_of(&version_key(t, *n)))
+        .collect();
+    if !dry_run {
+        delete_versions(t, &doomed, "delete leftovers of").await?;
+    }
+    Ok((urls, bytes))
+}
+
+/// Deletes versions `ns` and their manifests with one bulk delete (a missing one is fine).
+async fn delete_versions(t: &Target, ns: &[u64], op: &'static str) -> Result<()> {
+    let mut paths = Vec::new();
+    for &n in ns {
+        let k = version_key(t, n);
+        paths.push(Ok(manifest_key_of(&k)));
+        paths.push(Ok(k));
+    }
+    let url = t.url_of(&versions_prefix(t));
+    let results: Vec<_> = t
+        .store
+        .delete_stream(futures::stream::iter(paths).boxed())
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(op, &url, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Streams the object at `key` (of `t`'s store) into `out`; returns its size.

@@ -1,8 +1,6 @@
 //! Whole-object and multipart writes, receipts and sidecar manifests.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -131,7 +129,7 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     crate::rfc3339(t)
 }
 
-/// A sidecar manifest for `name`, in the core crate's format (`atomwrite::Manifest`): one
+/// A sidecar manifest for `name`, built by the one constructor ([`Manifest::new`]): one
 /// format for local files and object stores, so `verify` reads both.
 pub(crate) fn new_manifest(
     name: String,
@@ -140,19 +138,7 @@ pub(crate) fn new_manifest(
     t: SystemTime,
     run_id: &str,
 ) -> Manifest {
-    Manifest {
-        format: MANIFEST_FORMAT.into(),
-        name,
-        size,
-        sha256,
-        written_at: rfc3339(t),
-        run_id: run_id.into(),
-        atomwrite_version: env!("CARGO_PKG_VERSION").into(),
-        kind: None,
-        files: None,
-        version: None,
-        parent: None,
-    }
+    Manifest::new(name, size, sha256, t, run_id)
 }
 
 /// The bytes stored for a manifest (the same pretty JSON as a local sidecar).
@@ -160,26 +146,17 @@ pub(crate) fn manifest_bytes(m: &Manifest) -> Bytes {
     Bytes::from(m.to_json())
 }
 
-/// A fresh run id: `$ATOMWRITE_RUN_ID` if set, else random.
+/// The run id of this process ([`crate::process_run_id`]): `$ATOMWRITE_RUN_ID` if set, else
+/// a random 128-bit id drawn once per process — the same id local writes record.
 pub fn default_run_id() -> String {
-    match std::env::var("ATOMWRITE_RUN_ID") {
-        Ok(v) if !v.is_empty() => v,
-        _ => nonce(),
-    }
+    crate::process_run_id().to_string()
 }
 
-/// A unique-enough token (time, pid, a counter and a per-process random seed).
+/// A fresh random token (128 bits from the crate's one random source), for staging keys.
 pub(crate) fn nonce() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    h.write_u128(now);
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("{:016x}{:08x}", h.finish(), std::process::id())
+    let mut b = [0u8; 16];
+    crate::tempname::fill_random(&mut b);
+    hex::encode(b)
 }
 
 /// Reads up to `limit` bytes; `true` when the input ended within them.

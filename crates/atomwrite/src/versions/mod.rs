@@ -214,6 +214,9 @@ pub struct Published {
     /// What retention kept against its count, and why (e.g. a version without an atomwrite
     /// manifest).
     pub warnings: Vec<String>,
+    /// Facts only an object store has about the new version object (key, ETag, multipart);
+    /// `None` for a local publish.
+    pub object: Option<crate::receipt::ObjectFacts>,
 }
 
 /// What [`clean_versions`] found or removed.

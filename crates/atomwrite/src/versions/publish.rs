@@ -85,6 +85,21 @@ impl Publisher {
         self
     }
 
+    /// The version [`expect`](Publisher::expect) requires to be current, if any.
+    pub fn expected(&self) -> Option<u64> {
+        self.expect
+    }
+
+    /// The retention count set by [`keep`](Publisher::keep), if any.
+    pub fn kept(&self) -> Option<usize> {
+        self.keep
+    }
+
+    /// The write options set by [`options`](Publisher::options).
+    pub fn write_options(&self) -> &Options {
+        &self.opts
+    }
+
     /// Takes the lock, checks [`expect`](Publisher::expect), claims the next version number and
     /// opens it for writing. Nothing is visible until [`PendingVersion::commit`]; dropping the
     /// pending version discards it. Other publishers of `dst` wait until this one is committed or
@@ -476,19 +491,16 @@ impl Session {
     }
 
     fn manifest_base(&self, size: u64, sha256: String) -> Manifest {
-        Manifest {
-            format: manifest::MANIFEST_FORMAT.into(),
-            name: self.vname.to_string(),
+        let mut m = Manifest::new(
+            self.vname.to_string(),
             size,
             sha256,
-            written_at: crate::rfc3339(std::time::SystemTime::now()),
-            run_id: self.run_id.clone(),
-            atomwrite_version: env!("CARGO_PKG_VERSION").into(),
-            kind: None,
-            files: None,
-            version: Some(self.vname.number()),
-            parent: Some(self.current.number()),
-        }
+            std::time::SystemTime::now(),
+            &self.run_id,
+        );
+        m.version = Some(self.vname.number());
+        m.parent = Some(self.current.number());
+        m
     }
 
     /// On an error before the swap: the new version, its manifest and its marker are removed.
@@ -568,6 +580,7 @@ impl Session {
             removed,
             removed_bytes,
             warnings,
+            object: None,
         })
     }
 

@@ -1,0 +1,240 @@
+//! The local backend: a path, served by the existing file functions (every guarantee of
+//! [`Options::open`], [`Batch`], [`Publisher`], [`crate::versions()`] and [`crate::verify()`]
+//! holds unchanged: this module only routes).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{
+    Backend, Capabilities, Copied, CopyAttrs, CopyObserver, CopyReport, Counting, Destination,
+    PublishInput, StoreKind,
+};
+use crate::{
+    AtomicFile, Batch, CopyMethod, Error, Manifest, Op, Options, Published, Publisher, Receipt,
+    Result, Verification, VersionList, VersionRef, VersionsCleanReport,
+};
+
+#[derive(Debug)]
+pub(crate) struct Local {
+    path: PathBuf,
+    shown: String,
+}
+
+impl Local {
+    pub(crate) fn new(path: PathBuf) -> Local {
+        Local {
+            shown: path.display().to_string(),
+            path,
+        }
+    }
+}
+
+/// Opens a copy source with the `cp` rules ([`crate::open_source`]) and refuses anything but a
+/// regular file (a directory, a FIFO, a device) with `InvalidInput`.
+fn open_regular(src: &Path) -> Result<(File, std::fs::Metadata)> {
+    let f = crate::open_source(src)?;
+    let md = f.metadata().map_err(|e| Error::new(Op::Inspect, src, e))?;
+    if !md.is_file() {
+        return Err(Error::other(
+            Op::Read,
+            src,
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    Ok((f, md))
+}
+
+/// The options of a copy of a source with metadata `md`: its size as a hint, and its mode
+/// (`cp`) or mode, owner and group (`cp -p`).
+fn copy_options(opts: &Options, md: &std::fs::Metadata, attrs: CopyAttrs<'_>) -> Options {
+    let o = opts.clone().size_hint(md.len());
+    let mode = md.mode() & 0o7777;
+    if attrs.preserve {
+        o.preserve_source(mode, md.uid(), md.gid())
+    } else {
+        o.source_mode(mode)
+    }
+}
+
+/// Copies `src` into `f`: with checksums the bytes pass through the hasher (and the progress
+/// callback); otherwise the kernel copies them (reflink or `copy_file_range`).
+fn copy_into(
+    f: &mut AtomicFile,
+    src: &File,
+    name: &Path,
+    checksum: bool,
+    attrs: CopyAttrs<'_>,
+) -> Result<CopyMethod> {
+    if checksum {
+        f.copy_from(&mut Counting::new(src, attrs.progress), name)?;
+        return Ok(CopyMethod::Buffered);
+    }
+    let (n, m) = f.copy_from_file(src, name)?;
+    if let Some(p) = attrs.progress {
+        p(n);
+    }
+    Ok(m)
+}
+
+impl Backend for Local {
+    fn display(&self) -> &str {
+        &self.shown
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn store(&self) -> StoreKind {
+        StoreKind::Local
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            modes: true,
+            symlinks: true,
+            dirs: true,
+            create_only: true,
+            cas: true,
+            lock_wait: true,
+            batch: true,
+        }
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn join(&self, name: &str) -> Result<Destination> {
+        Ok(Destination(Box::new(Local::new(self.path.join(name)))))
+    }
+
+    fn is_container(&self) -> bool {
+        self.shown.ends_with('/') || self.path.is_dir()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::new(Op::Inspect, &self.path, e)),
+        }
+    }
+
+    fn write(&self, input: &mut dyn Read, source: &Path, opts: &Options) -> Result<Receipt> {
+        let mut f = opts.open(&self.path)?;
+        if opts.no_clobber {
+            // Before the first byte is read (the input may be long, or never end); the
+            // create-only commit stays the final word.
+            f.check_vacant()?;
+        }
+        f.copy_from(input, source)?;
+        f.commit()
+    }
+
+    fn write_manifest(&self, r: &Receipt, opts: &Options) -> Result<Manifest> {
+        crate::write_manifest(&r.path, r, opts)
+    }
+
+    fn open_read(&self) -> Result<(Box<dyn Read + Send>, String)> {
+        let (f, _) = open_regular(&self.path)?;
+        Ok((Box::new(f), self.shown.clone()))
+    }
+
+    fn publish(&self, input: PublishInput<'_>, p: &Publisher) -> Result<Published> {
+        match input {
+            PublishInput::Dir(dir) => p.publish_dir(&self.path, dir),
+            PublishInput::Reader(r) => {
+                let mut pv = p.begin(&self.path)?;
+                pv.file().copy_from(r, Path::new("<input>"))?;
+                pv.commit()
+            }
+            PublishInput::File(f) => {
+                let (mut file, md) = open_regular(f)?;
+                // A first version gets the source's mode (never set-id, umask applied), like
+                // `cp`; later versions keep the current version's.
+                let p = p.clone().source_mode(md.mode() & 0o7777);
+                let mut pv = p.begin(&self.path)?;
+                pv.file().copy_from(&mut file, f)?;
+                pv.commit()
+            }
+        }
+    }
+
+    fn latest(&self) -> Result<Option<VersionRef>> {
+        crate::latest(&self.path)
+    }
+
+    fn versions(&self) -> Result<VersionList> {
+        crate::versions(&self.path)
+    }
+
+    fn verify(&self) -> Result<Verification> {
+        Ok(crate::verify(&self.path))
+    }
+
+    fn clean(&self, dry_run: bool) -> Result<VersionsCleanReport> {
+        crate::clean_versions(&self.path, dry_run)
+    }
+
+    fn clean_temps(&self, opts: &crate::CleanOptions) -> Result<crate::CleanReport> {
+        crate::clean_with(&self.path, opts)
+    }
+
+    fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
+        let (file, md) = open_regular(src)?;
+        let mut f = copy_options(opts, &md, attrs).open(&self.path)?;
+        if opts.no_clobber {
+            f.check_vacant()?;
+        }
+        let method = copy_into(&mut f, &file, src, !opts.no_checksum, attrs)?;
+        Ok(Copied {
+            receipt: f.commit()?,
+            method: Some(method),
+            source: src.display().to_string(),
+        })
+    }
+
+    fn copy_many_local(
+        &self,
+        items: &[(&Path, Destination)],
+        opts: &Options,
+        attrs: CopyAttrs<'_>,
+        observer: &mut dyn CopyObserver,
+    ) -> Result<CopyReport> {
+        let mut batch = Batch::new(opts.clone());
+        let mut methods = Vec::with_capacity(items.len());
+        for (src, dst) in items {
+            let path = dst.0.local_path().expect("a local join is local");
+            let (file, md) = open_regular(src)?;
+            let f = batch.open_with(path, copy_options(opts, &md, attrs))?;
+            observer.copying(dst);
+            methods.push(copy_into(f, &file, src, !opts.no_checksum, attrs)?);
+        }
+        let mut out = None;
+        let mut batch = Some(batch);
+        observer.commit(&mut || {
+            out = batch.take().map(Batch::commit);
+        });
+        let receipts = out.expect("the observer ran the commit")?;
+        let files = receipts
+            .files
+            .into_iter()
+            .zip(methods)
+            .zip(items)
+            .map(|((receipt, m), (src, _))| Copied {
+                receipt,
+                method: Some(m),
+                source: src.display().to_string(),
+            })
+            .collect();
+        Ok(CopyReport {
+            files,
+            dir_syncs: Some(receipts.dir_syncs),
+            data_syncs: Some(receipts.data_syncs),
+        })
+    }
+}
