@@ -149,6 +149,10 @@ fn write_manifest_then_verify_ok_mismatch_missing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_between_data_and_manifest_is_detected_as_mismatch() {
     let d = tmp();
     assert_eq!(
@@ -345,6 +349,10 @@ fn publish_dir_swaps_a_whole_tree() {
 // ---------------------------------------------------------------- crash at each step
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_at_each_publish_step_leaves_a_complete_pointer_and_cleanable_leftovers() {
     for (step, expect_after) in [
         ("version-written", 1),
@@ -396,6 +404,10 @@ fn kill_at_each_publish_step_leaves_a_complete_pointer_and_cleanable_leftovers()
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_at_version_written_then_clean_versions_removes_the_orphan() {
     let d = tmp();
     let dst = d.path().join("q.txt");
@@ -418,6 +430,10 @@ fn kill_at_version_written_then_clean_versions_removes_the_orphan() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_while_staging_a_directory_leaves_the_old_tree() {
     let d = tmp();
     let src = d.path().join("build");
@@ -706,6 +722,10 @@ fn paused_at(
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
     let d = tmp();
     let dst = d.path().join("w.txt");
@@ -751,6 +771,10 @@ fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn a_directory_publish_interrupted_after_the_swap_says_it_was_published() {
     let d = tmp();
     let src = d.path().join("build");

@@ -471,7 +471,7 @@ fn probe_dir_fsync(fd: &OwnedFd) -> Probe {
     match sys::sync_dir(fd.as_fd()) {
         Ok(()) => Probe::yes(),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            Probe::no("fsync of a directory is refused (EINVAL); use --durability integrity here")
+            Probe::no("fsync of a directory is refused (EINVAL); use durability `integrity` here")
         }
         Err(e) => Probe::error(describe(&e)),
     }
@@ -693,7 +693,7 @@ fn assess(
         FsClass::Network => caveats.push(format!(
             "{fs_type} is a network filesystem: rename atomicity and fsync durability are the \
              server's; other clients may see a new file late (NFS: close-to-open consistency) \
-             and temp files of crashed clients may linger (run `atomwrite clean`)"
+             and temp files of crashed clients may linger (sweep them with `clean`)"
         )),
         FsClass::Fuse => caveats.push(format!(
             "{fs_type} is a FUSE filesystem: atomic rename and fsync are whatever the daemon \
@@ -720,7 +720,7 @@ fn assess(
     if fs_type.starts_with("ext") && has_option(mount, "data=writeback") {
         caveats.push(
             "ext4 data=writeback: without fsync a renamed file may show stale blocks after a \
-             crash; keep --durability full or integrity"
+             crash; keep durability `full` or `integrity`"
                 .to_string(),
         );
     }
@@ -730,13 +730,13 @@ fn assess(
     if p.o_tmpfile.status == ProbeStatus::No {
         caveats.push(
             "no O_TMPFILE: a writer killed mid-write leaves a `.NAME.RANDOM.tmp` file; \
-             schedule `atomwrite clean DIR`"
+             schedule a temp sweep (`clean`) of the directory"
                 .to_string(),
         );
     }
     if p.dir_fsync.status == ProbeStatus::No {
         caveats.push(
-            "directory fsync is refused: --durability full fails here; use integrity".to_string(),
+            "directory fsync is refused: durability `full` fails here; use `integrity`".to_string(),
         );
     }
     let barriers_off = has_option(mount, "nobarrier") || has_option(mount, "barrier=0");
@@ -756,7 +756,7 @@ fn assess(
             FsClass::Local | FsClass::Overlay if p.dir_fsync.works() && !barriers_off => {
                 DurabilityPromise {
                     level: "power-loss",
-                    summary: "--durability full holds: a write whose commit returned survives \
+                    summary: "durability `full` holds: a write whose commit returned survives \
                               power loss (on storage that honours flushes); readers always see \
                               old or new, complete"
                         .to_string(),

@@ -242,9 +242,8 @@ impl AtomicFile {
         match rfs::statat(&*self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => Ok(()),
             Ok(_) => Err(
-                Error::new(Op::CheckDestination, &self.dest, errno(Errno::EXIST)).with_hint(
-                    "the destination already exists and the write is create-only (--no-clobber)",
-                ),
+                Error::new(Op::CheckDestination, &self.dest, errno(Errno::EXIST))
+                    .with_hint("the destination already exists and the write is create-only"),
             ),
             Err(e) => Err(Error::new(Op::Inspect, &self.dest, errno(e))),
         }
@@ -810,7 +809,7 @@ impl AtomicFile {
         rfs::unlinkat(&self.dir, tmp, AtFlags::empty()).map_err(|e| {
             Error::new(Op::RemoveTemp, self.dir_path.join(tmp), errno(e)).with_hint(
                 "the new contents are visible at the destination; the leftover name is a second \
-                 link to it, removed on drop or by `atomwrite clean`",
+                 link to it, removed on drop or by a temp sweep (`clean`)",
             )
         })?;
         Ok(())

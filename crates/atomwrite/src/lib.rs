@@ -175,8 +175,7 @@ pub mod __fuzz {
     }
 }
 
-/// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
-pub mod platform;
+mod platform;
 
 /// Opens a file to read as a careful `cp` would, whatever `fs.protected_symlinks` says: in a
 /// sticky directory that others may write, a symlink (on any hop, or as any directory on the

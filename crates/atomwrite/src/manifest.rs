@@ -162,9 +162,9 @@ impl Manifest {
 
     /// Reads and parses a manifest file with [`Manifest::from_json`].
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path).map_err(|e| Error::new(Op::Manifest, path, e))?;
+        let text = std::fs::read(path).map_err(|e| Error::new(Op::ReadManifest, path, e))?;
         Manifest::from_json(&text)
-            .map_err(|e| Error::other(Op::Manifest, path, io::ErrorKind::InvalidData, e.0))
+            .map_err(|e| Error::other(Op::ReadManifest, path, io::ErrorKind::InvalidData, e.0))
     }
 }
 
@@ -206,7 +206,7 @@ pub fn manifest_path(path: &Path) -> PathBuf {
 /// replaced `dst` in between goes unnoticed here; [`verify`] will notice). When the receipt
 /// carries no sha256 (checksums turned off) the file at `receipt.path` is read once to hash it.
 pub fn write_manifest(dst: &Path, receipt: &Receipt, opts: &Options) -> Result<Manifest> {
-    crate::versions::test_pause("data-committed");
+    crate::interrupt::test_pause("data-committed");
     let sha = match &receipt.sha256 {
         Some(s) => s.clone(),
         None => hash_file(&receipt.path)?.1,

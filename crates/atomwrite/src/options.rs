@@ -278,7 +278,8 @@ impl Options {
     {
         let mut f = self.open(path)?;
         if let Err(e) = fill(&mut f) {
-            let err = crate::Error::new(crate::Op::Write, f.destination().to_path_buf(), e);
+            // An `AtomicFile` write error already names the step, the path and errno.
+            let err = crate::Error::wrap_io(crate::Op::Write, f.destination().to_path_buf(), e);
             drop(f);
             return Err(err);
         }
@@ -291,6 +292,29 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
+
+    #[test]
+    fn write_with_wraps_a_write_error_once_and_keeps_errno() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"old").unwrap();
+        // What `AtomicFile`'s `io::Write` gives for ENOSPC: an atomwrite error inside io::Error.
+        let err = Options::new()
+            .write_with(&path, |f| {
+                let inner = crate::Error::new(
+                    crate::Op::Write,
+                    f.destination().to_path_buf(),
+                    std::io::Error::from_raw_os_error(28),
+                );
+                Err(std::io::Error::new(inner.kind(), inner))
+            })
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
+        let msg = err.to_string();
+        assert_eq!(msg.matches("failed to").count(), 1, "{msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn inherit_gives_a_new_file_the_mode_and_owner_of_the_file_it_logically_replaces() {

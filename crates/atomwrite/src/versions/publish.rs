@@ -11,9 +11,10 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 use super::lock::{self, Lock, LockWait, WaitPolicy};
 use super::name::VersionName;
 use super::store::{Current, Store, manifest_name};
-use super::{Published, retain, test_pause};
+use super::{Published, retain};
 use crate::dest::Existing;
 use crate::error::errno;
+use crate::interrupt::test_pause;
 use crate::manifest::{self, Manifest};
 use crate::{AtomicFile, Durability, Error, Op, Options, Receipt, Result, SymlinkPolicy};
 
@@ -131,7 +132,8 @@ impl Publisher {
     {
         let mut p = self.begin(dst)?;
         if let Err(e) = fill(&mut p.file) {
-            return Err(Error::new(Op::Write, p.s.version_path(), e));
+            // An `AtomicFile` write error already names the step, the path and errno.
+            return Err(Error::wrap_io(Op::Write, p.s.version_path(), e));
         }
         p.commit()
     }
