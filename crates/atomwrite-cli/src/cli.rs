@@ -135,9 +135,11 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// Options shared by every command that writes a file (SPEC.md `OPTS`).
+/// Options of every command that writes data: `write`, `cp`, `run` and `publish` (SPEC.md
+/// `OPTS`). Options only a plain file write honours are in [`WriteOpts`], so `publish --help`
+/// lists only what `publish` does.
 #[derive(Debug, Clone, Args)]
-pub struct WriteOpts {
+pub struct CommonOpts {
     /// Durability: full = file and directory fsynced (survives power loss); integrity = file
     /// fsynced (after power loss: old or new); none = no fsync (atomic against crashes only).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
@@ -145,20 +147,11 @@ pub struct WriteOpts {
     /// Final permission bits, octal (0644) or symbolic as `install -m` takes them (u=rw,go=r,
     /// a+x; applied to no bits, umask ignored). Default: a new file gets 0666 & ~umask; a
     /// replaced file keeps its mode and, where permitted, its owner and group.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(short, long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<u32>,
-    /// Create only: fail with exit code 3 if DST already exists (checked atomically).
-    #[arg(long)]
-    pub no_clobber: bool,
-    /// If DST is a symlink, replace the link itself instead of writing to its target.
-    #[arg(long)]
-    pub no_follow: bool,
     /// Do not create missing parent directories (fail instead).
     #[arg(long)]
     pub no_create_dirs: bool,
-    /// Also write DST.manifest.json (size, sha256, written_at, run_id) atomically after the data.
-    #[arg(long)]
-    pub manifest: bool,
     /// Run id recorded in the receipt and manifest (default: $ATOMWRITE_RUN_ID or a random id).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
@@ -170,9 +163,42 @@ pub struct WriteOpts {
     /// Print the receipt (or the error) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors.
-    #[arg(short, long)]
+    /// Print nothing but errors (the default when stderr is not a terminal).
+    #[arg(short, long, overrides_with = "verbose")]
     pub quiet: bool,
+    /// Print the one-line summary on stderr even when stderr is not a terminal.
+    #[arg(short, long, overrides_with = "quiet")]
+    pub verbose: bool,
+}
+
+/// Options of the commands that write one plain file (`write`, `cp`, `run`): [`CommonOpts`]
+/// plus what only they honour. Dereferences to the common options.
+#[derive(Debug, Clone, Args)]
+pub struct WriteOpts {
+    #[command(flatten)]
+    pub common: CommonOpts,
+    /// Create only: fail with exit code 3 if DST already exists (checked atomically).
+    #[arg(long)]
+    pub no_clobber: bool,
+    /// If DST is a symlink, replace the link itself instead of writing to its target.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Also write DST.manifest.json (size, sha256, written_at, run_id) atomically after the data.
+    #[arg(long)]
+    pub manifest: bool,
+}
+
+impl std::ops::Deref for WriteOpts {
+    type Target = CommonOpts;
+    fn deref(&self) -> &CommonOpts {
+        &self.common
+    }
+}
+
+impl std::ops::DerefMut for WriteOpts {
+    fn deref_mut(&mut self) -> &mut CommonOpts {
+        &mut self.common
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,7 +212,7 @@ pub enum DurabilityArg {
 pub struct WriteArgs {
     #[command(flatten)]
     pub opts: WriteOpts,
-    /// Read the contents from FILE instead of stdin.
+    /// Read the contents from FILE instead of stdin (`-` is stdin).
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Expected size of the input (e.g. 512M, 2G), for the progress bar's percentage and ETA when
@@ -217,9 +243,13 @@ pub struct CleanArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors.
-    #[arg(short, long)]
+    /// Print nothing but errors (the default when stderr is not a terminal, except for
+    /// --dry-run, whose list is the point).
+    #[arg(short, long, overrides_with = "verbose")]
     pub quiet: bool,
+    /// List what was removed and the summary even when stderr is not a terminal.
+    #[arg(short, long, overrides_with = "quiet")]
+    pub verbose: bool,
 }
 
 pub use crate::parse::{parse_duration, parse_mode};

@@ -156,7 +156,7 @@ pub fn run(a: RunArgs) -> CmdResult {
         )));
     }
     let dst = super::open_dest(&a.dst).map_err(own_failure)?;
-    super::refuse_unsupported(&a.opts, &dst).map_err(own_failure)?;
+    super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst).map_err(own_failure)?;
     if a.publish && a.wait.is_some() && !dst.capabilities().lock_wait {
         return Err(own_failure(Failure::usage(format!(
             "--wait does not apply to `{dst}`: its publishers are ordered by compare-and-swap, \
