@@ -46,8 +46,9 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
-    /// Print the man page (roff) to stdout, or write one page per command into a directory.
-    #[command(hide = true, after_help = MAN_EXAMPLES)]
+    /// Print a man page (roff) to stdout, or write every page (atomwrite.1 and one
+    /// atomwrite-COMMAND.1 per command, like git) into a directory.
+    #[command(after_help = MAN_EXAMPLES)]
     Man(ManArgs),
 }
 
@@ -101,7 +102,8 @@ Examples:
 
 const MAN_EXAMPLES: &str = "\
 Examples:
-  atomwrite man | man -l -
+  atomwrite man | man -l -             # atomwrite(1): the commands, exit codes
+  atomwrite man publish | man -l -     # atomwrite-publish(1)
   atomwrite man --out-dir target/man   # atomwrite.1, atomwrite-write.1, ... for packaging";
 
 /// `atomwrite doctor [DIR]`.
@@ -126,11 +128,14 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// `atomwrite man [--out-dir DIR]`.
+/// `atomwrite man [COMMAND] [--out-dir DIR]`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// Write atomwrite.1 and one atomwrite-COMMAND.1 per command into DIR instead of printing
-    /// atomwrite.1 to stdout.
+    /// The command whose page to print (atomwrite-COMMAND(1)); default: atomwrite(1).
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Option<String>,
+    /// Write atomwrite.1 and one atomwrite-COMMAND.1 per command into DIR (created if
+    /// missing, each page replaced atomically) instead of printing one page to stdout.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }

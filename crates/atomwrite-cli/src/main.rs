@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod common;
 mod location;
+mod man;
 mod parse;
 mod progress;
 mod render;

@@ -178,7 +178,11 @@ fn kill_between_data_and_manifest_is_detected_as_mismatch() {
 fn publish_latest_versions_and_json() {
     let d = tmp();
     fs::write(d.path().join("r.csv"), b"legacy\n").unwrap();
-    let o = aw(d.path(), &["publish", "--run-id", "A", "r.csv"], b"v2\n");
+    let o = aw(
+        d.path(),
+        &["publish", "-v", "--run-id", "A", "r.csv"],
+        b"v2\n",
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("version 2"), "{}", stderr(&o));
     assert_eq!(
@@ -252,10 +256,10 @@ fn publish_failures_are_one_line_with_the_right_exit_code() {
     let o = aw(d.path(), &["publish", "--from", "nope", "x.txt"], b"");
     assert_eq!(code(&o), 1);
     assert!(one_line_error(&o).contains("nope"));
-    // --no-clobber makes no sense for publish: usage, 2.
+    // --no-clobber makes no sense for publish: not one of its options, usage, 2.
     let o = aw(d.path(), &["publish", "--no-clobber", "x.txt"], b"");
     assert_eq!(code(&o), 2);
-    one_line_error(&o);
+    assert!(stderr(&o).contains("--no-clobber"), "{}", stderr(&o));
     // A pointer that is not ours.
     std::os::unix::fs::symlink("x.txt.versions", d.path().join("odd")).unwrap();
     let o = aw(d.path(), &["publish", "odd"], b"z");

@@ -110,7 +110,7 @@ fn listing(d: &Path) -> Vec<(String, u64)> {
 
 // ---------------------------------------------------------------- help and version
 
-/// The visible subcommands, read from the top-level help, plus the hidden `man`.
+/// The visible subcommands, read from the top-level help.
 fn subcommands() -> Vec<String> {
     let out = run(&["--help"], b"");
     assert_eq!(out.code, 0);
@@ -135,7 +135,6 @@ fn subcommands() -> Vec<String> {
         }
     }
     assert!(names.len() >= 4, "too few subcommands parsed: {names:?}");
-    names.push("man".into());
     names
 }
 
@@ -1069,7 +1068,11 @@ fn success_is_silent_unless_verbose_json_or_a_terminal() {
         assert!(out.stderr.starts_with("atomwrite: "), "{:?}", out.stderr);
     }
     let out = run(&["clean", "-v", d.path().to_str().unwrap()], b"");
-    assert!(out.stderr.contains("removed 0 temp file(s)"), "{:?}", out.stderr);
+    assert!(
+        out.stderr.contains("removed 0 temp file(s)"),
+        "{:?}",
+        out.stderr
+    );
     // --json: the receipt on stdout, nothing on stderr.
     let out = run(&["write", "--json", f], b"data\n");
     assert_eq!(json(&out.stdout)["size"], 5);
@@ -1167,7 +1170,10 @@ fn short_m_takes_octal_and_symbolic_modes() {
         let got = fs::metadata(&f).unwrap().permissions().mode() & 0o7777;
         assert_eq!(got, want, "-m {m}");
     }
-    let out = run(&["write", "-m", "u+q", d.path().join("bad").to_str().unwrap()], b"x");
+    let out = run(
+        &["write", "-m", "u+q", d.path().join("bad").to_str().unwrap()],
+        b"x",
+    );
     assert_eq!(out.code, 2);
     assert!(!d.path().join("bad").exists());
 }
@@ -1180,18 +1186,34 @@ fn help_lists_only_options_that_apply() {
     for absent in ["--no-clobber", "--manifest", "--no-follow"] {
         assert!(!publish.contains(absent), "publish --help lists {absent}");
     }
-    for present in ["--keep", "--expect", "--mode", "--durability", "--verbose", "--progress"] {
+    for present in [
+        "--keep",
+        "--expect",
+        "--mode",
+        "--durability",
+        "--verbose",
+        "--progress",
+    ] {
         assert!(publish.contains(present), "publish --help lacks {present}");
     }
     let write = help("write");
-    for present in ["--no-clobber", "--manifest", "--no-follow", "-m, --mode", "-v, --verbose"] {
+    for present in [
+        "--no-clobber",
+        "--manifest",
+        "--no-follow",
+        "-m, --mode",
+        "-v, --verbose",
+    ] {
         assert!(write.contains(present), "write --help lacks {present}");
     }
     // And the refused option is now an unknown one (exit 2), not a run-time refusal.
     assert_eq!(run(&["publish", "--no-clobber", "x"], b"").code, 2);
     let versions = help("versions");
     assert!(versions.contains("object"), "{versions}");
-    assert!(!versions.to_lowercase().contains("json array"), "{versions}");
+    assert!(
+        !versions.to_lowercase().contains("json array"),
+        "{versions}"
+    );
 }
 
 /// Every JSON usage error names the offending argument, in `message` and in `argument`.
@@ -1201,7 +1223,10 @@ fn json_usage_errors_name_the_argument() {
         (vec!["write", "--json"], "<DST>"),
         (vec!["publish", "--json", "--keep", "0", "x"], "--keep"),
         (vec!["write", "--json", "--bogus", "x"], "--bogus"),
-        (vec!["write", "--json", "--durability", "max", "x"], "--durability"),
+        (
+            vec!["write", "--json", "--durability", "max", "x"],
+            "--durability",
+        ),
         (vec!["latest", "--json"], "<DST>"),
     ] {
         let out = run(&args, b"");
@@ -1209,7 +1234,10 @@ fn json_usage_errors_name_the_argument() {
         let v = json(&out.stdout);
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(arg), "{args:?}: {msg}");
-        assert!(v["error"]["argument"].as_str().unwrap().contains(arg), "{v}");
+        assert!(
+            v["error"]["argument"].as_str().unwrap().contains(arg),
+            "{v}"
+        );
         assert!(!msg.ends_with(':'), "{msg}");
     }
 }
@@ -1232,6 +1260,10 @@ fn nonsense_is_a_usage_error_and_latest_of_nothing_exits_1() {
     assert!(!Path::new(p).exists());
     let out = run(&["latest", p], b"");
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("nothing has been published"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing has been published"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains(p), "{}", out.stderr);
 }
