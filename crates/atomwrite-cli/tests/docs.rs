@@ -122,7 +122,11 @@ fn fixture() -> tempfile::TempDir {
         (vec!["publish", "p.csv"], b"v1\n"),
         (vec!["publish", "p.csv"], b"v2\n"),
     ] {
-        let o = run(p, &args.iter().map(PathBuf::from).collect::<Vec<_>>(), input);
+        let o = run(
+            p,
+            &args.iter().map(PathBuf::from).collect::<Vec<_>>(),
+            input,
+        );
         assert!(o.status.success(), "fixture {args:?}: {o:?}");
     }
     d
@@ -157,11 +161,18 @@ fn every_documented_json_example_parses_and_matches_the_real_output() {
             }
         };
         let Some(check) = &e.check else {
-            failures.push(format!("docs/cli.md:{}: no `<!-- check: ARGS -->` above", e.line));
+            failures.push(format!(
+                "docs/cli.md:{}: no `<!-- check: ARGS -->` above",
+                e.line
+            ));
             continue;
         };
         if check.starts_with("parse-only") {
-            assert!(check.contains('('), "docs/cli.md:{}: parse-only needs a reason", e.line);
+            assert!(
+                check.contains('('),
+                "docs/cli.md:{}: parse-only needs a reason",
+                e.line
+            );
             continue;
         }
         // A fresh scratch directory per example: each runs against the documented fixture.
@@ -193,7 +204,9 @@ fn every_documented_json_example_parses_and_matches_the_real_output() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every command with --json has at least one checked example.
-    for cmd in ["write", "cp", "run", "publish", "latest", "versions", "verify", "clean", "doctor"] {
+    for cmd in [
+        "write", "cp", "run", "publish", "latest", "versions", "verify", "clean", "doctor",
+    ] {
         assert!(checked.contains(cmd), "no checked JSON example for `{cmd}`");
     }
 }

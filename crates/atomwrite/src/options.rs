@@ -293,6 +293,40 @@ mod tests {
 
     use super::*;
 
+    /// Progress advances on every copy path, in steps of at most 8 MiB on the
+    /// `copy_file_range` path (a 20 MiB copy reports at least 3 times), and adds up to the size.
+    #[test]
+    fn copy_progress_advances_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src_path, &data).unwrap();
+        for checksum in [false, true] {
+            let src = std::fs::File::open(&src_path).unwrap();
+            let dst = dir.path().join(format!("dst-{checksum}"));
+            let mut f = Options::new().checksum(checksum).open(&dst).unwrap();
+            let mut steps = Vec::new();
+            let (n, method) = f
+                .copy_from_file_progress(&src, &src_path, &mut |n| steps.push(n))
+                .unwrap();
+            f.commit().unwrap();
+            assert_eq!(n, data.len() as u64);
+            assert_eq!(steps.iter().sum::<u64>(), n, "{method:?}");
+            match method {
+                crate::CopyMethod::Reflink => assert_eq!(steps, vec![n]),
+                _ => {
+                    assert!(steps.len() >= 3, "{method:?}: {steps:?}");
+                    let max = AtomicFile::PROGRESS_CHUNK as u64;
+                    assert!(steps.iter().all(|s| *s <= max), "{method:?}: {steps:?}");
+                }
+            }
+            if checksum {
+                assert_eq!(method, crate::CopyMethod::Buffered);
+            }
+            assert_eq!(std::fs::read(&dst).unwrap(), data);
+        }
+    }
+
     #[test]
     fn write_with_wraps_a_write_error_once_and_keeps_errno() {
         let dir = tempfile::tempdir().unwrap();
