@@ -441,7 +441,7 @@ mod tests {
             sha256: Some("ab".into()),
             written_at: SystemTime::now(),
             run_id: "r".into(),
-            durability: "store",
+            durability: atomwrite::DurabilityHonoured::Store,
             owner_changed: None,
             object: Some(ObjectFacts {
                 key: "k".into(),

@@ -1267,3 +1267,29 @@ fn nonsense_is_a_usage_error_and_latest_of_nothing_exits_1() {
     );
     assert!(out.stderr.contains(p), "{}", out.stderr);
 }
+
+/// The receipt says what the filesystem honoured, by doctor's classification: tmpfs keeps
+/// nothing across power loss, so a `--durability full` write there reports "none".
+#[test]
+fn receipt_durability_on_tmpfs_is_none() {
+    let shm = Path::new("/dev/shm");
+    if !require(shm.is_dir(), "/dev/shm (tmpfs)") {
+        return;
+    }
+    let d = tempfile::tempdir_in(shm).unwrap();
+    let f = d.path().join("f");
+    let out = run(
+        &[
+            "write",
+            "--json",
+            "--durability",
+            "full",
+            f.to_str().unwrap(),
+        ],
+        b"x",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out.stdout)["durability"], "none");
+    let doc = run(&["doctor", "--json", d.path().to_str().unwrap()], b"");
+    assert_eq!(json(&doc.stdout)["durability"]["level"], "crash");
+}

@@ -611,6 +611,25 @@ pub fn fs_magic_name(magic: u64) -> Option<&'static str> {
     })
 }
 
+/// The durability a commit with `requested` honours on the filesystem whose `statfs.f_type`
+/// is `magic`, by the same classification as the report: only a local disk filesystem (or
+/// overlayfs over one) keeps what was fsynced across power loss; elsewhere the write is atomic
+/// against crashes only ([`DurabilityHonoured::None`]). `magic` 0 (the platform names no type)
+/// reports what was requested.
+pub(crate) fn honoured(requested: crate::Durability, magic: u64) -> crate::DurabilityHonoured {
+    use crate::{Durability, DurabilityHonoured as H};
+    let persists = magic == 0
+        || matches!(
+            classify(fs_magic_name(magic).unwrap_or("unknown"), magic),
+            FsClass::Local | FsClass::Overlay
+        );
+    match requested {
+        Durability::Full if persists => H::Full,
+        Durability::Integrity if persists => H::Integrity,
+        _ => H::None,
+    }
+}
+
 fn classify(fs_type: &str, magic: u64) -> FsClass {
     let t = fs_type.to_ascii_lowercase();
     if t == "tmpfs" || t == "ramfs" || t == "devtmpfs" {
@@ -782,6 +801,50 @@ fn assess(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn honoured_durability_follows_the_classification() {
+        use crate::{Durability, DurabilityHonoured as H};
+        let (ext4, tmpfs, nfs, fuse, overlay) =
+            (0xef53, 0x0102_1994, 0x6969, 0x6573_5546, 0x794c_7630);
+        assert_eq!(honoured(Durability::Full, ext4), H::Full);
+        assert_eq!(honoured(Durability::Integrity, ext4), H::Integrity);
+        assert_eq!(honoured(Durability::None, ext4), H::None);
+        assert_eq!(honoured(Durability::Full, overlay), H::Full);
+        for m in [tmpfs, nfs, fuse, 0x1234_5678] {
+            assert_eq!(honoured(Durability::Full, m), H::None, "{m:#x}");
+        }
+        assert_eq!(honoured(Durability::Full, 0), H::Full);
+    }
+
+    /// A real write reports what the filesystem honoured: `doctor`'s level and the receipt
+    /// agree (power-loss ⇔ "full" for a Full write).
+    #[test]
+    fn receipt_durability_agrees_with_the_doctor_report() {
+        let d = tempfile::tempdir().unwrap();
+        let r = crate::Options::new()
+            .write(d.path().join("f"), b"x")
+            .unwrap();
+        let level = doctor(d.path()).unwrap().durability.level;
+        assert_eq!(
+            r.durability == "full",
+            level == "power-loss",
+            "{level} {}",
+            r.durability
+        );
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            let d = tempfile::tempdir_in(shm).unwrap();
+            let r = crate::Options::new()
+                .write(d.path().join("f"), b"x")
+                .unwrap();
+            assert_eq!(
+                r.durability,
+                crate::DurabilityHonoured::None,
+                "tmpfs is not full"
+            );
+        }
+    }
 
     #[test]
     fn report_on_a_temp_dir_leaves_nothing_behind() {

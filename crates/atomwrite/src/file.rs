@@ -651,11 +651,8 @@ impl AtomicFile {
                 .run_id
                 .clone()
                 .unwrap_or_else(|| receipt::process_run_id().to_string()),
-            durability: match self.opts.durability {
-                Durability::Full => "full",
-                Durability::Integrity => "integrity",
-                Durability::None => "none",
-            },
+            // What the filesystem honoured (doctor's classification), not only what was asked.
+            durability: crate::doctor::honoured(self.opts.durability, self.fs.fs_type),
             owner_changed: self.owner_changed,
             object: None,
         }

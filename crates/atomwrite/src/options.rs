@@ -27,6 +27,60 @@ pub enum Durability {
     None,
 }
 
+/// The durability a commit actually honoured ([`Receipt::durability`](crate::Receipt)): the level
+/// asked for, lowered to [`None`](DurabilityHonoured::None) where the filesystem cannot keep a
+/// power-loss promise whatever is fsynced, by the classification
+/// [`doctor`](crate::doctor::doctor) reports (tmpfs and ramfs, network and FUSE filesystems, and
+/// types it does not know: `durability.level` `"crash"` there). Where the platform names no
+/// filesystem type (`statfs.f_type`, non-Linux), the level asked for is reported. Serialized
+/// as `"full"`, `"integrity"`, `"none"` or `"store"`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityHonoured {
+    /// File and directory fsynced on a filesystem that keeps them across power loss.
+    Full,
+    /// File fsynced (not the directory) on such a filesystem.
+    Integrity,
+    /// Atomic against process crashes only: no fsync was asked for, or the filesystem does not
+    /// persist (tmpfs) or does not promise to (network, FUSE, unknown).
+    None,
+    /// An object store: as durable as the store makes a completed PUT.
+    Store,
+}
+
+impl DurabilityHonoured {
+    /// The stable name: `"full"`, `"integrity"`, `"none"` or `"store"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DurabilityHonoured::Full => "full",
+            DurabilityHonoured::Integrity => "integrity",
+            DurabilityHonoured::None => "none",
+            DurabilityHonoured::Store => "store",
+        }
+    }
+}
+
+impl std::fmt::Display for DurabilityHonoured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stable name (`r.durability == "full"`).
+impl PartialEq<&str> for DurabilityHonoured {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Compares with the stable name.
+impl PartialEq<String> for DurabilityHonoured {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
 /// What to do when the destination is a symbolic link.
 ///
 /// # Never more than a redirect
