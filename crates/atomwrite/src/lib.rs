@@ -134,7 +134,9 @@ pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::{AtomicFile, CopyMethod};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
-pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
+pub use manifest::{
+    Manifest, ManifestKind, Verification, VerifyStatus, manifest_path, verify, write_manifest,
+};
 pub use options::{Durability, DurabilityHonoured, Options, SymlinkPolicy};
 pub use receipt::{ObjectFacts, OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;

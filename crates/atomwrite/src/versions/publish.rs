@@ -156,7 +156,7 @@ impl Publisher {
     /// let p = atomwrite::Publisher::new().keep(3).publish_dir(&site, &build)?;
     /// assert_eq!(std::fs::read_to_string(site.join("index.html"))?, "<h1>v1</h1>");
     /// assert_eq!(atomwrite::verify(&site).status, atomwrite::VerifyStatus::Ok);
-    /// assert_eq!(p.manifest.kind.as_deref(), Some("directory"));
+    /// assert_eq!(p.manifest.kind, Some(atomwrite::ManifestKind::Directory));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn publish_dir(&self, dst: impl AsRef<Path>, src: impl AsRef<Path>) -> Result<Published> {
@@ -208,7 +208,7 @@ impl Publisher {
         };
         let r = (|| {
             let mut m = s.manifest_base(size, sha);
-            m.kind = Some("directory".into());
+            m.kind = Some(crate::manifest::ManifestKind::Directory);
             m.files = Some(files);
             s.store.write_manifest(&vname, &m, &s.opts)?;
             s.finish(m)
@@ -701,7 +701,7 @@ impl Session {
             mm.version = Some(mv.number());
             mm.parent = Some(0);
             mm.run_id = "migrated".into();
-            mm.kind = Some("directory".into());
+            mm.kind = Some(crate::manifest::ManifestKind::Directory);
             mm.files = Some(files);
             let _ = self.store.write_manifest(&mname, &mm, &self.opts);
         }
