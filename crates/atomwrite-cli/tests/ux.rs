@@ -1293,3 +1293,48 @@ fn receipt_durability_on_tmpfs_is_none() {
     let doc = run(&["doctor", "--json", d.path().to_str().unwrap()], b"");
     assert_eq!(json(&doc.stdout)["durability"]["level"], "crash");
 }
+
+/// The crash-test pause points (`ATOMWRITE_TEST_PAUSE_AT`, `ATOMWRITE_TEST_PAUSE`) are compiled
+/// only with the non-default `test-hooks` feature: a binary built without it (every release
+/// build) does not even contain their environment variables' names. Built with the feature
+/// (`--all-features`), the same scan finds them, so the scan itself is shown to work.
+#[test]
+fn test_hooks_are_absent_from_binaries_built_without_the_feature() {
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+    let needles: [&[u8]; 2] = [b"ATOMWRITE_TEST_PAUSE_AT", b"ATOMWRITE_TEST_PAUSE_FILE"];
+    let bytes = fs::read(bin_path()).unwrap();
+    for n in needles {
+        assert_eq!(
+            contains(&bytes, n),
+            cfg!(feature = "test-hooks"),
+            "{} in {}",
+            String::from_utf8_lossy(n),
+            bin_path().display()
+        );
+    }
+    // A release binary built by `cargo build --release -p atomwrite-cli` (CI's build-release
+    // step), when there is one: never the hooks.
+    let release = bin_path()
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("release/atomwrite"));
+    // Only a release binary at least as new as this test's binary: a stale one from an older
+    // tree proves nothing about this one.
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = |p: &PathBuf| p.is_file() && mtime(p) >= mtime(&bin_path());
+    match release.filter(fresh) {
+        Some(p) => {
+            let bytes = fs::read(&p).unwrap();
+            for n in needles {
+                assert!(
+                    !contains(&bytes, n),
+                    "release binary {} has a test hook",
+                    p.display()
+                );
+            }
+        }
+        None => eprintln!("note: no release binary built; checked the test binary only"),
+    }
+}
