@@ -704,6 +704,19 @@ fn assess(
     p: &Probes,
     read_only: bool,
 ) -> (DurabilityPromise, Vec<String>) {
+    let caveats = caveats(class, fs_type, mount, p, read_only);
+    let barriers_off = has_option(mount, "nobarrier") || has_option(mount, "barrier=0");
+    (promise(class, p, barriers_off), caveats)
+}
+
+/// What an operator should know about the filesystem (one sentence each).
+fn caveats(
+    class: FsClass,
+    fs_type: &str,
+    mount: Option<&MountInfo>,
+    p: &Probes,
+    read_only: bool,
+) -> Vec<String> {
     let mut caveats = Vec::new();
     match class {
         FsClass::Memory => caveats.push(format!(
@@ -758,8 +771,12 @@ fn assess(
             "directory fsync is refused: durability `full` fails here; use `integrity`".to_string(),
         );
     }
-    let barriers_off = has_option(mount, "nobarrier") || has_option(mount, "barrier=0");
-    let promise = if !p.atomic_write.works() {
+    caveats
+}
+
+/// The durability level atomwrite can promise, by class and probes.
+fn promise(class: FsClass, p: &Probes, barriers_off: bool) -> DurabilityPromise {
+    if !p.atomic_write.works() {
         DurabilityPromise {
             level: "none",
             summary: format!(
@@ -794,8 +811,7 @@ fn assess(
                     .to_string(),
             },
         }
-    };
-    (promise, caveats)
+    }
 }
 
 #[cfg(test)]
