@@ -382,7 +382,7 @@ fn man_page_renders_from_the_same_definitions() {
     }
     let write_page = fs::read_to_string(d.path().join("man/atomwrite-write.1")).unwrap();
     assert!(write_page.contains("durability"), "{write_page}");
-    assert!(write_page.contains("Examples"), "{write_page}");
+    assert!(write_page.contains(".SH EXAMPLES"), "{write_page}");
 }
 
 // ---------------------------------------------------------------- doctor
