@@ -71,7 +71,7 @@ const CLEAN_EXAMPLES: &str = "\
 Examples:
   atomwrite clean /var/lib/etl --older-than 1h
   atomwrite clean --dry-run --recursive --older-than 2d /data
-  17 * * * *  atomwrite clean -q --recursive /srv/exports   # crontab: hourly sweep";
+  17 * * * *  atomwrite clean --recursive /srv/exports   # crontab: silent unless it fails";
 
 const TOP_HELP: &str = "\
 Exit codes: 0 success, 1 failure (I/O error, verify mismatch), 2 usage error, 3 conflict
