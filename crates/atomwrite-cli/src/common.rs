@@ -108,9 +108,33 @@ pub fn print_json(v: &serde_json::Value) {
     let _ = writeln!(out, "{v}");
 }
 
-/// The JSON shape of an error.
+/// The argument a failure of the CLI's own (no library error) is about, as its message names
+/// it: the first `--flag`, else the first `` `quoted` `` value or path.
+pub fn named_argument(message: &str) -> Option<String> {
+    let flag = message
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            w.len() > 2
+                && w.starts_with("--")
+                && w[2..].starts_with(|c: char| c.is_ascii_lowercase())
+        });
+    if let Some(f) = flag {
+        return Some(f.to_string());
+    }
+    let mut parts = message.split('`');
+    parts.next()?;
+    parts.next().map(str::to_string)
+}
+
+/// The JSON shape of an error: `path` (and `operation`, `errno`, ...) for a library error,
+/// `argument` for a failure of the CLI's own that names one.
 pub fn error_json(f: &Failure) -> serde_json::Value {
     let mut v = serde_json::json!({ "error": { "message": f.message, "exit_code": f.code } });
+    if f.error.is_none()
+        && let Some(arg) = named_argument(&f.message)
+    {
+        v["error"]["argument"] = serde_json::json!(arg);
+    }
     if let Some(e) = &f.error {
         v["error"]["operation"] = serde_json::json!(e.op().as_str());
         v["error"]["path"] = serde_json::json!(e.path());

@@ -1338,3 +1338,36 @@ fn test_hooks_are_absent_from_binaries_built_without_the_feature() {
         None => eprintln!("note: no release binary built; checked the test binary only"),
     }
 }
+
+/// Usage errors found by atomwrite itself (not the parser) name the argument in JSON too.
+#[test]
+fn json_errors_of_the_cli_name_the_argument_or_path() {
+    let d = tmp();
+    let dir = d.path().to_str().unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    let sub = d.path().join("sub");
+    let sub = sub.to_str().unwrap();
+    for (args, arg) in [
+        (vec!["write", "--json", "-"], "-"),
+        (
+            vec!["publish", "--json", "--dir", sub, "memory:///x"],
+            "--dir",
+        ),
+        (
+            vec!["write", "--json", "--mode", "0600", "memory:///x"],
+            "--mode",
+        ),
+        (vec!["cp", "--json", sub, "x", "y"], "y"),
+        (vec!["write", "--json", "s3:/b/k"], "s3:/b/k"),
+    ] {
+        let mut c = bin();
+        c.args(&args).current_dir(dir);
+        let out = run_cmd(c, b"");
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        let v = json(&out.stdout);
+        let named = v["error"]["argument"]
+            .as_str()
+            .or(v["error"]["path"].as_str());
+        assert_eq!(named, Some(arg), "{args:?}: {v}");
+    }
+}
