@@ -1371,3 +1371,14 @@ fn json_errors_of_the_cli_name_the_argument_or_path() {
         assert_eq!(named, Some(arg), "{args:?}: {v}");
     }
 }
+
+/// A command shown in a message keeps its quoting: `sh -c 'exit 3'` is not `sh -c exit 3`.
+#[test]
+fn a_failed_command_is_shown_with_its_quoting() {
+    let d = tmp();
+    let f = d.path().join("f");
+    let out = run(&["run", f.to_str().unwrap(), "--", "sh", "-c", "exit 3"], b"");
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("`sh -c 'exit 3'`"), "{}", out.stderr);
+    assert!(!f.exists());
+}

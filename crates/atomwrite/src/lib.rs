@@ -142,7 +142,7 @@ pub use receipt::{ObjectFacts, OwnerChange, Receipt, new_run_id, process_run_id,
 pub use tempname::is_temp_name;
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,
-    VersionRef, VersionsCleanReport, clean_versions, latest, versions,
+    VersionRef, VersionsCleanReport, clean_versions, latest, shell_quoted, versions,
 };
 
 /// Crate-private functions exposed to the fuzz targets in `crash-tests/fuzz`. Only with the

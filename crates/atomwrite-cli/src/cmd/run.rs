@@ -309,9 +309,10 @@ pub fn spawn_producer(
     dst: &str,
 ) -> Result<(std::process::Child, String), Failure> {
     let prog = &cmd[0];
+    // Shown as a shell would read it back: word boundaries and quotes kept.
     let shown = cmd
         .iter()
-        .map(|s| s.to_string_lossy())
+        .map(|s| atomwrite::shell_quoted(&s.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
     signals::SPAWNING.store(true, Ordering::SeqCst);

@@ -105,7 +105,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use lock::{LockWait, WaitNotice};
+pub use lock::{LockWait, WaitNotice, shell_quoted};
 pub use name::{MAX_VERSION, VersionName};
 pub use publish::{PendingVersion, Publisher};
 
