@@ -1377,7 +1377,10 @@ fn json_errors_of_the_cli_name_the_argument_or_path() {
 fn a_failed_command_is_shown_with_its_quoting() {
     let d = tmp();
     let f = d.path().join("f");
-    let out = run(&["run", f.to_str().unwrap(), "--", "sh", "-c", "exit 3"], b"");
+    let out = run(
+        &["run", f.to_str().unwrap(), "--", "sh", "-c", "exit 3"],
+        b"",
+    );
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("`sh -c 'exit 3'`"), "{}", out.stderr);
     assert!(!f.exists());
