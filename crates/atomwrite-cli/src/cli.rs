@@ -46,8 +46,9 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
-    /// Print the man page (roff) to stdout, or write one page per command into a directory.
-    #[command(hide = true, after_help = MAN_EXAMPLES)]
+    /// Print a man page (roff) to stdout, or write every page (atomwrite.1 and one
+    /// atomwrite-COMMAND.1 per command, like git) into a directory.
+    #[command(after_help = MAN_EXAMPLES)]
     Man(ManArgs),
 }
 
@@ -70,7 +71,7 @@ const CLEAN_EXAMPLES: &str = "\
 Examples:
   atomwrite clean /var/lib/etl --older-than 1h
   atomwrite clean --dry-run --recursive --older-than 2d /data
-  17 * * * *  atomwrite clean -q --recursive /srv/exports   # crontab: hourly sweep";
+  17 * * * *  atomwrite clean --recursive /srv/exports   # crontab: silent unless it fails";
 
 const TOP_HELP: &str = "\
 Exit codes: 0 success, 1 failure (I/O error, verify mismatch), 2 usage error, 3 conflict
@@ -101,7 +102,8 @@ Examples:
 
 const MAN_EXAMPLES: &str = "\
 Examples:
-  atomwrite man | man -l -
+  atomwrite man | man -l -             # atomwrite(1): the commands, exit codes
+  atomwrite man publish | man -l -     # atomwrite-publish(1)
   atomwrite man --out-dir target/man   # atomwrite.1, atomwrite-write.1, ... for packaging";
 
 /// `atomwrite doctor [DIR]`.
@@ -126,18 +128,23 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// `atomwrite man [--out-dir DIR]`.
+/// `atomwrite man [COMMAND] [--out-dir DIR]`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// Write atomwrite.1 and one atomwrite-COMMAND.1 per command into DIR instead of printing
-    /// atomwrite.1 to stdout.
+    /// The command whose page to print (atomwrite-COMMAND(1)); default: atomwrite(1).
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Option<String>,
+    /// Write atomwrite.1 and one atomwrite-COMMAND.1 per command into DIR (created if
+    /// missing, each page replaced atomically) instead of printing one page to stdout.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }
 
-/// Options shared by every command that writes a file (SPEC.md `OPTS`).
+/// Options of every command that writes data: `write`, `cp`, `run` and `publish` (SPEC.md
+/// `OPTS`). Options only a plain file write honours are in [`WriteOpts`], so `publish --help`
+/// lists only what `publish` does.
 #[derive(Debug, Clone, Args)]
-pub struct WriteOpts {
+pub struct CommonOpts {
     /// Durability: full = file and directory fsynced (survives power loss); integrity = file
     /// fsynced (after power loss: old or new); none = no fsync (atomic against crashes only).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
@@ -145,20 +152,11 @@ pub struct WriteOpts {
     /// Final permission bits, octal (0644) or symbolic as `install -m` takes them (u=rw,go=r,
     /// a+x; applied to no bits, umask ignored). Default: a new file gets 0666 & ~umask; a
     /// replaced file keeps its mode and, where permitted, its owner and group.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(short, long, value_name = "MODE", value_parser = parse_mode)]
     pub mode: Option<u32>,
-    /// Create only: fail with exit code 3 if DST already exists (checked atomically).
-    #[arg(long)]
-    pub no_clobber: bool,
-    /// If DST is a symlink, replace the link itself instead of writing to its target.
-    #[arg(long)]
-    pub no_follow: bool,
     /// Do not create missing parent directories (fail instead).
     #[arg(long)]
     pub no_create_dirs: bool,
-    /// Also write DST.manifest.json (size, sha256, written_at, run_id) atomically after the data.
-    #[arg(long)]
-    pub manifest: bool,
     /// Run id recorded in the receipt and manifest (default: $ATOMWRITE_RUN_ID or a random id).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
@@ -170,9 +168,42 @@ pub struct WriteOpts {
     /// Print the receipt (or the error) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors.
-    #[arg(short, long)]
+    /// Print nothing but errors (the default when stderr is not a terminal).
+    #[arg(short, long, overrides_with = "verbose")]
     pub quiet: bool,
+    /// Print the one-line summary on stderr even when stderr is not a terminal.
+    #[arg(short, long, overrides_with = "quiet")]
+    pub verbose: bool,
+}
+
+/// Options of the commands that write one plain file (`write`, `cp`, `run`): [`CommonOpts`]
+/// plus what only they honour. Dereferences to the common options.
+#[derive(Debug, Clone, Args)]
+pub struct WriteOpts {
+    #[command(flatten)]
+    pub common: CommonOpts,
+    /// Create only: fail with exit code 3 if DST already exists (checked atomically).
+    #[arg(long)]
+    pub no_clobber: bool,
+    /// If DST is a symlink, replace the link itself instead of writing to its target.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Also write DST.manifest.json (size, sha256, written_at, run_id) atomically after the data.
+    #[arg(long)]
+    pub manifest: bool,
+}
+
+impl std::ops::Deref for WriteOpts {
+    type Target = CommonOpts;
+    fn deref(&self) -> &CommonOpts {
+        &self.common
+    }
+}
+
+impl std::ops::DerefMut for WriteOpts {
+    fn deref_mut(&mut self) -> &mut CommonOpts {
+        &mut self.common
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,7 +217,7 @@ pub enum DurabilityArg {
 pub struct WriteArgs {
     #[command(flatten)]
     pub opts: WriteOpts,
-    /// Read the contents from FILE instead of stdin.
+    /// Read the contents from FILE instead of stdin (`-` is stdin).
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Expected size of the input (e.g. 512M, 2G), for the progress bar's percentage and ETA when
@@ -217,9 +248,13 @@ pub struct CleanArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors.
-    #[arg(short, long)]
+    /// Print nothing but errors (the default when stderr is not a terminal, except for
+    /// --dry-run, whose list is the point).
+    #[arg(short, long, overrides_with = "verbose")]
     pub quiet: bool,
+    /// List what was removed and the summary even when stderr is not a terminal.
+    #[arg(short, long, overrides_with = "quiet")]
+    pub verbose: bool,
 }
 
 pub use crate::parse::{parse_duration, parse_mode};

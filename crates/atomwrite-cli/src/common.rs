@@ -5,7 +5,7 @@ use std::io::Write;
 
 use atomwrite::{Durability, Options, SymlinkPolicy};
 
-use crate::cli::{DurabilityArg, WriteOpts};
+use crate::cli::{CommonOpts, DurabilityArg, WriteOpts};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
@@ -55,7 +55,7 @@ impl From<atomwrite::Error> for Failure {
 
 pub type CmdResult = Result<i32, Failure>;
 
-impl WriteOpts {
+impl CommonOpts {
     /// The library options these flags mean.
     pub fn to_options(&self) -> Options {
         let mut o = Options::new()
@@ -63,12 +63,6 @@ impl WriteOpts {
                 DurabilityArg::Full => Durability::Full,
                 DurabilityArg::Integrity => Durability::Integrity,
                 DurabilityArg::None => Durability::None,
-            })
-            .no_clobber(self.no_clobber)
-            .symlinks(if self.no_follow {
-                SymlinkPolicy::Replace
-            } else {
-                SymlinkPolicy::Follow
             })
             .create_dirs(!self.no_create_dirs);
         if let Some(m) = self.mode {
@@ -79,6 +73,33 @@ impl WriteOpts {
         }
         o
     }
+
+    /// Whether the one-line success summary goes to stderr (see [`summary_wanted`]).
+    pub fn summary_wanted(&self) -> bool {
+        !self.json && summary_wanted(self.quiet, self.verbose)
+    }
+}
+
+impl WriteOpts {
+    /// The library options these flags mean.
+    pub fn to_options(&self) -> Options {
+        self.common
+            .to_options()
+            .no_clobber(self.no_clobber)
+            .symlinks(if self.no_follow {
+                SymlinkPolicy::Replace
+            } else {
+                SymlinkPolicy::Follow
+            })
+    }
+}
+
+/// The one rule for success summaries on stderr, like `cp`, `install` and `sponge`: silent on
+/// success unless stderr is a terminal (someone is watching) or `-v` asks for it; `-q` silences
+/// it even on a terminal. Errors always print; `--json` prints its object on stdout instead.
+/// So a cron job needs no `-q`.
+pub fn summary_wanted(quiet: bool, verbose: bool) -> bool {
+    !quiet && (verbose || std::io::IsTerminal::is_terminal(&std::io::stderr()))
 }
 
 /// Prints one JSON value on stdout; a closed pipe is not an error.
@@ -87,9 +108,33 @@ pub fn print_json(v: &serde_json::Value) {
     let _ = writeln!(out, "{v}");
 }
 
-/// The JSON shape of an error.
+/// The argument a failure of the CLI's own (no library error) is about, as its message names
+/// it: the first `--flag`, else the first `` `quoted` `` value or path.
+pub fn named_argument(message: &str) -> Option<String> {
+    let flag = message
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            w.len() > 2
+                && w.starts_with("--")
+                && w[2..].starts_with(|c: char| c.is_ascii_lowercase())
+        });
+    if let Some(f) = flag {
+        return Some(f.to_string());
+    }
+    let mut parts = message.split('`');
+    parts.next()?;
+    parts.next().map(str::to_string)
+}
+
+/// The JSON shape of an error: `path` (and `operation`, `errno`, ...) for a library error,
+/// `argument` for a failure of the CLI's own that names one.
 pub fn error_json(f: &Failure) -> serde_json::Value {
     let mut v = serde_json::json!({ "error": { "message": f.message, "exit_code": f.code } });
+    if f.error.is_none()
+        && let Some(arg) = named_argument(&f.message)
+    {
+        v["error"]["argument"] = serde_json::json!(arg);
+    }
     if let Some(e) = &f.error {
         v["error"]["operation"] = serde_json::json!(e.op().as_str());
         v["error"]["path"] = serde_json::json!(e.path());

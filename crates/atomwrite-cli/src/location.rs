@@ -75,3 +75,85 @@ pub fn wants_json(cmd: &Command) -> bool {
         Command::Completions(_) | Command::Man(_) => false,
     }
 }
+
+/// `-` as a path argument, like coreutils: `--from -` (write, publish) is stdin, and
+/// `cp - DST` copies stdin (it becomes `write DST`). Everywhere else `-` would be stdin or
+/// stdout where a file must be replaced, published, listed, checked or swept, which no stream
+/// can be: a usage error naming the argument (a file named `-` is `./-`). Called once, before
+/// any command runs.
+pub fn resolve_dashes(cmd: &mut Command) -> Result<(), Failure> {
+    let dash = |p: &Path| p.as_os_str() == "-";
+    let refuse = |what: &str| {
+        Err(Failure::usage(format!(
+            "{what} `-` would be stdin or stdout, which cannot be {}; to mean a file named `-`, \
+             write `./-`",
+            if what == "DST" {
+                "replaced atomically"
+            } else {
+                "used here"
+            }
+        )))
+    };
+    match cmd {
+        Command::Write(a) => {
+            if a.from.as_deref().is_some_and(dash) {
+                a.from = None;
+            }
+            if dash(&a.dst) {
+                return refuse("DST");
+            }
+        }
+        Command::Publish(a) => {
+            if a.from.as_deref().is_some_and(dash) {
+                a.from = None;
+            }
+            if a.dir.as_deref().is_some_and(dash) {
+                return refuse("--dir DIR");
+            }
+            if dash(&a.dst) {
+                return refuse("DST");
+            }
+        }
+        Command::Cp(a) => {
+            if a.paths.last().is_some_and(|p| dash(p)) {
+                return refuse("DST");
+            }
+            if a.paths.iter().any(|p| dash(p)) {
+                return cp_from_stdin(cmd);
+            }
+        }
+        Command::Run(a) if dash(&a.dst) => return refuse("DST"),
+        Command::Latest(a) if dash(&a.dst) => return refuse("DST"),
+        Command::Versions(a) if dash(&a.dst) => return refuse("DST"),
+        Command::Verify(a) if a.paths.iter().any(|p| dash(p)) => return refuse("PATH"),
+        Command::Clean(a) if dash(&a.dir) => return refuse("DIR"),
+        Command::Doctor(a) if dash(&a.dir) => return refuse("DIR"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `cp - DST`: stdin to DST, which is what `write DST` does (one source only; `-p` has no
+/// source attributes to keep).
+fn cp_from_stdin(cmd: &mut Command) -> Result<(), Failure> {
+    let Command::Cp(a) = cmd else { return Ok(()) };
+    if a.paths.len() != 2 {
+        return Err(Failure::usage(
+            "SRC `-` (stdin) can only be copied alone, to one DST",
+        ));
+    }
+    if a.preserve {
+        return Err(Failure::usage(
+            "--preserve does not apply to SRC `-` (stdin has no mode, owner or group)",
+        ));
+    }
+    let write = crate::cli::WriteArgs {
+        opts: a.opts.clone(),
+        from: None,
+        expected_size: None,
+        no_empty: false,
+        dst: a.paths[1].clone(),
+    };
+    *cmd = Command::Write(write);
+    Ok(())
+}

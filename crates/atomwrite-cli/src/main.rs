@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod common;
 mod location;
+mod man;
 mod parse;
 mod progress;
 mod render;
@@ -15,17 +16,21 @@ mod signals;
 use clap::Parser;
 
 fn main() {
-    let cli = match cli::Cli::try_parse() {
+    let mut cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
             if e.use_stderr() && json_requested() {
-                common::print_json(&serde_json::json!({ "error": {
+                let mut v = serde_json::json!({ "error": {
                     "message": usage_message(&e),
                     "exit_code": common::EXIT_USAGE,
                     "kind": "usage",
-                }}));
+                }});
+                if let Some(arg) = offending_argument(&e) {
+                    v["error"]["argument"] = serde_json::json!(arg);
+                }
+                common::print_json(&v);
             }
             std::process::exit(if e.use_stderr() {
                 common::EXIT_USAGE
@@ -34,6 +39,10 @@ fn main() {
             });
         }
     };
+    if let Err(f) = location::resolve_dashes(&mut cli.command) {
+        common::report_failure(&f, json_requested());
+        std::process::exit(f.code);
+    }
     signals::install(json_requested());
     let code = cmd::dispatch(cli);
     std::process::exit(code);
@@ -47,9 +56,26 @@ fn json_requested() -> bool {
         .any(|a| a == "--json")
 }
 
-/// The first line of a clap error, without its `error: ` prefix.
+/// The argument a clap error is about (`--keep <N>`, `<DST>`, `--bogus`), when it names one.
+fn offending_argument(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => Some(s.clone()),
+        ContextValue::Strings(v) if !v.is_empty() => Some(v.join(" ")),
+        _ => None,
+    }
+}
+
+/// The first line of a clap error, without its `error: ` prefix, naming the argument it is
+/// about (clap puts a missing argument's name on the next line: "...were not provided:").
 fn usage_message(e: &clap::Error) -> String {
     let s = e.to_string();
     let first = s.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match offending_argument(e) {
+        Some(arg) if !first.contains(&arg) => {
+            format!("{} {arg}", first.trim_end())
+        }
+        _ => first.to_string(),
+    }
 }

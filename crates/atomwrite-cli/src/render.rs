@@ -14,7 +14,7 @@ use atomwrite::{
 };
 use serde_json::{Value, json};
 
-use crate::cli::WriteOpts;
+use crate::cli::CommonOpts;
 use crate::common::print_json;
 
 fn object_keys(v: &mut Value, path: &std::path::Path, o: Option<&ObjectFacts>) {
@@ -78,10 +78,10 @@ pub fn receipt_text(r: &Receipt) -> String {
 }
 
 /// Prints a receipt: JSON on stdout, a line on stderr, or nothing (`-q`).
-pub fn receipt(opts: &WriteOpts, r: &Receipt) {
+pub fn receipt(opts: &CommonOpts, r: &Receipt) {
     if opts.json {
         print_json(&receipt_json(r));
-    } else if !opts.quiet {
+    } else if opts.summary_wanted() {
         eprintln!("atomwrite: {}", receipt_text(r));
     }
 }
@@ -106,7 +106,7 @@ pub fn copied_json(c: &Copied) -> Value {
 
 /// Prints the copies of `cp`: one receipt object for one source; for several
 /// `{"files": [...], "dir_syncs", "data_syncs"}` (the syncs `null` where no batch ran).
-pub fn copies(opts: &WriteOpts, many: bool, report: &CopyReport) {
+pub fn copies(opts: &CommonOpts, many: bool, report: &CopyReport) {
     if opts.json {
         if !many && report.files.len() == 1 {
             print_json(&copied_json(&report.files[0]));
@@ -118,7 +118,7 @@ pub fn copies(opts: &WriteOpts, many: bool, report: &CopyReport) {
                 "data_syncs": report.data_syncs,
             }));
         }
-    } else if !opts.quiet {
+    } else if opts.summary_wanted() {
         for c in &report.files {
             eprintln!("atomwrite: {}", receipt_text(&c.receipt));
         }
@@ -184,7 +184,7 @@ fn removed_versions(p: &Published) -> usize {
 }
 
 /// Prints a publish: JSON on stdout, a line on stderr, or nothing (`-q`); warnings always.
-pub fn published(opts: &WriteOpts, p: &Published) {
+pub fn published(opts: &CommonOpts, p: &Published) {
     for w in &p.warnings {
         if !opts.json {
             eprintln!("atomwrite: warning: {w}");
@@ -192,7 +192,7 @@ pub fn published(opts: &WriteOpts, p: &Published) {
     }
     if opts.json {
         print_json(&published_json(p));
-    } else if !opts.quiet {
+    } else if opts.summary_wanted() {
         eprintln!("atomwrite: {}", published_text(p));
     }
 }
@@ -301,8 +301,9 @@ pub fn verification_text(v: &Verification) -> String {
     )
 }
 
-/// `clean DIR`: JSON with every list; text: one `removed PATH` line per removal on stdout and a
-/// summary on stderr.
+/// `clean DIR`: JSON with every list; text (unless `quiet`, see
+/// [`summary_wanted`](crate::common::summary_wanted)): one `removed PATH` line per removal on
+/// stdout and a summary on stderr.
 pub fn clean(
     json: bool,
     quiet: bool,
@@ -440,7 +441,7 @@ mod tests {
             sha256: Some("ab".into()),
             written_at: SystemTime::now(),
             run_id: "r".into(),
-            durability: "store",
+            durability: atomwrite::DurabilityHonoured::Store,
             owner_changed: None,
             object: Some(ObjectFacts {
                 key: "k".into(),

@@ -1354,9 +1354,8 @@ fn replacing_a_file_of_another_owner_drops_set_id_bits_and_says_so() {
             std::os::unix::fs::chown(&tool, Some(0), Some(0)).unwrap();
             fs::set_permissions(&tool, fs::Permissions::from_mode(0o4755)).unwrap();
             let mut args = vec!["write", "--from", src.to_str().unwrap()];
-            if json {
-                args.push("--json");
-            }
+            // The text summary (silent on success otherwise, like install) says so with -v.
+            args.push(if json { "--json" } else { "-v" });
             args.push(tool.to_str().unwrap());
             let (code, out, err) = run_umask_022_env(&args, true, env);
             assert_eq!(code, 0, "{err}");

@@ -149,6 +149,10 @@ fn write_manifest_then_verify_ok_mismatch_missing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_between_data_and_manifest_is_detected_as_mismatch() {
     let d = tmp();
     assert_eq!(
@@ -174,7 +178,11 @@ fn kill_between_data_and_manifest_is_detected_as_mismatch() {
 fn publish_latest_versions_and_json() {
     let d = tmp();
     fs::write(d.path().join("r.csv"), b"legacy\n").unwrap();
-    let o = aw(d.path(), &["publish", "--run-id", "A", "r.csv"], b"v2\n");
+    let o = aw(
+        d.path(),
+        &["publish", "-v", "--run-id", "A", "r.csv"],
+        b"v2\n",
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("version 2"), "{}", stderr(&o));
     assert_eq!(
@@ -248,10 +256,10 @@ fn publish_failures_are_one_line_with_the_right_exit_code() {
     let o = aw(d.path(), &["publish", "--from", "nope", "x.txt"], b"");
     assert_eq!(code(&o), 1);
     assert!(one_line_error(&o).contains("nope"));
-    // --no-clobber makes no sense for publish: usage, 2.
+    // --no-clobber makes no sense for publish: not one of its options, usage, 2.
     let o = aw(d.path(), &["publish", "--no-clobber", "x.txt"], b"");
     assert_eq!(code(&o), 2);
-    one_line_error(&o);
+    assert!(stderr(&o).contains("--no-clobber"), "{}", stderr(&o));
     // A pointer that is not ours.
     std::os::unix::fs::symlink("x.txt.versions", d.path().join("odd")).unwrap();
     let o = aw(d.path(), &["publish", "odd"], b"z");
@@ -345,6 +353,10 @@ fn publish_dir_swaps_a_whole_tree() {
 // ---------------------------------------------------------------- crash at each step
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_at_each_publish_step_leaves_a_complete_pointer_and_cleanable_leftovers() {
     for (step, expect_after) in [
         ("version-written", 1),
@@ -396,6 +408,10 @@ fn kill_at_each_publish_step_leaves_a_complete_pointer_and_cleanable_leftovers()
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_at_version_written_then_clean_versions_removes_the_orphan() {
     let d = tmp();
     let dst = d.path().join("q.txt");
@@ -418,6 +434,10 @@ fn kill_at_version_written_then_clean_versions_removes_the_orphan() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn kill_while_staging_a_directory_leaves_the_old_tree() {
     let d = tmp();
     let src = d.path().join("build");
@@ -706,6 +726,10 @@ fn paused_at(
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
     let d = tmp();
     let dst = d.path().join("w.txt");
@@ -751,6 +775,10 @@ fn a_publisher_waiting_for_the_lock_obeys_wait_and_signals() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn a_directory_publish_interrupted_after_the_swap_says_it_was_published() {
     let d = tmp();
     let src = d.path().join("build");

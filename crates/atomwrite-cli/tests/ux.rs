@@ -110,7 +110,7 @@ fn listing(d: &Path) -> Vec<(String, u64)> {
 
 // ---------------------------------------------------------------- help and version
 
-/// The visible subcommands, read from the top-level help, plus the hidden `man`.
+/// The visible subcommands, read from the top-level help.
 fn subcommands() -> Vec<String> {
     let out = run(&["--help"], b"");
     assert_eq!(out.code, 0);
@@ -135,7 +135,6 @@ fn subcommands() -> Vec<String> {
         }
     }
     assert!(names.len() >= 4, "too few subcommands parsed: {names:?}");
-    names.push("man".into());
     names
 }
 
@@ -383,7 +382,7 @@ fn man_page_renders_from_the_same_definitions() {
     }
     let write_page = fs::read_to_string(d.path().join("man/atomwrite-write.1")).unwrap();
     assert!(write_page.contains("durability"), "{write_page}");
-    assert!(write_page.contains("Examples"), "{write_page}");
+    assert!(write_page.contains(".SH EXAMPLES"), "{write_page}");
 }
 
 // ---------------------------------------------------------------- doctor
@@ -664,8 +663,8 @@ fn no_progress_escape_codes_when_stderr_is_a_pipe() {
             "carriage returns: {:?}",
             out.stderr
         );
-        assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
-        assert!(out.stderr.starts_with("atomwrite: wrote "));
+        // stderr is a pipe: silent on success, like cp.
+        assert!(out.stderr.is_empty(), "{:?}", out.stderr);
     }
     let out = run(&["write", "-q", "--progress", p.to_str().unwrap()], &data);
     assert_eq!(out.code, 0);
@@ -1028,4 +1027,361 @@ fn publish_latest_versions_verify_run_json_shapes() {
         ]
     );
     assert_eq!(v["size"], 3);
+}
+
+// ---------------------------------------------------------------- conventions
+
+/// Like `cp`, `install` and `sponge`: nothing on stderr after a success when stderr is not a
+/// terminal; `-v` (or a terminal) prints the one-line summary; `--json` prints the receipt on
+/// stdout; `-q` is still accepted; errors always print.
+#[test]
+fn success_is_silent_unless_verbose_json_or_a_terminal() {
+    let d = tmp();
+    let f = d.path().join("f.txt");
+    let f = f.to_str().unwrap();
+    let from = d.path().join("src.txt");
+    fs::write(&from, b"src\n").unwrap();
+    let from = from.to_str().unwrap();
+    let quiet_cases: Vec<Vec<&str>> = vec![
+        vec!["write", f],
+        vec!["write", "-q", f],
+        vec!["cp", from, f],
+        vec!["run", f, "--", "echo", "x"],
+        vec!["publish", f],
+        vec!["clean", d.path().to_str().unwrap()],
+    ];
+    for args in &quiet_cases {
+        let out = run(args, b"data\n");
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?} printed on success");
+        assert_eq!(out.stdout, "", "{args:?} printed on success");
+    }
+    for args in [
+        vec!["write", "-v", f],
+        vec!["write", "--verbose", f],
+        vec!["cp", "-v", from, f],
+        vec!["publish", "-v", f],
+    ] {
+        let out = run(&args, b"data\n");
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {:?}", out.stderr);
+        assert!(out.stderr.starts_with("atomwrite: "), "{:?}", out.stderr);
+    }
+    let out = run(&["clean", "-v", d.path().to_str().unwrap()], b"");
+    assert!(
+        out.stderr.contains("removed 0 temp file(s)"),
+        "{:?}",
+        out.stderr
+    );
+    // --json: the receipt on stdout, nothing on stderr.
+    let out = run(&["write", "--json", f], b"data\n");
+    assert_eq!(json(&out.stdout)["size"], 5);
+    assert_eq!(out.stderr, "");
+    // Errors always print, even without -v.
+    let out = run(&["write", "--no-clobber", f], b"data\n");
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.starts_with("atomwrite: "), "{:?}", out.stderr);
+    // -q after -v wins (and the reverse), like most tools.
+    let out = run(&["write", "-v", "-q", f], b"data\n");
+    assert_eq!(out.stderr, "");
+}
+
+/// On a terminal the summary is printed (someone is watching): stderr is a pty from `script`.
+#[test]
+fn success_summary_on_a_terminal() {
+    if !require(have("script"), "script(1) (util-linux)") {
+        return;
+    }
+    let d = tmp();
+    let f = d.path().join("t.txt");
+    let cmd = format!(
+        "echo hi | {} write {} 2>/dev/tty; echo EXIT=$?",
+        bin_path().display(),
+        f.display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]);
+    let out = run_cmd(c, b"");
+    assert!(out.stdout.contains("EXIT=0"), "{}", out.stdout);
+    assert!(out.stdout.contains("atomwrite: wrote "), "{}", out.stdout);
+    assert_eq!(fs::read(&f).unwrap(), b"hi\n");
+}
+
+/// `-` as coreutils reads it: `--from -` and `cp - DST` are stdin; `-` as a destination (or a
+/// path to check, a directory to sweep) is a usage error naming the argument and `./-`.
+#[test]
+fn dash_is_stdin_where_read_and_refused_where_a_file_is_replaced() {
+    let d = tmp();
+    let dir = d.path().to_str().unwrap();
+    let f = d.path().join("f");
+    let f = f.to_str().unwrap();
+    let out = run(&["write", "--from", "-", f], b"one");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs::read(f).unwrap(), b"one");
+    let out = run(&["cp", "-", f], b"two");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs::read(f).unwrap(), b"two");
+    let p = d.path().join("p");
+    let out = run(&["publish", "--from", "-", p.to_str().unwrap()], b"three");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs::read(&p).unwrap(), b"three");
+    for args in [
+        vec!["write", "-"],
+        vec!["cp", f, "-"],
+        vec!["publish", "-"],
+        vec!["run", "-", "--", "true"],
+        vec!["latest", "-"],
+        vec!["versions", "-"],
+        vec!["verify", "-"],
+        vec!["clean", "-"],
+        vec!["doctor", "-"],
+        vec!["cp", "-p", "-", f],
+    ] {
+        let mut c = bin();
+        c.args(&args).current_dir(dir);
+        let out = run_cmd(c, b"x");
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains('-'), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+    }
+    assert!(!d.path().join("-").exists(), "a file named - was created");
+    assert_eq!(fs::read(f).unwrap(), b"two");
+    // `./-` is a file named `-`.
+    let mut c = bin();
+    c.args(["write", "./-"]).current_dir(dir);
+    assert_eq!(run_cmd(c, b"dash").code, 0);
+    assert_eq!(fs::read(d.path().join("-")).unwrap(), b"dash");
+}
+
+/// `-m` is `--mode`; symbolic modes as `install -m` takes them (applied to no bits).
+#[test]
+fn short_m_takes_octal_and_symbolic_modes() {
+    let d = tmp();
+    for (m, want) in [
+        ("0640", 0o640),
+        ("u+x", 0o100),
+        ("go-w", 0o000),
+        ("a=r,u+w", 0o644),
+        ("u=rwx,go=rx", 0o755),
+    ] {
+        let f = d.path().join(format!("m{want:o}-{}", m.len()));
+        let out = run(&["write", "-m", m, f.to_str().unwrap()], b"x");
+        assert_eq!(out.code, 0, "{m}: {}", out.stderr);
+        let got = fs::metadata(&f).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(got, want, "-m {m}");
+    }
+    let out = run(
+        &["write", "-m", "u+q", d.path().join("bad").to_str().unwrap()],
+        b"x",
+    );
+    assert_eq!(out.code, 2);
+    assert!(!d.path().join("bad").exists());
+}
+
+/// Each command's help lists only the options it honours.
+#[test]
+fn help_lists_only_options_that_apply() {
+    let help = |c: &str| run(&[c, "--help"], b"").stdout;
+    let publish = help("publish");
+    for absent in ["--no-clobber", "--manifest", "--no-follow"] {
+        assert!(!publish.contains(absent), "publish --help lists {absent}");
+    }
+    for present in [
+        "--keep",
+        "--expect",
+        "--mode",
+        "--durability",
+        "--verbose",
+        "--progress",
+    ] {
+        assert!(publish.contains(present), "publish --help lacks {present}");
+    }
+    let write = help("write");
+    for present in [
+        "--no-clobber",
+        "--manifest",
+        "--no-follow",
+        "-m, --mode",
+        "-v, --verbose",
+    ] {
+        assert!(write.contains(present), "write --help lacks {present}");
+    }
+    // And the refused option is now an unknown one (exit 2), not a run-time refusal.
+    assert_eq!(run(&["publish", "--no-clobber", "x"], b"").code, 2);
+    let versions = help("versions");
+    assert!(versions.contains("object"), "{versions}");
+    assert!(
+        !versions.to_lowercase().contains("json array"),
+        "{versions}"
+    );
+}
+
+/// Every JSON usage error names the offending argument, in `message` and in `argument`.
+#[test]
+fn json_usage_errors_name_the_argument() {
+    for (args, arg) in [
+        (vec!["write", "--json"], "<DST>"),
+        (vec!["publish", "--json", "--keep", "0", "x"], "--keep"),
+        (vec!["write", "--json", "--bogus", "x"], "--bogus"),
+        (
+            vec!["write", "--json", "--durability", "max", "x"],
+            "--durability",
+        ),
+        (vec!["latest", "--json"], "<DST>"),
+    ] {
+        let out = run(&args, b"");
+        assert_eq!(out.code, 2, "{args:?}");
+        let v = json(&out.stdout);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(arg), "{args:?}: {msg}");
+        assert!(
+            v["error"]["argument"].as_str().unwrap().contains(arg),
+            "{v}"
+        );
+        assert!(!msg.ends_with(':'), "{msg}");
+    }
+}
+
+/// Nonsensical values are usage errors; `latest` of nothing exits 1 saying so.
+#[test]
+fn nonsense_is_a_usage_error_and_latest_of_nothing_exits_1() {
+    let d = tmp();
+    let p = d.path().join("p");
+    let p = p.to_str().unwrap();
+    for args in [
+        vec!["publish", "--keep", "0", p],
+        vec!["run", "--publish", "--keep", "0", p, "--", "true"],
+        vec!["publish", "--keep", "-1", p],
+        vec!["clean", "--older-than", "soon", d.path().to_str().unwrap()],
+        vec!["write", "--expected-size", "lots", p],
+    ] {
+        assert_eq!(run(&args, b"x").code, 2, "{args:?}");
+    }
+    assert!(!Path::new(p).exists());
+    let out = run(&["latest", p], b"");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("nothing has been published"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(p), "{}", out.stderr);
+}
+
+/// The receipt says what the filesystem honoured, by doctor's classification: tmpfs keeps
+/// nothing across power loss, so a `--durability full` write there reports "none".
+#[test]
+fn receipt_durability_on_tmpfs_is_none() {
+    let shm = Path::new("/dev/shm");
+    if !require(shm.is_dir(), "/dev/shm (tmpfs)") {
+        return;
+    }
+    let d = tempfile::tempdir_in(shm).unwrap();
+    let f = d.path().join("f");
+    let out = run(
+        &[
+            "write",
+            "--json",
+            "--durability",
+            "full",
+            f.to_str().unwrap(),
+        ],
+        b"x",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out.stdout)["durability"], "none");
+    let doc = run(&["doctor", "--json", d.path().to_str().unwrap()], b"");
+    assert_eq!(json(&doc.stdout)["durability"]["level"], "crash");
+}
+
+/// The crash-test pause points (`ATOMWRITE_TEST_PAUSE_AT`, `ATOMWRITE_TEST_PAUSE`) are compiled
+/// only with the non-default `test-hooks` feature: a binary built without it (every release
+/// build) does not even contain their environment variables' names. Built with the feature
+/// (`--all-features`), the same scan finds them, so the scan itself is shown to work.
+#[test]
+fn test_hooks_are_absent_from_binaries_built_without_the_feature() {
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+    let needles: [&[u8]; 2] = [b"ATOMWRITE_TEST_PAUSE_AT", b"ATOMWRITE_TEST_PAUSE_FILE"];
+    let bytes = fs::read(bin_path()).unwrap();
+    for n in needles {
+        assert_eq!(
+            contains(&bytes, n),
+            cfg!(feature = "test-hooks"),
+            "{} in {}",
+            String::from_utf8_lossy(n),
+            bin_path().display()
+        );
+    }
+    // A release binary built by `cargo build --release -p atomwrite-cli` (CI's build-release
+    // step), when there is one: never the hooks.
+    let release = bin_path()
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("release/atomwrite"));
+    // Only a release binary at least as new as this test's binary: a stale one from an older
+    // tree proves nothing about this one.
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = |p: &PathBuf| p.is_file() && mtime(p) >= mtime(&bin_path());
+    match release.filter(fresh) {
+        Some(p) => {
+            let bytes = fs::read(&p).unwrap();
+            for n in needles {
+                assert!(
+                    !contains(&bytes, n),
+                    "release binary {} has a test hook",
+                    p.display()
+                );
+            }
+        }
+        None => eprintln!("note: no release binary built; checked the test binary only"),
+    }
+}
+
+/// Usage errors found by atomwrite itself (not the parser) name the argument in JSON too.
+#[test]
+fn json_errors_of_the_cli_name_the_argument_or_path() {
+    let d = tmp();
+    let dir = d.path().to_str().unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    let sub = d.path().join("sub");
+    let sub = sub.to_str().unwrap();
+    for (args, arg) in [
+        (vec!["write", "--json", "-"], "-"),
+        (
+            vec!["publish", "--json", "--dir", sub, "memory:///x"],
+            "--dir",
+        ),
+        (
+            vec!["write", "--json", "--mode", "0600", "memory:///x"],
+            "--mode",
+        ),
+        (vec!["cp", "--json", sub, "x", "y"], "y"),
+        (vec!["write", "--json", "s3:/b/k"], "s3:/b/k"),
+    ] {
+        let mut c = bin();
+        c.args(&args).current_dir(dir);
+        let out = run_cmd(c, b"");
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        let v = json(&out.stdout);
+        let named = v["error"]["argument"]
+            .as_str()
+            .or(v["error"]["path"].as_str());
+        assert_eq!(named, Some(arg), "{args:?}: {v}");
+    }
+}
+
+/// A command shown in a message keeps its quoting: `sh -c 'exit 3'` is not `sh -c exit 3`.
+#[test]
+fn a_failed_command_is_shown_with_its_quoting() {
+    let d = tmp();
+    let f = d.path().join("f");
+    let out = run(
+        &["run", f.to_str().unwrap(), "--", "sh", "-c", "exit 3"],
+        b"",
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("`sh -c 'exit 3'`"), "{}", out.stderr);
+    assert!(!f.exists());
 }

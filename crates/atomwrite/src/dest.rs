@@ -140,7 +140,7 @@ pub(crate) fn check_sticky_rule(
             "fs.protected_symlinks",
             "symlink",
             "followed",
-            "remove the link, or replace the link itself with --no-follow (SymlinkPolicy::Replace)",
+            "remove the link, or replace the link itself (SymlinkPolicy::Replace)",
         ),
         Rule::Regular => (
             "fs.protected_regular",

@@ -471,7 +471,7 @@ fn probe_dir_fsync(fd: &OwnedFd) -> Probe {
     match sys::sync_dir(fd.as_fd()) {
         Ok(()) => Probe::yes(),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            Probe::no("fsync of a directory is refused (EINVAL); use --durability integrity here")
+            Probe::no("fsync of a directory is refused (EINVAL); use durability `integrity` here")
         }
         Err(e) => Probe::error(describe(&e)),
     }
@@ -611,6 +611,25 @@ pub fn fs_magic_name(magic: u64) -> Option<&'static str> {
     })
 }
 
+/// The durability a commit with `requested` honours on the filesystem whose `statfs.f_type`
+/// is `magic`, by the same classification as the report: only a local disk filesystem (or
+/// overlayfs over one) keeps what was fsynced across power loss; elsewhere the write is atomic
+/// against crashes only ([`DurabilityHonoured::None`]). `magic` 0 (the platform names no type)
+/// reports what was requested.
+pub(crate) fn honoured(requested: crate::Durability, magic: u64) -> crate::DurabilityHonoured {
+    use crate::{Durability, DurabilityHonoured as H};
+    let persists = magic == 0
+        || matches!(
+            classify(fs_magic_name(magic).unwrap_or("unknown"), magic),
+            FsClass::Local | FsClass::Overlay
+        );
+    match requested {
+        Durability::Full if persists => H::Full,
+        Durability::Integrity if persists => H::Integrity,
+        _ => H::None,
+    }
+}
+
 fn classify(fs_type: &str, magic: u64) -> FsClass {
     let t = fs_type.to_ascii_lowercase();
     if t == "tmpfs" || t == "ramfs" || t == "devtmpfs" {
@@ -685,6 +704,19 @@ fn assess(
     p: &Probes,
     read_only: bool,
 ) -> (DurabilityPromise, Vec<String>) {
+    let caveats = caveats(class, fs_type, mount, p, read_only);
+    let barriers_off = has_option(mount, "nobarrier") || has_option(mount, "barrier=0");
+    (promise(class, p, barriers_off), caveats)
+}
+
+/// What an operator should know about the filesystem (one sentence each).
+fn caveats(
+    class: FsClass,
+    fs_type: &str,
+    mount: Option<&MountInfo>,
+    p: &Probes,
+    read_only: bool,
+) -> Vec<String> {
     let mut caveats = Vec::new();
     match class {
         FsClass::Memory => caveats.push(format!(
@@ -693,7 +725,7 @@ fn assess(
         FsClass::Network => caveats.push(format!(
             "{fs_type} is a network filesystem: rename atomicity and fsync durability are the \
              server's; other clients may see a new file late (NFS: close-to-open consistency) \
-             and temp files of crashed clients may linger (run `atomwrite clean`)"
+             and temp files of crashed clients may linger (sweep them with `clean`)"
         )),
         FsClass::Fuse => caveats.push(format!(
             "{fs_type} is a FUSE filesystem: atomic rename and fsync are whatever the daemon \
@@ -720,7 +752,7 @@ fn assess(
     if fs_type.starts_with("ext") && has_option(mount, "data=writeback") {
         caveats.push(
             "ext4 data=writeback: without fsync a renamed file may show stale blocks after a \
-             crash; keep --durability full or integrity"
+             crash; keep durability `full` or `integrity`"
                 .to_string(),
         );
     }
@@ -730,17 +762,21 @@ fn assess(
     if p.o_tmpfile.status == ProbeStatus::No {
         caveats.push(
             "no O_TMPFILE: a writer killed mid-write leaves a `.NAME.RANDOM.tmp` file; \
-             schedule `atomwrite clean DIR`"
+             schedule a temp sweep (`clean`) of the directory"
                 .to_string(),
         );
     }
     if p.dir_fsync.status == ProbeStatus::No {
         caveats.push(
-            "directory fsync is refused: --durability full fails here; use integrity".to_string(),
+            "directory fsync is refused: durability `full` fails here; use `integrity`".to_string(),
         );
     }
-    let barriers_off = has_option(mount, "nobarrier") || has_option(mount, "barrier=0");
-    let promise = if !p.atomic_write.works() {
+    caveats
+}
+
+/// The durability level atomwrite can promise, by class and probes.
+fn promise(class: FsClass, p: &Probes, barriers_off: bool) -> DurabilityPromise {
+    if !p.atomic_write.works() {
         DurabilityPromise {
             level: "none",
             summary: format!(
@@ -756,7 +792,7 @@ fn assess(
             FsClass::Local | FsClass::Overlay if p.dir_fsync.works() && !barriers_off => {
                 DurabilityPromise {
                     level: "power-loss",
-                    summary: "--durability full holds: a write whose commit returned survives \
+                    summary: "durability `full` holds: a write whose commit returned survives \
                               power loss (on storage that honours flushes); readers always see \
                               old or new, complete"
                         .to_string(),
@@ -775,13 +811,56 @@ fn assess(
                     .to_string(),
             },
         }
-    };
-    (promise, caveats)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn honoured_durability_follows_the_classification() {
+        use crate::{Durability, DurabilityHonoured as H};
+        let (ext4, tmpfs, nfs, fuse, overlay) =
+            (0xef53, 0x0102_1994, 0x6969, 0x6573_5546, 0x794c_7630);
+        assert_eq!(honoured(Durability::Full, ext4), H::Full);
+        assert_eq!(honoured(Durability::Integrity, ext4), H::Integrity);
+        assert_eq!(honoured(Durability::None, ext4), H::None);
+        assert_eq!(honoured(Durability::Full, overlay), H::Full);
+        for m in [tmpfs, nfs, fuse, 0x1234_5678] {
+            assert_eq!(honoured(Durability::Full, m), H::None, "{m:#x}");
+        }
+        assert_eq!(honoured(Durability::Full, 0), H::Full);
+    }
+
+    /// A real write reports what the filesystem honoured: `doctor`'s level and the receipt
+    /// agree (power-loss ⇔ "full" for a Full write).
+    #[test]
+    fn receipt_durability_agrees_with_the_doctor_report() {
+        let d = tempfile::tempdir().unwrap();
+        let r = crate::Options::new()
+            .write(d.path().join("f"), b"x")
+            .unwrap();
+        let level = doctor(d.path()).unwrap().durability.level;
+        assert_eq!(
+            r.durability == "full",
+            level == "power-loss",
+            "{level} {}",
+            r.durability
+        );
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            let d = tempfile::tempdir_in(shm).unwrap();
+            let r = crate::Options::new()
+                .write(d.path().join("f"), b"x")
+                .unwrap();
+            assert_eq!(
+                r.durability,
+                crate::DurabilityHonoured::None,
+                "tmpfs is not full"
+            );
+        }
+    }
 
     #[test]
     fn report_on_a_temp_dir_leaves_nothing_behind() {

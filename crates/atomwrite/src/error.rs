@@ -49,8 +49,10 @@ pub enum Op {
     Read,
     /// Copying data between files (`FICLONE`, `copy_file_range`, or a buffered copy).
     Copy,
-    /// Writing or reading a sidecar manifest.
+    /// Writing a manifest (a sidecar `PATH.manifest.json` or a version's manifest).
     Manifest,
+    /// Reading (and parsing) a manifest.
+    ReadManifest,
     /// Verifying contents against a manifest.
     Verify,
     /// Creating or replacing a symbolic link.
@@ -89,6 +91,7 @@ impl Op {
             Op::Read => "read",
             Op::Copy => "copy",
             Op::Manifest => "manifest",
+            Op::ReadManifest => "read_manifest",
             Op::Verify => "verify",
             Op::Symlink => "symlink",
             Op::Publish => "publish",
@@ -121,6 +124,7 @@ impl Op {
             Op::Read => "read",
             Op::Copy => "copy",
             Op::Manifest => "write manifest for",
+            Op::ReadManifest => "read manifest",
             Op::Verify => "verify",
             Op::Symlink => "create symlink",
             Op::Publish => "publish",
@@ -200,6 +204,17 @@ impl Error {
         Error::new(op, path, io::Error::new(kind, msg.into()))
     }
 
+    /// An error for `op` on `path` caused by `source`, wrapped once: when `source` already
+    /// carries an atomwrite [`Error`] (an [`AtomicFile`](crate::AtomicFile) write error that
+    /// went through `io::Write`), that error is returned as it is, with its operation, path and
+    /// OS error number ([`raw_os_error`](Error::raw_os_error)), instead of being wrapped again.
+    pub fn wrap_io(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        match source.downcast::<Error>() {
+            Ok(e) => e,
+            Err(source) => Error::new(op, path, source),
+        }
+    }
+
     /// Replaces the hint appended to the message.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -272,7 +287,7 @@ fn default_hint(e: &Error) -> Option<String> {
     let rofs = rustix::io::Errno::ROFS.raw_os_error();
     let exist = rustix::io::Errno::EXIST.raw_os_error();
     if errno == exist && matches!(e.op, Op::Rename | Op::Link) {
-        Some("the destination already exists and the write is create-only (--no-clobber)".into())
+        Some("the destination already exists and the write is create-only".into())
     } else if errno == busy && matches!(e.op, Op::Rename | Op::Link) {
         Some(
             "the destination is a mount point (e.g. a single file bind-mounted by Docker/Podman); \
@@ -365,15 +380,15 @@ fn name_too_long_hint(path: &Path, path2: Option<&Path>) -> String {
             let shown = String::from_utf8_lossy(&c.as_bytes()[..24]);
             format!(
                 "the name `{shown}...` is {} bytes; the filesystem limits a file name to NAME_MAX \
-                 = 255 bytes on most filesystems (`atomwrite doctor DIR` shows the limit there)",
+                 = 255 bytes on most filesystems (a filesystem probe reports the limit there)",
                 c.len()
             )
         }
         _ if total >= 4096 => {
             format!("the path is {total} bytes; Linux limits a path to PATH_MAX = 4096 bytes")
         }
-        _ => "a file name exceeds the filesystem's NAME_MAX (255 bytes on most filesystems; \
-              `atomwrite doctor DIR` shows the limit there)"
+        _ => "a file name exceeds the filesystem's NAME_MAX (255 bytes on most filesystems; a \
+              filesystem probe reports the limit there)"
             .into(),
     }
 }
@@ -445,6 +460,106 @@ mod tests {
         assert!(e.to_string().contains("directory `/"), "{e}");
         let e = Error::new2(Op::Rename, "a", "/mnt/b", io::Error::from_raw_os_error(18));
         assert!(e.to_string().contains("different filesystems"), "{e}");
+    }
+
+    #[test]
+    fn wrap_io_wraps_once_and_keeps_errno() {
+        let inner = Error::new(Op::Write, "d/x", io::Error::from_raw_os_error(28));
+        let e = Error::wrap_io(Op::Write, "d/x", inner.into());
+        assert_eq!(e.raw_os_error(), Some(28));
+        let s = e.to_string();
+        assert_eq!(s.matches("failed to").count(), 1, "{s}");
+        // A plain OS error is wrapped (once).
+        let e = Error::wrap_io(Op::Read, "s", io::Error::from_raw_os_error(5));
+        assert_eq!(e.raw_os_error(), Some(5));
+        assert!(e.to_string().starts_with("failed to read `s`: "), "{e}");
+    }
+
+    #[test]
+    fn a_manifest_read_says_read() {
+        let e = Error::new(Op::ReadManifest, "m.json", io::Error::other("bad"));
+        assert!(
+            e.to_string()
+                .starts_with("failed to read manifest `m.json`"),
+            "{e}"
+        );
+        assert_eq!(Op::ReadManifest.as_str(), "read_manifest");
+    }
+
+    /// The string literals of Rust source `text` with their line numbers (comments, char
+    /// literals and lifetimes skipped; escapes kept as written).
+    fn string_literals(text: &str) -> Vec<(usize, String)> {
+        let c: Vec<char> = text.chars().collect();
+        let (mut i, mut line, mut out) = (0, 1, Vec::new());
+        while i < c.len() {
+            match c[i] {
+                '\n' => line += 1,
+                '/' if c.get(i + 1) == Some(&'/') => {
+                    while i < c.len() && c[i] != '\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                '\'' if c.get(i + 1) == Some(&'\\') => i += 3,
+                '\'' if c.get(i + 2) == Some(&'\'') => i += 2,
+                '"' => {
+                    let (start, mut lit) = (line, String::new());
+                    i += 1;
+                    while i < c.len() && c[i] != '"' {
+                        if c[i] == '\\' {
+                            lit.push(c[i]);
+                            i += 1;
+                        }
+                        if c[i] == '\n' {
+                            line += 1;
+                        }
+                        lit.push(c[i]);
+                        i += 1;
+                    }
+                    out.push((start, lit));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Library messages name operations and paths, never the CLI's flags or commands: scans
+    /// every string literal under `src/` for `--flag` and `` `atomwrite COMMAND` ``.
+    #[test]
+    fn library_messages_never_name_cli_flags() {
+        fn scan(dir: &Path, bad: &mut Vec<String>) {
+            let command = ["`atomwrite", " "].concat();
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    scan(&p, bad);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    // Test modules are not messages.
+                    let text = text.split("\n#[cfg(test)]\nmod tests").next().unwrap();
+                    for (line, lit) in string_literals(text) {
+                        let flag = lit
+                            .split("--")
+                            .skip(1)
+                            .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()));
+                        if flag || lit.contains(&command) {
+                            bad.push(format!("{}:{line}: {lit}", p.display()));
+                        }
+                    }
+                }
+            }
+        }
+        let lits = string_literals("let a = '\"'; // \"--x\"\nf(\"a \\\" --flag\", 'b');");
+        assert_eq!(lits, vec![(2, "a \\\" --flag".to_string())]);
+        let mut bad = Vec::new();
+        scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut bad);
+        assert!(
+            bad.is_empty(),
+            "messages naming CLI flags or commands:\n{}",
+            bad.join("\n")
+        );
     }
 
     #[test]

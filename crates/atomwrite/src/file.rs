@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -242,9 +242,8 @@ impl AtomicFile {
         match rfs::statat(&*self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => Ok(()),
             Ok(_) => Err(
-                Error::new(Op::CheckDestination, &self.dest, errno(Errno::EXIST)).with_hint(
-                    "the destination already exists and the write is create-only (--no-clobber)",
-                ),
+                Error::new(Op::CheckDestination, &self.dest, errno(Errno::EXIST))
+                    .with_hint("the destination already exists and the write is create-only"),
             ),
             Err(e) => Err(Error::new(Op::Inspect, &self.dest, errno(e))),
         }
@@ -374,13 +373,44 @@ impl AtomicFile {
     /// followed by a full read would cost the same and touch the data twice).
     /// Returns the number of bytes copied and how ([`CopyMethod`]).
     pub fn copy_from_file(&mut self, src: &File, src_name: &Path) -> Result<(u64, CopyMethod)> {
+        self.copy_file_inner(src, src_name, None)
+    }
+
+    /// [`copy_from_file`](Self::copy_from_file), calling `progress(n)` as every `n` bytes
+    /// are copied, on every path: once for a reflink, at least every
+    /// [`PROGRESS_CHUNK`](Self::PROGRESS_CHUNK) bytes on the `copy_file_range` path (its calls
+    /// are capped at that size instead of 1 GiB), per buffer on the buffered path.
+    pub fn copy_from_file_progress(
+        &mut self,
+        src: &File,
+        src_name: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u64, CopyMethod)> {
+        self.copy_file_inner(src, src_name, Some(progress))
+    }
+
+    /// How many bytes one `copy_file_range` call copies at most when progress is reported.
+    pub const PROGRESS_CHUNK: usize = 8 << 20;
+
+    fn copy_file_inner(
+        &mut self,
+        src: &File,
+        src_name: &Path,
+        mut progress: Option<&mut dyn FnMut(u64)>,
+    ) -> Result<(u64, CopyMethod)> {
         let size = src
             .metadata()
             .map_err(|e| Error::new(Op::Read, src_name, e))?
             .len();
+        let buffered = |f: &mut Self, progress: Option<&mut dyn FnMut(u64)>| {
+            let mut r = Counting {
+                inner: src,
+                progress,
+            };
+            f.copy_from(&mut r, src_name)
+        };
         if self.hasher.is_some() {
-            let mut r = src;
-            let n = self.copy_from(&mut r, src_name)?;
+            let n = buffered(self, progress)?;
             return Ok((n, CopyMethod::Buffered));
         }
         if self.len == 0 && self.pos == 0 {
@@ -391,6 +421,9 @@ impl AtomicFile {
                     self.file
                         .seek(SeekFrom::Start(size))
                         .map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
+                    if let Some(p) = progress.as_mut() {
+                        p(size);
+                    }
                     return Ok((size, CopyMethod::Reflink));
                 }
                 Ok(false) => {}
@@ -400,13 +433,21 @@ impl AtomicFile {
         let mut copied = 0u64;
         let mut method = CopyMethod::CopyFileRange;
         loop {
-            let chunk = (1usize << 30).min((size.saturating_sub(copied)).max(1 << 20) as usize);
+            let cap = if progress.is_some() {
+                Self::PROGRESS_CHUNK
+            } else {
+                1 << 30
+            };
+            let chunk = cap.min((size.saturating_sub(copied)).max(1 << 20) as usize);
             match self.sys.copy_range(src.as_fd(), self.file.as_fd(), chunk) {
                 Ok(Some(0)) => break,
                 Ok(Some(n)) => {
                     copied += n as u64;
                     self.pos += n as u64;
                     self.len = self.len.max(self.pos);
+                    if let Some(p) = progress.as_mut() {
+                        p(n as u64);
+                    }
                 }
                 Ok(None) if copied == 0 => {
                     method = CopyMethod::Buffered;
@@ -425,8 +466,7 @@ impl AtomicFile {
             }
         }
         if method == CopyMethod::Buffered {
-            let mut r = src;
-            copied = self.copy_from(&mut r, src_name)?;
+            copied = buffered(self, progress)?;
         }
         Ok((copied, method))
     }
@@ -611,11 +651,8 @@ impl AtomicFile {
                 .run_id
                 .clone()
                 .unwrap_or_else(|| receipt::process_run_id().to_string()),
-            durability: match self.opts.durability {
-                Durability::Full => "full",
-                Durability::Integrity => "integrity",
-                Durability::None => "none",
-            },
+            // What the filesystem honoured (doctor's classification), not only what was asked.
+            durability: crate::doctor::honoured(self.opts.durability, self.fs.fs_type),
             owner_changed: self.owner_changed,
             object: None,
         }
@@ -810,7 +847,7 @@ impl AtomicFile {
         rfs::unlinkat(&self.dir, tmp, AtFlags::empty()).map_err(|e| {
             Error::new(Op::RemoveTemp, self.dir_path.join(tmp), errno(e)).with_hint(
                 "the new contents are visible at the destination; the leftover name is a second \
-                 link to it, removed on drop or by `atomwrite clean`",
+                 link to it, removed on drop or by a temp sweep (`clean`)",
             )
         })?;
         Ok(())
@@ -871,6 +908,22 @@ impl Drop for AtomicFile {
             let _ = rfs::unlinkat(&self.dir, &n, AtFlags::empty());
             token.forget();
         }
+    }
+}
+
+/// A reader that reports every read to a progress callback (the buffered copy path).
+struct Counting<'a, R> {
+    inner: R,
+    progress: Option<&'a mut dyn FnMut(u64)>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.progress.as_mut() {
+            p(n as u64);
+        }
+        Ok(n)
     }
 }
 

@@ -355,6 +355,18 @@ pub mod test_hooks {
         let _ = std::fs::write(&file, format!("{here} {}", std::process::id()));
         while file.exists() && !super::sleep_unless_cancelled(Duration::from_millis(10)) {}
     }
+
+    /// See [`test_pause`](super::test_pause).
+    pub(crate) fn pause(step: &str) {
+        static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let at = AT.get_or_init(|| std::env::var("ATOMWRITE_TEST_PAUSE_AT").ok());
+        if at.as_deref() == Some(step) {
+            eprintln!("atomwrite: test pause at {step}");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
 }
 
 /// A pause point (see `test_hooks`); compiled to nothing without `--features test-hooks`.
@@ -362,4 +374,20 @@ pub mod test_hooks {
 pub(crate) fn test_point(_name: &str, _index: usize) {
     #[cfg(feature = "test-hooks")]
     test_hooks::point(_name, _index);
+}
+
+/// Crash-test pause points (`--features test-hooks`, never in a release build): when the
+/// environment variable `ATOMWRITE_TEST_PAUSE_AT` equals `step`, print
+/// `atomwrite: test pause at STEP` on stderr and sleep forever, so a crash test can `SIGKILL`
+/// the process at exactly that step. Compiled to nothing without the feature.
+///
+/// Steps: `data-committed` (a write with a sidecar manifest: data visible, manifest not yet
+/// written), `version-written` (version and manifest durable, pointer not swapped),
+/// `symlink-created` (right before the pending marker is renamed over `DST`), `swapped`
+/// (pointer swapped, retention not yet run), `dir-staged` (directory version copied and synced,
+/// not yet renamed to `vN`).
+#[inline(always)]
+pub(crate) fn test_pause(_step: &str) {
+    #[cfg(feature = "test-hooks")]
+    test_hooks::pause(_step);
 }

@@ -134,13 +134,15 @@ pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
 pub use file::{AtomicFile, CopyMethod};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
-pub use manifest::{Manifest, Verification, VerifyStatus, manifest_path, verify, write_manifest};
-pub use options::{Durability, Options, SymlinkPolicy};
+pub use manifest::{
+    Manifest, ManifestKind, Verification, VerifyStatus, manifest_path, verify, write_manifest,
+};
+pub use options::{Durability, DurabilityHonoured, Options, SymlinkPolicy};
 pub use receipt::{ObjectFacts, OwnerChange, Receipt, new_run_id, process_run_id, rfc3339};
 pub use tempname::is_temp_name;
 pub use versions::{
     PendingVersion, Published, Publisher, VersionInfo, VersionKind, VersionList, VersionName,
-    VersionRef, VersionsCleanReport, clean_versions, latest, versions,
+    VersionRef, VersionsCleanReport, clean_versions, latest, shell_quoted, versions,
 };
 
 /// Crate-private functions exposed to the fuzz targets in `crash-tests/fuzz`. Only with the
@@ -175,8 +177,7 @@ pub mod __fuzz {
     }
 }
 
-/// Helpers over the platform layer used by sibling crates (directory publish, `cp`, `doctor`).
-pub mod platform;
+mod platform;
 
 /// Opens a file to read as a careful `cp` would, whatever `fs.protected_symlinks` says: in a
 /// sticky directory that others may write, a symlink (on any hop, or as any directory on the

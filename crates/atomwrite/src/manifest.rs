@@ -41,6 +41,16 @@ pub const MANIFEST_FORMAT: &str = "atomwrite-manifest/1";
 /// Suffix appended to a file name to name its manifest.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
+/// What a manifest describes (its `kind` field): serialized as `"file"` or `"directory"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestKind {
+    /// A regular file (written as an absent `kind`).
+    File,
+    /// A directory tree: the manifest lists every entry in `files`.
+    Directory,
+}
+
 /// The contents of a sidecar manifest (`DST.manifest.json`), in this field order on disk.
 ///
 /// For a directory published with [`Publisher::publish_dir`](crate::Publisher::publish_dir),
@@ -62,9 +72,10 @@ pub struct Manifest {
     pub run_id: String,
     /// The atomwrite version that wrote the manifest.
     pub atomwrite_version: String,
-    /// `"directory"` for a directory version; absent for a regular file.
+    /// [`ManifestKind::Directory`] (`"directory"`) for a directory version; absent for a
+    /// regular file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<ManifestKind>,
     /// For a directory: every entry, sorted by path bytes. The directory's `sha256` is the
     /// sha256 of the lines `D path`, `F sha256 size path`, `L target path` in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +173,9 @@ impl Manifest {
 
     /// Reads and parses a manifest file with [`Manifest::from_json`].
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path).map_err(|e| Error::new(Op::Manifest, path, e))?;
+        let text = std::fs::read(path).map_err(|e| Error::new(Op::ReadManifest, path, e))?;
         Manifest::from_json(&text)
-            .map_err(|e| Error::other(Op::Manifest, path, io::ErrorKind::InvalidData, e.0))
+            .map_err(|e| Error::other(Op::ReadManifest, path, io::ErrorKind::InvalidData, e.0))
     }
 }
 
@@ -206,7 +217,7 @@ pub fn manifest_path(path: &Path) -> PathBuf {
 /// replaced `dst` in between goes unnoticed here; [`verify`] will notice). When the receipt
 /// carries no sha256 (checksums turned off) the file at `receipt.path` is read once to hash it.
 pub fn write_manifest(dst: &Path, receipt: &Receipt, opts: &Options) -> Result<Manifest> {
-    crate::versions::test_pause("data-committed");
+    crate::interrupt::test_pause("data-committed");
     let sha = match &receipt.sha256 {
         Some(s) => s.clone(),
         None => hash_file(&receipt.path)?.1,
@@ -423,7 +434,7 @@ fn locate(path: &Path) -> (PathBuf, PathBuf) {
 
 /// Size and sha256 of the data a manifest describes (a file, or a directory tree).
 fn measure(m: &Manifest, data_path: &Path) -> Result<(u64, String)> {
-    if m.kind.as_deref() == Some("directory") {
+    if m.kind == Some(ManifestKind::Directory) {
         return hash_dir(data_path).map(|(s, h, _)| (s, h));
     }
     match std::fs::metadata(data_path) {
@@ -517,7 +528,7 @@ mod tests {
     #[test]
     fn from_json_round_trips_to_json() {
         let mut dir = sample();
-        dir.kind = Some("directory".into());
+        dir.kind = Some(ManifestKind::Directory);
         dir.files = Some(vec![DirEntry {
             path: "a/\u{e9}\n\"b".into(),
             kind: "symlink".into(),

@@ -27,6 +27,60 @@ pub enum Durability {
     None,
 }
 
+/// The durability a commit actually honoured ([`Receipt::durability`](crate::Receipt)): the level
+/// asked for, lowered to [`None`](DurabilityHonoured::None) where the filesystem cannot keep a
+/// power-loss promise whatever is fsynced, by the classification
+/// [`doctor`](crate::doctor::doctor) reports (tmpfs and ramfs, network and FUSE filesystems, and
+/// types it does not know: `durability.level` `"crash"` there). Where the platform names no
+/// filesystem type (`statfs.f_type`, non-Linux), the level asked for is reported. Serialized
+/// as `"full"`, `"integrity"`, `"none"` or `"store"`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityHonoured {
+    /// File and directory fsynced on a filesystem that keeps them across power loss.
+    Full,
+    /// File fsynced (not the directory) on such a filesystem.
+    Integrity,
+    /// Atomic against process crashes only: no fsync was asked for, or the filesystem does not
+    /// persist (tmpfs) or does not promise to (network, FUSE, unknown).
+    None,
+    /// An object store: as durable as the store makes a completed PUT.
+    Store,
+}
+
+impl DurabilityHonoured {
+    /// The stable name: `"full"`, `"integrity"`, `"none"` or `"store"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DurabilityHonoured::Full => "full",
+            DurabilityHonoured::Integrity => "integrity",
+            DurabilityHonoured::None => "none",
+            DurabilityHonoured::Store => "store",
+        }
+    }
+}
+
+impl std::fmt::Display for DurabilityHonoured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stable name (`r.durability == "full"`).
+impl PartialEq<&str> for DurabilityHonoured {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Compares with the stable name.
+impl PartialEq<String> for DurabilityHonoured {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
 /// What to do when the destination is a symbolic link.
 ///
 /// # Never more than a redirect
@@ -278,7 +332,8 @@ impl Options {
     {
         let mut f = self.open(path)?;
         if let Err(e) = fill(&mut f) {
-            let err = crate::Error::new(crate::Op::Write, f.destination().to_path_buf(), e);
+            // An `AtomicFile` write error already names the step, the path and errno.
+            let err = crate::Error::wrap_io(crate::Op::Write, f.destination().to_path_buf(), e);
             drop(f);
             return Err(err);
         }
@@ -291,6 +346,63 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
+
+    /// Progress advances on every copy path, in steps of at most 8 MiB on the
+    /// `copy_file_range` path (a 20 MiB copy reports at least 3 times), and adds up to the size.
+    #[test]
+    fn copy_progress_advances_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src_path, &data).unwrap();
+        for checksum in [false, true] {
+            let src = std::fs::File::open(&src_path).unwrap();
+            let dst = dir.path().join(format!("dst-{checksum}"));
+            let mut f = Options::new().checksum(checksum).open(&dst).unwrap();
+            let mut steps = Vec::new();
+            let (n, method) = f
+                .copy_from_file_progress(&src, &src_path, &mut |n| steps.push(n))
+                .unwrap();
+            f.commit().unwrap();
+            assert_eq!(n, data.len() as u64);
+            assert_eq!(steps.iter().sum::<u64>(), n, "{method:?}");
+            match method {
+                crate::CopyMethod::Reflink => assert_eq!(steps, vec![n]),
+                _ => {
+                    assert!(steps.len() >= 3, "{method:?}: {steps:?}");
+                    let max = AtomicFile::PROGRESS_CHUNK as u64;
+                    assert!(steps.iter().all(|s| *s <= max), "{method:?}: {steps:?}");
+                }
+            }
+            if checksum {
+                assert_eq!(method, crate::CopyMethod::Buffered);
+            }
+            assert_eq!(std::fs::read(&dst).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn write_with_wraps_a_write_error_once_and_keeps_errno() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"old").unwrap();
+        // What `AtomicFile`'s `io::Write` gives for ENOSPC: an atomwrite error inside io::Error.
+        let err = Options::new()
+            .write_with(&path, |f| {
+                let inner = crate::Error::new(
+                    crate::Op::Write,
+                    f.destination().to_path_buf(),
+                    std::io::Error::from_raw_os_error(28),
+                );
+                Err(std::io::Error::new(inner.kind(), inner))
+            })
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
+        let msg = err.to_string();
+        assert_eq!(msg.matches("failed to").count(), 1, "{msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn inherit_gives_a_new_file_the_mode_and_owner_of_the_file_it_logically_replaces() {

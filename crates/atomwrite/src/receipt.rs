@@ -25,8 +25,11 @@ pub struct Receipt {
     pub written_at: SystemTime,
     /// The run id (see [`Options::run_id`](crate::Options::run_id)).
     pub run_id: String,
-    /// The durability level the commit honoured: `"full"`, `"integrity"` or `"none"`.
-    pub durability: &'static str,
+    /// The durability the commit honoured: what was asked for, lowered to
+    /// [`None`](crate::DurabilityHonoured::None) on a filesystem that keeps nothing across power
+    /// loss (tmpfs, network, FUSE; the classification `doctor` reports). Serialized as
+    /// `"full"`, `"integrity"`, `"none"` (or `"store"`).
+    pub durability: crate::DurabilityHonoured,
     /// `Some` when the new file's owner or group differs from the file it replaced (typically an
     /// unprivileged writer, who cannot give a file away: `fchown` fails with `EPERM`). `None`
     /// for a new file and when owner and group were kept.

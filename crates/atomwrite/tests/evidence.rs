@@ -178,6 +178,10 @@ fn clean_skips_a_foreign_symlink_beside_a_versions_dir_with_a_warning() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn clean_reports_leftovers_by_kind_with_their_bytes() {
     let d = tmp();
     let dst = d.path().join("k.txt");
@@ -399,6 +403,7 @@ proptest! {
     /// and clean never remove a version that was ever current; and after a clean with the pointer
     /// as the crashes left it, no leftover is pending any more.
     #[test]
+    #[cfg_attr(not(feature = "test-hooks"), ignore = "needs --features test-hooks (pause points)")]
     fn random_histories_never_lose_a_version_that_was_ever_current(
         steps in proptest::collection::vec(step(), 1..10)
     ) {
@@ -494,6 +499,10 @@ fn publish_keeps_the_mode_owner_and_group_of_the_current_version() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn clean_creates_nothing_and_works_on_a_read_only_filesystem() {
     if !root_or_skip("clean_creates_nothing_and_works_on_a_read_only_filesystem") {
         return;
@@ -735,6 +744,10 @@ fn refused_publishes_leave_nothing_behind() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs --features test-hooks (pause points)"
+)]
 fn a_dry_run_counts_each_leftover_once() {
     let d = tmp();
     let dst = d.path().join("noext");

@@ -431,7 +431,7 @@ fn directory_publish_is_one_version_and_verifies() {
     );
     let v = atomwrite::verify(&dst);
     assert_eq!(v.status, VerifyStatus::Ok, "{}", v.detail);
-    assert_eq!(p.manifest.kind.as_deref(), Some("directory"));
+    assert_eq!(p.manifest.kind, Some(atomwrite::ManifestKind::Directory));
     assert_eq!(p.manifest.files.as_ref().unwrap().len(), 6);
 
     // Tamper with the published tree: verify notices.

@@ -13,6 +13,8 @@ pub fn run(a: CleanArgs) -> CmdResult {
         recursive: a.recursive,
     };
     let report = super::open_dest(&a.dir)?.clean_temps(&opts)?;
-    render::clean(a.json, a.quiet, a.dry_run, a.older_than, &report);
+    // A dry run's list is the point of it: printed like -v.
+    let say = crate::common::summary_wanted(a.quiet, a.verbose || a.dry_run);
+    render::clean(a.json, !say, a.dry_run, a.older_than, &report);
     Ok(EXIT_OK)
 }

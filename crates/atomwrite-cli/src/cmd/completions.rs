@@ -1,7 +1,7 @@
-//! `atomwrite completions SHELL` and the hidden `atomwrite man [--out-dir DIR]`: both generated
+//! `atomwrite completions SHELL` and `atomwrite man [COMMAND] [--out-dir DIR]`: both generated
 //! from the clap definitions in `cli.rs`, so they cannot drift from the parser.
 //!
-//! The man page is a hidden subcommand of the binary itself (like `rg --generate man`) rather
+//! The man pages come from a subcommand of the binary itself (like `rg --generate man`) rather
 //! than an xtask: packagers and users get the page of exactly the binary they run, with no
 //! extra build step.
 
@@ -20,30 +20,18 @@ pub fn completions(a: CompletionsArgs) -> CmdResult {
 }
 
 pub fn man(a: ManArgs) -> CmdResult {
-    let cmd = Cli::command();
-    match a.out_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Failure::failed(format!(
-                    "failed to create directory `{}`: {e}",
-                    dir.display()
-                ))
-            })?;
-            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
-                Failure::failed(format!(
-                    "failed to write man pages into `{}`: {e}",
-                    dir.display()
-                ))
-            })?;
-            Ok(EXIT_OK)
-        }
-        None => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .map_err(|e| Failure::failed(format!("failed to render the man page: {e}")))?;
-            write_stdout(&out)
-        }
+    if let Some(dir) = a.out_dir {
+        crate::man::write_all(&dir)?;
+        return Ok(EXIT_OK);
+    }
+    match crate::man::page(a.command.as_deref()) {
+        Some(page) => write_stdout(&page),
+        None => Err(Failure::usage(format!(
+            "COMMAND `{}` has no page; the pages are atomwrite(1) and atomwrite-COMMAND(1) for \
+             {}",
+            a.command.unwrap_or_default(),
+            crate::man::page_commands().join(", ")
+        ))),
     }
 }
 

@@ -94,7 +94,7 @@ impl CopyObserver for Observer<'_> {
 pub fn run(a: CpArgs) -> CmdResult {
     let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
     let dst = super::open_dest(dst_arg)?;
-    super::refuse_unsupported(&a.opts, &dst)?;
+    super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
     let sources = src_args
         .iter()
         .map(|p| super::open_dest(p))

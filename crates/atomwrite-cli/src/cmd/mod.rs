@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use atomwrite::Destination;
 use rustix::fs::FileType;
 
-use crate::cli::{Cli, Command, WriteOpts};
+use crate::cli::{Cli, Command, CommonOpts};
 use crate::common::{self, Failure};
 
 pub fn dispatch(cli: Cli) -> i32 {
@@ -64,7 +64,11 @@ pub(crate) fn open_dest(p: &Path) -> Result<Destination, Failure> {
 
 /// Refuses, as a usage error naming the flag, an option `d` cannot honour (from
 /// [`Destination::capabilities`], never from which backend it is).
-pub(crate) fn refuse_unsupported(o: &WriteOpts, d: &Destination) -> Result<(), Failure> {
+pub(crate) fn refuse_unsupported(
+    o: &CommonOpts,
+    no_follow: bool,
+    d: &Destination,
+) -> Result<(), Failure> {
     let caps = d.capabilities();
     let refused = [
         (
@@ -73,7 +77,7 @@ pub(crate) fn refuse_unsupported(o: &WriteOpts, d: &Destination) -> Result<(), F
             "it has no permission bits",
         ),
         (
-            o.no_follow && !caps.symlinks,
+            no_follow && !caps.symlinks,
             "--no-follow",
             "it has no symlinks",
         ),

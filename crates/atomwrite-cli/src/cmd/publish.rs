@@ -7,7 +7,7 @@ use atomwrite::destination::PublishInput;
 use atomwrite::{Destination, Published, Publisher};
 use clap::Args;
 
-use crate::cli::WriteOpts;
+use crate::cli::CommonOpts;
 use crate::common::{CmdResult, EXIT_OK, Failure};
 use crate::{render, signals};
 
@@ -25,7 +25,7 @@ Examples:
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     #[command(flatten)]
-    pub opts: WriteOpts,
+    pub opts: CommonOpts,
     /// After the swap keep only the N newest versions of the history (the new one and the one it
     /// replaced are always kept; versions above the current one, e.g. after a rollback by hand,
     /// are never removed); also removes the leftovers of interrupted publishes.
@@ -64,7 +64,7 @@ pub fn parse_keep(s: &str) -> Result<usize, String> {
 
 /// The publisher these flags describe (also used by `run --publish`).
 pub fn publisher(
-    opts: &WriteOpts,
+    opts: &CommonOpts,
     keep: Option<usize>,
     expect: Option<u64>,
     wait: Option<std::time::Duration>,
@@ -99,13 +99,7 @@ pub fn publisher(
 
 pub fn run(a: PublishArgs) -> CmdResult {
     let dst = super::open_dest(&a.dst)?;
-    if a.opts.no_clobber {
-        return Err(Failure::usage(
-            "--no-clobber does not apply to publish; use --expect 0 to publish only if nothing \
-             was published yet",
-        ));
-    }
-    super::refuse_unsupported(&a.opts, &dst)?;
+    super::refuse_unsupported(&a.opts, false, &dst)?;
     let caps = dst.capabilities();
     if a.dir.is_some() && !caps.dirs {
         return Err(Failure::usage(format!(

@@ -156,7 +156,7 @@ pub fn run(a: RunArgs) -> CmdResult {
         )));
     }
     let dst = super::open_dest(&a.dst).map_err(own_failure)?;
-    super::refuse_unsupported(&a.opts, &dst).map_err(own_failure)?;
+    super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst).map_err(own_failure)?;
     if a.publish && a.wait.is_some() && !dst.capabilities().lock_wait {
         return Err(own_failure(Failure::usage(format!(
             "--wait does not apply to `{dst}`: its publishers are ordered by compare-and-swap, \
@@ -309,9 +309,10 @@ pub fn spawn_producer(
     dst: &str,
 ) -> Result<(std::process::Child, String), Failure> {
     let prog = &cmd[0];
+    // Shown as a shell would read it back: word boundaries and quotes kept.
     let shown = cmd
         .iter()
-        .map(|s| s.to_string_lossy())
+        .map(|s| atomwrite::shell_quoted(&s.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
     signals::SPAWNING.store(true, Ordering::SeqCst);

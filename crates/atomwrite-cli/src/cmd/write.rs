@@ -10,7 +10,7 @@ use crate::{render, signals};
 
 pub fn run(a: WriteArgs) -> CmdResult {
     let dst = super::open_dest(&a.dst)?;
-    super::refuse_unsupported(&a.opts, &dst)?;
+    super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
     let mut opts = a.opts.to_options();
     let input = super::open_input(a.from.as_deref(), "")?;
     if let Some(n) = input.size {

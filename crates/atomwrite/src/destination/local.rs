@@ -60,7 +60,8 @@ fn copy_options(opts: &Options, md: &std::fs::Metadata, attrs: CopyAttrs<'_>) ->
 }
 
 /// Copies `src` into `f`: with checksums the bytes pass through the hasher (and the progress
-/// callback); otherwise the kernel copies them (reflink or `copy_file_range`).
+/// callback); otherwise the kernel copies them (reflink or `copy_file_range`, whose steps the
+/// progress callback hears about).
 fn copy_into(
     f: &mut AtomicFile,
     src: &File,
@@ -72,10 +73,15 @@ fn copy_into(
         f.copy_from(&mut Counting::new(src, attrs.progress), name)?;
         return Ok(CopyMethod::Buffered);
     }
-    let (n, m) = f.copy_from_file(src, name)?;
-    if let Some(p) = attrs.progress {
-        p(n);
-    }
+    // The kernel copy reports its steps (at most 8 MiB each), so a bar advances during a
+    // large copy_file_range instead of sitting at 0% until the end.
+    let mut total = 0u64;
+    let (_, m) = f.copy_from_file_progress(src, name, &mut |n| {
+        total += n;
+        if let Some(p) = attrs.progress {
+            p(total);
+        }
+    })?;
     Ok(m)
 }
 

@@ -1,13 +1,13 @@
 //! One destination model for local paths and object-store URLs.
 //!
-//! [`open`] classifies the user's argument once (see [`Location`](crate::Location)) and returns a
+//! [`open`] classifies the user's argument once (see [`Location`]) and returns a
 //! [`Destination`]: the same operations — write, copy, read, publish, latest, versions, verify,
 //! clean — with the same types ([`Receipt`], [`Published`], [`VersionList`], [`Verification`],
-//! [`Error`](crate::Error)) whatever is behind it. Each backend implements the crate-private
+//! [`Error`]) whatever is behind it. Each backend implements the crate-private
 //! `Backend` trait once: the local one calls the existing file functions
 //! ([`Options::open`], [`Batch`](crate::Batch), [`Publisher`], [`versions`](crate::versions()),
 //! [`verify`](crate::verify())) and keeps all their guarantees; the object-store one
-//! (feature `object-store`) calls [`crate::object`].
+//! (feature `object-store`) calls `crate::object`.
 //!
 //! What a backend cannot honour is refused, never ignored: an option an object store has no
 //! notion of (a mode, a symlink policy, `create_dirs(false)`) fails with
@@ -410,7 +410,7 @@ impl Destination {
     }
 
     /// Publishes a new version and moves the `latest` pointer to it atomically (see
-    /// [`versions`](crate::versions)). [`Publisher::expect`] is a compare-and-swap on both
+    /// [`versions`](crate::versions())). [`Publisher::expect`] is a compare-and-swap on both
     /// backends; [`Publisher::keep`] applies retention after the swap.
     pub fn publish(&self, input: PublishInput<'_>, p: &Publisher) -> Result<Published> {
         self.0.publish(input, p)

@@ -99,7 +99,7 @@ fn receipt_of(r: os::Receipt) -> Receipt {
         sha256: Some(r.sha256),
         written_at: r.written_at,
         run_id: r.run_id,
-        durability: "store",
+        durability: crate::DurabilityHonoured::Store,
         owner_changed: None,
         object: Some(ObjectFacts {
             key: r.key,

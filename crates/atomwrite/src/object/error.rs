@@ -136,7 +136,8 @@ fn op_of(op: &str) -> crate::Op {
         | "start multipart upload of"
         | "complete multipart upload of" => Op::Upload,
         "write manifest" => Op::Manifest,
-        "read manifest" | "read pointer" | "check existence of" => Op::Inspect,
+        "read manifest" => Op::ReadManifest,
+        "read pointer" | "check existence of" => Op::Inspect,
         "move pointer" | "publish" => Op::Publish,
         "lock pointer" => Op::Lock,
         "list versions of" => Op::ReadDir,

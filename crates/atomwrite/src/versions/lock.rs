@@ -266,15 +266,41 @@ fn holder(fd: &OwnedFd, lock_path: &Path) -> LockWait {
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect();
         if !words.is_empty() {
-            w.holder_command = Some(words.join(" "));
+            w.holder_command = Some(
+                words
+                    .iter()
+                    .map(|w| shell_quoted(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
     }
     w
 }
 
+/// `word` as a POSIX shell reads it back: as it is when it holds only safe characters,
+/// else in single quotes (a `'` inside as `'\''`), so a command line shown to the user keeps
+/// its word boundaries.
+pub fn shell_quoted(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shown_command_keeps_its_quoting() {
+        assert_eq!(shell_quoted("make_report"), "make_report");
+        assert_eq!(shell_quoted("a b"), "'a b'");
+        assert_eq!(shell_quoted("it's"), "'it'\\''s'");
+        assert_eq!(shell_quoted(""), "''");
+    }
 
     #[test]
     fn lock_mode_follows_the_directory_writers() {

@@ -102,37 +102,16 @@ mod store;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde::Serialize;
 
-pub use lock::{LockWait, WaitNotice};
+pub use lock::{LockWait, WaitNotice, shell_quoted};
 pub use name::{MAX_VERSION, VersionName};
 pub use publish::{PendingVersion, Publisher};
 
 use crate::manifest::Manifest;
 use crate::{Durability, Error, Op, Result};
 use store::{Current, Store};
-
-/// Test-only hook: when the environment variable `ATOMWRITE_TEST_PAUSE_AT` equals `step`, print
-/// `atomwrite: test pause at STEP` on stderr and sleep forever, so a crash test can `SIGKILL`
-/// the process at exactly that step. Costs one cached environment lookup otherwise.
-///
-/// Steps: `data-committed` (`write --manifest`: data visible, manifest not yet written),
-/// `version-written` (version and manifest durable, pointer not swapped), `symlink-created`
-/// (right before the pending marker is renamed over `DST`), `swapped` (pointer swapped, retention
-/// not yet run), `dir-staged` (directory version copied and synced, not yet renamed to `vN`).
-#[doc(hidden)]
-pub fn test_pause(step: &str) {
-    static AT: OnceLock<Option<String>> = OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var("ATOMWRITE_TEST_PAUSE_AT").ok());
-    if at.as_deref() == Some(step) {
-        eprintln!("atomwrite: test pause at {step}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}
 
 /// A published (or found) version: its number and path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,9 +11,10 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 use super::lock::{self, Lock, LockWait, WaitPolicy};
 use super::name::VersionName;
 use super::store::{Current, Store, manifest_name};
-use super::{Published, retain, test_pause};
+use super::{Published, retain};
 use crate::dest::Existing;
 use crate::error::errno;
+use crate::interrupt::test_pause;
 use crate::manifest::{self, Manifest};
 use crate::{AtomicFile, Durability, Error, Op, Options, Receipt, Result, SymlinkPolicy};
 
@@ -131,7 +132,8 @@ impl Publisher {
     {
         let mut p = self.begin(dst)?;
         if let Err(e) = fill(&mut p.file) {
-            return Err(Error::new(Op::Write, p.s.version_path(), e));
+            // An `AtomicFile` write error already names the step, the path and errno.
+            return Err(Error::wrap_io(Op::Write, p.s.version_path(), e));
         }
         p.commit()
     }
@@ -154,7 +156,7 @@ impl Publisher {
     /// let p = atomwrite::Publisher::new().keep(3).publish_dir(&site, &build)?;
     /// assert_eq!(std::fs::read_to_string(site.join("index.html"))?, "<h1>v1</h1>");
     /// assert_eq!(atomwrite::verify(&site).status, atomwrite::VerifyStatus::Ok);
-    /// assert_eq!(p.manifest.kind.as_deref(), Some("directory"));
+    /// assert_eq!(p.manifest.kind, Some(atomwrite::ManifestKind::Directory));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn publish_dir(&self, dst: impl AsRef<Path>, src: impl AsRef<Path>) -> Result<Published> {
@@ -206,7 +208,7 @@ impl Publisher {
         };
         let r = (|| {
             let mut m = s.manifest_base(size, sha);
-            m.kind = Some("directory".into());
+            m.kind = Some(crate::manifest::ManifestKind::Directory);
             m.files = Some(files);
             s.store.write_manifest(&vname, &m, &s.opts)?;
             s.finish(m)
@@ -699,7 +701,7 @@ impl Session {
             mm.version = Some(mv.number());
             mm.parent = Some(0);
             mm.run_id = "migrated".into();
-            mm.kind = Some("directory".into());
+            mm.kind = Some(crate::manifest::ManifestKind::Directory);
             mm.files = Some(files);
             let _ = self.store.write_manifest(&mname, &mm, &self.opts);
         }

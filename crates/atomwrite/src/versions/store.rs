@@ -456,7 +456,7 @@ pub(crate) fn open_regular(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<O
 pub(crate) fn read_manifest_at(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<Manifest> {
     let fd = open_regular(dir, name, path).map_err(|e| {
         Error::new(
-            Op::Manifest,
+            Op::ReadManifest,
             path,
             io::Error::new(e.kind(), e.io_error().to_string()),
         )
@@ -465,8 +465,8 @@ pub(crate) fn read_manifest_at(dir: &OwnedFd, name: &OsStr, path: &Path) -> Resu
     std::fs::File::from(fd)
         .take(64 << 20)
         .read_to_end(&mut text)
-        .map_err(|e| Error::new(Op::Manifest, path, e))?;
-    let bad = |msg: String| Error::other(Op::Manifest, path, io::ErrorKind::InvalidData, msg);
+        .map_err(|e| Error::new(Op::ReadManifest, path, e))?;
+    let bad = |msg: String| Error::other(Op::ReadManifest, path, io::ErrorKind::InvalidData, msg);
     let m: Manifest =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a valid manifest: {e}")))?;
     if m.format != MANIFEST_FORMAT {
