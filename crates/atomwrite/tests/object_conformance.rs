@@ -1,9 +1,27 @@
 //! One conformance suite, run against every backend: `memory://`, a local
-//! `file://` directory and S3 on a real server (`ci/s3/test.sh` starts moto on
-//! loopback and sets `ATOMWRITE_S3_TEST_URL=s3://bucket/prefix`).
+//! `file://` directory, and real servers selected by environment variables:
 //!
-//! S3 tests print that they skip when `ATOMWRITE_S3_TEST_URL` is unset, except
-//! under `CI=true`, where they fail.
+//! | module | variable | server (started by) |
+//! |--------|----------|---------------------|
+//! | `s3`   | `ATOMWRITE_S3_TEST_URL=s3://bucket/prefix` | moto (`ci/s3/start.sh`) |
+//! | `s3b`  | `ATOMWRITE_S3B_TEST_URL=s3://bucket/prefix` | s3s-fs, a second S3 implementation (`ci/s3s/start.sh`) |
+//! | `az`   | `ATOMWRITE_AZ_TEST_URL=az://container/prefix` | Azurite (`ci/azurite/start.sh`) |
+//! | `gs`   | `ATOMWRITE_GCS_TEST_URL=gs://bucket/prefix` | none exists (see below) |
+//!
+//! Each server's `env.sh` also exports what object_store needs to reach it
+//! (`AWS_ENDPOINT_URL` ..., `AZURE_STORAGE_USE_EMULATOR` + `AZURITE_BLOB_STORAGE_URL`).
+//!
+//! Skip rules: a server's tests print `SKIP …` when its variable is unset, except under
+//! `CI=true`, where `s3` and `az` fail. `s3b` cannot share a process with `s3` (object_store
+//! reads one `AWS_ENDPOINT_URL` per process), so it runs in its own suite (`ci/s3s/test.sh`,
+//! which fails when anything skips); both set at once is an error. `gs` skips with its reason
+//! even in CI: no emulator on the package registries implements the GCS XML API's
+//! generation preconditions, and the project never claims what it did not observe; the
+//! rows run the day `ATOMWRITE_GCS_TEST_URL` names a store.
+//!
+//! Before any row touches a compatible endpoint, the store's conditional writes are probed
+//! (`atomwrite::object::capability::probe`) and must be observed; a server regression that
+//! starts ignoring `If-None-Match`/`If-Match` fails every row instead of passing vacuously.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -55,26 +73,87 @@ fn base(backend: &str, test: &str) -> Base {
             let url = format!("file://{}/{test}", d.path().display());
             Base::Url(url, Some(d))
         }
-        "s3" => match std::env::var("ATOMWRITE_S3_TEST_URL") {
-            Ok(u) if !u.is_empty() => Base::Url(
-                format!("{}/{test}/{}", u.trim_end_matches('/'), unique()),
-                None,
-            ),
-            _ => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
-                        "ATOMWRITE_S3_TEST_URL is not set but CI=true: the S3 conformance \
-                         tests must run in CI (run ci/s3/test.sh, which starts the server)"
-                    );
-                }
-                eprintln!(
-                    "SKIP {test} on s3: ATOMWRITE_S3_TEST_URL unset (run ci/s3/test.sh to start a local S3 server)"
-                );
-                Base::Skip
-            }
-        },
+        "s3" => server_base("s3", "ATOMWRITE_S3_TEST_URL", test, Ci::Required),
+        "s3b" => server_base("s3b", "ATOMWRITE_S3B_TEST_URL", test, Ci::OwnSuite),
+        "az" => server_base("az", "ATOMWRITE_AZ_TEST_URL", test, Ci::Required),
+        "gs" => server_base("gs", "ATOMWRITE_GCS_TEST_URL", test, Ci::NoEmulator),
         _ => unreachable!(),
     }
+}
+
+/// What an unset server variable means under `CI=true`.
+#[derive(Clone, Copy, PartialEq)]
+enum Ci {
+    /// The server is started by `.ci/run` before the workspace tests: unset is a failure.
+    Required,
+    /// The server's rows run in their own suite (`ci/s3s/test.sh`), which fails on a SKIP.
+    OwnSuite,
+    /// No emulator exists: skip with the reason, even in CI.
+    NoEmulator,
+}
+
+fn server_base(backend: &str, var: &str, test: &str, ci: Ci) -> Base {
+    let set = |v: &str| std::env::var(v).is_ok_and(|u| !u.is_empty());
+    if backend.starts_with("s3") && set("ATOMWRITE_S3_TEST_URL") && set("ATOMWRITE_S3B_TEST_URL") {
+        panic!(
+            "ATOMWRITE_S3_TEST_URL and ATOMWRITE_S3B_TEST_URL are both set, but a process has one \
+             AWS_ENDPOINT_URL: run the second S3 server's rows alone (ci/s3s/test.sh)"
+        );
+    }
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => {
+            require_observed_conditional_writes(&u);
+            Base::Url(
+                format!("{}/{test}/{}", u.trim_end_matches('/'), unique()),
+                None,
+            )
+        }
+        _ => {
+            let how = match backend {
+                "s3" => "ci/s3/test.sh starts moto and sets it",
+                "s3b" => "ci/s3s/test.sh starts s3s-fs and runs these rows in their own process",
+                "az" => "bash ci/azurite/start.sh && source target/azurite/env.sh",
+                _ => "no GCS emulator implements the XML API's x-goog-if-generation-match \
+                      preconditions, so gs:// is not tested (README: backend table)",
+            };
+            let ci_run = std::env::var("CI").as_deref() == Ok("true");
+            if ci_run && ci == Ci::Required {
+                panic!("{var} is not set but CI=true: the {backend} conformance tests must run in CI ({how})");
+            }
+            eprintln!("SKIP {test} on {backend}: {var} unset ({how})");
+            Base::Skip
+        }
+    }
+}
+
+/// Probes the test server once per process: a server that stopped honouring conditional
+/// writes must fail the suite, not let the create-only and CAS rows pass vacuously.
+fn require_observed_conditional_writes(url: &str) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let verdict = seen.get_or_insert_with(HashMap::new).entry(url.to_string()).or_insert_with(|| {
+        let t = Target::parse(&format!("{}/probe", url.trim_end_matches('/'))).unwrap();
+        let url = url.to_string();
+        // A fresh runtime on its own thread: the caller may already be inside one.
+        let c = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(atomwrite::object::capability::probe(&t))
+        })
+        .join()
+        .unwrap();
+        let ok = |cap: &atomwrite::object::capability::Capability| cap.supported == Some(true);
+        if ok(&c.conditional_create) && ok(&c.compare_and_swap) {
+            String::new()
+        } else {
+            format!("{url}: conditional writes not observed: {c:?}")
+        }
+    });
+    assert!(verdict.is_empty(), "{verdict}");
 }
 
 async fn get(url: &str) -> Option<Vec<u8>> {
@@ -823,4 +902,4 @@ macro_rules! all_backends {
     };
 }
 
-all_backends!(memory, file, s3);
+all_backends!(memory, file, s3, s3b, az, gs);

@@ -1,0 +1,427 @@
+//! What a store can promise: create-only writes, compare-and-swap, multipart —
+//! known from the store's type or observed by a probe, never guessed.
+//!
+//! atomwrite's guarantees on an object store rest on two conditional writes:
+//! a **create-only** PUT (`PutMode::Create`: S3 `If-None-Match: *`, Azure
+//! `If-None-Match: *`, GCS `x-goog-if-generation-match: 0`) claims a version key
+//! and implements `--no-clobber`; a **compare-and-swap** PUT (`PutMode::Update`:
+//! `If-Match: ETAG`, GCS generation match) moves the `latest` pointer. A store
+//! that ignores either header silently turns a lost race into an overwrite.
+//!
+//! # How a store's capabilities are known
+//!
+//! * **From its type** ([`Evidence::Assumed`]) for the clouds themselves: Amazon S3
+//!   honours `If-None-Match` (since August 2024) and `If-Match` (since November 2024)
+//!   on PUT; Azure Blob Storage and GCS document their preconditions; `memory://`
+//!   is object_store's in-process store; `file://` creates with a no-replace
+//!   link/rename and moves the pointer under atomwrite's lock file.
+//! * **By a probe** ([`Evidence::Probed`]) for every S3/Azure/GCS-*compatible*
+//!   endpoint ([`Target::endpoint`]: `AWS_ENDPOINT_URL`, Azurite, `GOOGLE_BASE_URL`):
+//!   under the destination's prefix it PUTs a probe key create-only, PUTs it
+//!   create-only again (must be refused), updates it with its current ETag (must
+//!   succeed), updates it again with the now-stale ETag (must be refused), uploads a
+//!   one-part multipart object, and deletes both probe keys
+//!   (`PREFIX/.atomwrite-probe-PID-NANOS` and `…-mp`). The result is cached per store
+//!   (kind, endpoint, bucket) for the life of the process; a probe that fails on the
+//!   network is not cached.
+//!
+//! [`require_conditional_writes`] is called before a create-only write and before a
+//! publish: a store whose probe showed no conditional writes is refused with
+//! [`ErrorKind::Unsupported`] instead of racing unsafely.
+//!
+//! What a probe cannot see: whether the server checks and writes *atomically*
+//! (a server that tests the precondition, then writes, can still let two racing
+//! writers both win). The project's conformance suite runs an 8-writer race on each
+//! server it tests; the README's backend table records the result.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+
+use crate::object::error::{Error, ErrorKind, Result};
+use crate::object::target::{Backend, Target};
+
+/// How a capability is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Evidence {
+    /// Observed by a probe against this store in this process.
+    Probed,
+    /// Taken from the store's type (its documented API); not observed.
+    Assumed,
+}
+
+/// One capability of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capability {
+    /// `Some(true)`: works; `Some(false)`: the store does not honour it;
+    /// `None`: unknown (the probe could not run, e.g. no credentials or network).
+    pub supported: Option<bool>,
+    /// Observed or assumed.
+    pub evidence: Evidence,
+    /// One line: what was observed, or why it is assumed.
+    pub detail: String,
+}
+
+impl Capability {
+    fn assumed(supported: bool, detail: impl Into<String>) -> Capability {
+        Capability {
+            supported: Some(supported),
+            evidence: Evidence::Assumed,
+            detail: detail.into(),
+        }
+    }
+    fn probed(supported: Option<bool>, detail: impl Into<String>) -> Capability {
+        Capability {
+            supported,
+            evidence: Evidence::Probed,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a store can do for atomwrite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreCapabilities {
+    /// `s3`, `gcs`, `azure`, `file`, `memory`.
+    pub store: &'static str,
+    /// The compatible endpoint, when not the cloud's own (see [`Target::endpoint`]).
+    pub endpoint: Option<String>,
+    /// Create-only PUT: a second create of the same key is refused.
+    pub conditional_create: Capability,
+    /// Compare-and-swap PUT: an update carrying a stale ETag/generation is refused.
+    pub compare_and_swap: Capability,
+    /// Multipart upload (inputs above the multipart threshold).
+    pub multipart: Capability,
+    /// What atomwrite's own CI has (not) exercised for this kind of store, when
+    /// there is something to say (GCS: no emulator implements its preconditions).
+    pub note: Option<String>,
+}
+
+impl StoreCapabilities {
+    /// True when both conditional writes are known to work (observed or from the type).
+    pub fn conditional_writes(&self) -> bool {
+        self.conditional_create.supported == Some(true)
+            && self.compare_and_swap.supported == Some(true)
+    }
+}
+
+/// Why atomwrite's CI does not run gs:// (the README's backend table says the same).
+pub const GCS_UNTESTED: &str = "gs:// is not exercised by atomwrite's CI: no GCS emulator on the \
+package registries implements the XML API's x-goog-if-generation-match preconditions \
+(fake-gcs-server answers object_store's XML PUTs with 400 \"invalid uploadType\"; \
+gcp-storage-emulator accepts them but ignores the preconditions), so create-only and the \
+compare-and-swap pointer on GCS are assumed from Google's API, not observed";
+
+fn store_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Memory => "memory",
+        Backend::Local => "file",
+        Backend::S3 => "s3",
+        Backend::Gcs => "gcs",
+        Backend::Azure => "azure",
+    }
+}
+
+/// The capabilities a store has by its type, without any request.
+pub fn assumed(t: &Target) -> StoreCapabilities {
+    let (create, cas, mp, note) = match t.backend {
+        Backend::Memory => (
+            "object_store's in-memory store checks existence under its lock",
+            "object_store's in-memory store compares the e-tag under its lock",
+            "in-memory multipart",
+            None,
+        ),
+        Backend::Local => (
+            "staged file linked/renamed without replacing",
+            "the latest pointer moves under atomwrite's lock file",
+            "staged file, renamed on completion",
+            None,
+        ),
+        Backend::S3 => (
+            "Amazon S3 honours If-None-Match: * on PUT (since August 2024)",
+            "Amazon S3 honours If-Match on PUT (since November 2024)",
+            "S3 multipart upload",
+            None,
+        ),
+        Backend::Azure => (
+            "Azure Blob Storage honours If-None-Match: * on Put Blob",
+            "Azure Blob Storage honours If-Match on Put Blob",
+            "Azure block blobs (Put Block / Put Block List)",
+            None,
+        ),
+        Backend::Gcs => (
+            "GCS documents x-goog-if-generation-match: 0 (not observed)",
+            "GCS documents x-goog-if-generation-match (not observed)",
+            "GCS XML multipart upload (not observed)",
+            Some(GCS_UNTESTED.to_string()),
+        ),
+    };
+    StoreCapabilities {
+        store: store_name(t.backend),
+        endpoint: t.endpoint.clone(),
+        conditional_create: Capability::assumed(true, create),
+        compare_and_swap: Capability::assumed(true, cas),
+        multipart: Capability::assumed(true, mp),
+        note,
+    }
+}
+
+/// True when this store's capabilities must be observed rather than assumed:
+/// an S3/Azure/GCS-compatible endpoint that is not the cloud itself.
+pub fn needs_probe(t: &Target) -> bool {
+    matches!(t.backend, Backend::S3 | Backend::Azure | Backend::Gcs) && t.endpoint.is_some()
+}
+
+fn cache() -> &'static Mutex<HashMap<String, Arc<StoreCapabilities>>> {
+    static C: OnceLock<Mutex<HashMap<String, Arc<StoreCapabilities>>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+fn cache_key(t: &Target) -> String {
+    let bucket = url::Url::parse(&t.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    format!(
+        "{}|{}|{}",
+        store_name(t.backend),
+        t.endpoint.as_deref().unwrap_or(""),
+        bucket
+    )
+}
+
+/// The store's capabilities, known once per store and process: from its type for
+/// the clouds themselves, `file://` and `memory://`; by [`probe`] (cached) for a
+/// compatible endpoint. Errors only when the probe could not reach the store.
+pub async fn detect(t: &Target) -> Result<Arc<StoreCapabilities>> {
+    if !needs_probe(t) {
+        return Ok(Arc::new(assumed(t)));
+    }
+    let key = cache_key(t);
+    if let Some(c) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(c.clone());
+    }
+    let c = Arc::new(probe_inner(t).await?);
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, c.clone());
+    Ok(c)
+}
+
+/// Refuses `op` (e.g. `publish to`) on a store whose conditional writes are known not
+/// to work, with [`ErrorKind::Unsupported`] naming what the probe saw.
+pub async fn require_conditional_writes(t: &Target, op: &'static str) -> Result<()> {
+    let c = detect(t).await?;
+    if c.conditional_writes() {
+        return Ok(());
+    }
+    let what = [
+        ("create-only PUT", &c.conditional_create),
+        ("compare-and-swap PUT", &c.compare_and_swap),
+    ]
+    .iter()
+    .filter(|(_, cap)| cap.supported != Some(true))
+    .map(|(n, cap)| format!("{n}: {}", cap.detail))
+    .collect::<Vec<_>>()
+    .join("; ");
+    Err(Error::new(
+        op,
+        &t.url,
+        ErrorKind::Unsupported,
+        format!(
+            "the store at {} does not honour conditional writes ({what}), so concurrent \
+             writers could overwrite each other unnoticed; refusing",
+            t.endpoint.as_deref().unwrap_or(store_name(t.backend))
+        ),
+    ))
+}
+
+/// Probes the store now (uncached; `atomwrite doctor URL`), whatever its type. When
+/// the probe cannot run (no credentials, no network, no write permission), every
+/// capability is unknown (`supported: None`) with the type's assumption and the
+/// reason in its detail.
+pub async fn probe(t: &Target) -> StoreCapabilities {
+    match probe_inner(t).await {
+        Ok(c) => c,
+        Err(e) => {
+            let mut c = assumed(t);
+            let why = format!("probe failed: {e}");
+            for cap in [
+                &mut c.conditional_create,
+                &mut c.compare_and_swap,
+                &mut c.multipart,
+            ] {
+                cap.supported = None;
+                cap.detail = format!("{} — {why}", cap.detail);
+            }
+            c
+        }
+    }
+}
+
+fn probe_key(t: &Target) -> Path {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = format!(".atomwrite-probe-{}-{nanos}", std::process::id());
+    match t.key.as_ref().rsplit_once('/') {
+        Some((dir, _)) => Path::from(format!("{dir}/{name}")),
+        None => Path::from(name),
+    }
+}
+
+fn refused(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
+}
+
+fn unsupported(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }
+    )
+}
+
+async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
+    let store: &dyn ObjectStore = t.store.as_ref();
+    let key = probe_key(t);
+    let mp_key = Path::from(format!("{}-mp", key.as_ref()));
+    let url = t.url_of(&key);
+    let fail = |op: &'static str, e: object_store::Error| Error::store(op, url.clone(), e);
+    let put = |body: &'static [u8], mode: PutMode| {
+        store.put_opts(&key, PutPayload::from_static(body), PutOptions::from(mode))
+    };
+    let mut out = assumed(t);
+    out.note = out.note.filter(|_| t.endpoint.is_none());
+
+    // Create-only: first create must succeed, the second must be refused.
+    let create = match put(b"1", PutMode::Create).await {
+        Ok(_) => match put(b"2", PutMode::Create).await {
+            Err(e) if refused(&e) => {
+                Capability::probed(Some(true), "a second If-None-Match: * PUT was refused")
+            }
+            Ok(_) => Capability::probed(
+                Some(false),
+                "a second create-only PUT of the same key overwrote it (If-None-Match ignored)",
+            ),
+            Err(e) if unsupported(&e) => {
+                Capability::probed(Some(false), format!("create-only PUT not supported: {e}"))
+            }
+            Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe create on", e)).await),
+        },
+        Err(e) if unsupported(&e) || refused(&e) => {
+            Capability::probed(Some(false), format!("create-only PUT refused: {e}"))
+        }
+        Err(e) => return Err(fail("probe create on", e)),
+    };
+
+    // Compare-and-swap: the current ETag updates, the same (now stale) ETag is refused.
+    let cas = match store.head(&key).await {
+        Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe head of", e)).await),
+        Ok(meta) => {
+            let v = UpdateVersion {
+                e_tag: meta.e_tag.clone(),
+                version: meta.version.clone(),
+            };
+            if v.e_tag.is_none() && v.version.is_none() {
+                Capability::probed(Some(false), "the store returns no ETag or version")
+            } else {
+                match put(b"3", PutMode::Update(v.clone())).await {
+                    Err(e) if unsupported(&e) => Capability::probed(
+                        Some(false),
+                        format!("conditional update not supported: {e}"),
+                    ),
+                    Err(e) if refused(&e) => Capability::probed(
+                        Some(false),
+                        "an update carrying the current ETag was refused",
+                    ),
+                    Err(e) => {
+                        return Err(cleanup(store, &key, &mp_key, fail("probe update of", e)).await);
+                    }
+                    Ok(_) => match put(b"4", PutMode::Update(v)).await {
+                        Err(e) if refused(&e) => Capability::probed(
+                            Some(true),
+                            "an update carrying a stale If-Match ETag was refused",
+                        ),
+                        Ok(_) => Capability::probed(
+                            Some(false),
+                            "an update carrying a stale ETag overwrote the object (If-Match ignored)",
+                        ),
+                        Err(e) => {
+                            return Err(cleanup(
+                                store,
+                                &key,
+                                &mp_key,
+                                fail("probe stale update of", e),
+                            )
+                            .await);
+                        }
+                    },
+                }
+            }
+        }
+    };
+
+    // Multipart: one small part, completed, must read back whole.
+    let multipart = match async {
+        let mut up = store.put_multipart(&mp_key).await?;
+        up.put_part(PutPayload::from_static(b"multipart")).await?;
+        up.complete().await?;
+        store.head(&mp_key).await
+    }
+    .await
+    {
+        Ok(m) if m.size == 9 => Capability::probed(Some(true), "a one-part upload completed"),
+        Ok(m) => Capability::probed(
+            Some(false),
+            format!("a completed 9-byte upload reads back {} bytes", m.size),
+        ),
+        Err(e) if unsupported(&e) => {
+            Capability::probed(Some(false), format!("not supported: {e}"))
+        }
+        Err(e) => Capability::probed(None, format!("probe failed: {}", one_line(&e))),
+    };
+
+    if let Some(e) = delete_probe(store, &key, &mp_key).await {
+        return Err(fail("delete probe object", e));
+    }
+    out.conditional_create = create;
+    out.compare_and_swap = cas;
+    out.multipart = multipart;
+    Ok(out)
+}
+
+fn one_line(e: &object_store::Error) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Deletes both probe keys (absent is fine); the first real failure, if any.
+async fn delete_probe(
+    store: &dyn ObjectStore,
+    key: &Path,
+    mp_key: &Path,
+) -> Option<object_store::Error> {
+    let mut err = None;
+    for k in [key, mp_key] {
+        match store.delete(k).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => err = err.or(Some(e)),
+        }
+    }
+    err
+}
+
+async fn cleanup(store: &dyn ObjectStore, key: &Path, mp_key: &Path, e: Error) -> Error {
+    let _ = delete_probe(store, key, mp_key).await;
+    e
+}
