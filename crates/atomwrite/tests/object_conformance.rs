@@ -113,12 +113,16 @@ fn server_base(backend: &str, var: &str, test: &str, ci: Ci) -> Base {
                 "s3" => "ci/s3/test.sh starts moto and sets it",
                 "s3b" => "ci/s3s/test.sh starts s3s-fs and runs these rows in their own process",
                 "az" => "bash ci/azurite/start.sh && source target/azurite/env.sh",
-                _ => "no GCS emulator implements the XML API's x-goog-if-generation-match \
-                      preconditions, so gs:// is not tested (README: backend table)",
+                _ => {
+                    "no GCS emulator implements the XML API's x-goog-if-generation-match \
+                      preconditions, so gs:// is not tested (README: backend table)"
+                }
             };
             let ci_run = std::env::var("CI").as_deref() == Ok("true");
             if ci_run && ci == Ci::Required {
-                panic!("{var} is not set but CI=true: the {backend} conformance tests must run in CI ({how})");
+                panic!(
+                    "{var} is not set but CI=true: the {backend} conformance tests must run in CI ({how})"
+                );
             }
             eprintln!("SKIP {test} on {backend}: {var} unset ({how})");
             Base::Skip
@@ -133,26 +137,29 @@ fn require_observed_conditional_writes(url: &str) {
     use std::sync::Mutex;
     static SEEN: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    let verdict = seen.get_or_insert_with(HashMap::new).entry(url.to_string()).or_insert_with(|| {
-        let t = Target::parse(&format!("{}/probe", url.trim_end_matches('/'))).unwrap();
-        let url = url.to_string();
-        // A fresh runtime on its own thread: the caller may already be inside one.
-        let c = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(atomwrite::object::capability::probe(&t))
-        })
-        .join()
-        .unwrap();
-        let ok = |cap: &atomwrite::object::capability::Capability| cap.supported == Some(true);
-        if ok(&c.conditional_create) && ok(&c.compare_and_swap) {
-            String::new()
-        } else {
-            format!("{url}: conditional writes not observed: {c:?}")
-        }
-    });
+    let verdict = seen
+        .get_or_insert_with(HashMap::new)
+        .entry(url.to_string())
+        .or_insert_with(|| {
+            let t = Target::parse(&format!("{}/probe", url.trim_end_matches('/'))).unwrap();
+            let url = url.to_string();
+            // A fresh runtime on its own thread: the caller may already be inside one.
+            let c = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(atomwrite::object::capability::probe(&t))
+            })
+            .join()
+            .unwrap();
+            let ok = |cap: &atomwrite::object::capability::Capability| cap.supported == Some(true);
+            if ok(&c.conditional_create) && ok(&c.compare_and_swap) {
+                String::new()
+            } else {
+                format!("{url}: conditional writes not observed: {c:?}")
+            }
+        });
     assert!(verdict.is_empty(), "{verdict}");
 }
 

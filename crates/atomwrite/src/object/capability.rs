@@ -386,9 +386,7 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
             Some(false),
             format!("a completed 9-byte upload reads back {} bytes", m.size),
         ),
-        Err(e) if unsupported(&e) => {
-            Capability::probed(Some(false), format!("not supported: {e}"))
-        }
+        Err(e) if unsupported(&e) => Capability::probed(Some(false), format!("not supported: {e}")),
         Err(e) => Capability::probed(None, format!("probe failed: {}", one_line(&e))),
     };
 
@@ -402,7 +400,10 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
 }
 
 fn one_line(e: &object_store::Error) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Deletes both probe keys (absent is fine); the first real failure, if any.
@@ -424,4 +425,172 @@ async fn delete_probe(
 async fn cleanup(store: &dyn ObjectStore, key: &Path, mp_key: &Path, e: Error) -> Error {
     let _ = delete_probe(store, key, mp_key).await;
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutResult,
+    };
+
+    /// An S3-compatible server that accepts conditional PUTs and ignores the condition.
+    #[derive(Debug, Default)]
+    struct IgnoresConditions(InMemory);
+
+    impl std::fmt::Display for IgnoresConditions {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "IgnoresConditions")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for IgnoresConditions {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            mut opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            opts.mode = PutMode::Overwrite;
+            self.0.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A target over `store` that looks like an S3-compatible endpoint (so it is probed).
+    fn compatible(store: Arc<dyn ObjectStore>, key: &str, endpoint: &str) -> Target {
+        let mut t = Target::from_store(store, key, Backend::S3, None).unwrap();
+        t.endpoint = Some(endpoint.to_string());
+        t.url = format!("s3://bucket/{key}");
+        t
+    }
+
+    async fn keys(store: &dyn ObjectStore) -> Vec<String> {
+        use futures::TryStreamExt;
+        let mut v: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn probe_observes_an_honouring_store_and_leaves_nothing() {
+        let store = Arc::new(InMemory::new());
+        let t = compatible(store.clone(), "dir/obj", "http://honours.invalid");
+        assert!(needs_probe(&t));
+        let c = probe(&t).await;
+        assert_eq!(c.conditional_create.supported, Some(true), "{c:?}");
+        assert_eq!(c.compare_and_swap.supported, Some(true), "{c:?}");
+        assert_eq!(c.multipart.supported, Some(true), "{c:?}");
+        assert_eq!(c.conditional_create.evidence, Evidence::Probed);
+        assert!(keys(store.as_ref()).await.is_empty(), "probe keys deleted");
+        require_conditional_writes(&t, "publish to").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_ignoring_conditions_is_detected_and_refused() {
+        let store = Arc::new(IgnoresConditions::default());
+        let t = compatible(store.clone(), "dir/obj", "http://ignores.invalid");
+        let c = detect(&t).await.unwrap();
+        assert_eq!(c.conditional_create.supported, Some(false), "{c:?}");
+        assert_eq!(c.compare_and_swap.supported, Some(false), "{c:?}");
+        assert!(!c.conditional_writes());
+        assert!(keys(store.as_ref()).await.is_empty(), "probe keys deleted");
+
+        // Publishing and create-only writes are refused before anything is written.
+        let mut input: &[u8] = b"payload";
+        let e =
+            crate::object::publish_target(&t, &mut input, &crate::object::PublishOptions::new())
+                .await
+                .unwrap_err();
+        assert_eq!(e.error_kind(), ErrorKind::Unsupported, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("http://ignores.invalid") && msg.contains("conditional writes"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        let mut input: &[u8] = b"payload";
+        let e = crate::object::write_target(
+            &t,
+            &mut input,
+            &crate::object::WriteOptions::new().create_only(true),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.error_kind(), ErrorKind::Unsupported, "{e}");
+        assert!(keys(store.as_ref()).await.is_empty(), "nothing written");
+
+        // A plain (overwriting) write needs no condition and still works.
+        let mut input: &[u8] = b"payload";
+        crate::object::write_target(&t, &mut input, &crate::object::WriteOptions::new())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn clouds_are_assumed_and_compatible_endpoints_are_not() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let aws = Target::from_store(store.clone(), "k", Backend::S3, None).unwrap();
+        assert!(!needs_probe(&aws));
+        let c = detect(&aws).await.unwrap();
+        assert_eq!(c.conditional_create.evidence, Evidence::Assumed);
+        assert!(c.conditional_writes());
+        let gcs = Target::from_store(store, "k", Backend::Gcs, None).unwrap();
+        let c = assumed(&gcs);
+        assert!(
+            c.note
+                .as_deref()
+                .is_some_and(|n| n.contains("not exercised")),
+            "{c:?}"
+        );
+        assert!(c.conditional_create.detail.contains("not observed"));
+    }
 }

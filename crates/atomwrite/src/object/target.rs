@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ClientOptions, CredentialProvider, ObjectStore, ObjectStoreScheme, RetryConfig};
+use object_store::{
+    ClientOptions, CredentialProvider, ObjectStore, ObjectStoreScheme, RetryConfig,
+};
 use url::Url;
 
 use crate::object::error::{Error, ErrorKind, Result};
@@ -368,8 +370,7 @@ fn build_s3(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
         || set(K::WebIdentityTokenFile)
         || set(K::ContainerCredentialsRelativeUri)
         || set(K::ContainerCredentialsFullUri)
-        || b
-            .get_config_value(&K::SkipSignature)
+        || b.get_config_value(&K::SkipSignature)
             .is_some_and(|v| v == "true");
     let endpoint = b.get_config_value(&K::Endpoint).filter(|e| !e.is_empty());
     let cfg = |e| Error::store("configure S3 for", url, e);
@@ -406,8 +407,7 @@ fn build_gcs(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
         || set(K::ApplicationCredentials)
         || std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
         || adc
-        || b
-            .get_config_value(&K::SkipSignature)
+        || b.get_config_value(&K::SkipSignature)
             .is_some_and(|v| v == "true");
     let endpoint = b.get_config_value(&K::BaseUrl).filter(|e| !e.is_empty());
     let cfg = |e| Error::store("configure GCS for", url, e);
@@ -460,8 +460,7 @@ fn build_azure(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
         || set(K::ClientSecret)
         || set(K::FederatedTokenFile)
         || set(K::UseAzureCli)
-        || b
-            .get_config_value(&K::SkipSignature)
+        || b.get_config_value(&K::SkipSignature)
             .is_some_and(|v| v == "true");
     let cfg = |e| Error::store("configure Azure for", url, e);
     let s = b.clone().build().map_err(cfg)?;
