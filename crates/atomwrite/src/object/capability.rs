@@ -101,6 +101,9 @@ pub struct StoreCapabilities {
     /// What atomwrite's own CI has (not) exercised for this kind of store, when
     /// there is something to say (GCS: no emulator implements its preconditions).
     pub note: Option<String>,
+    /// Why [`probe`] could not run (no credentials, network, permission), when it could not;
+    /// every capability is then unknown and its detail is the store type's assumption.
+    pub probe_error: Option<String>,
 }
 
 impl StoreCapabilities {
@@ -169,6 +172,7 @@ pub fn assumed(t: &Target) -> StoreCapabilities {
         compare_and_swap: Capability::assumed(true, cas),
         multipart: Capability::assumed(true, mp),
         note,
+        probe_error: None,
     }
 }
 
@@ -252,15 +256,14 @@ pub async fn probe(t: &Target) -> StoreCapabilities {
         Ok(c) => c,
         Err(e) => {
             let mut c = assumed(t);
-            let why = format!("probe failed: {e}");
             for cap in [
                 &mut c.conditional_create,
                 &mut c.compare_and_swap,
                 &mut c.multipart,
             ] {
                 cap.supported = None;
-                cap.detail = format!("{} — {why}", cap.detail);
             }
+            c.probe_error = Some(e.to_string());
             c
         }
     }
