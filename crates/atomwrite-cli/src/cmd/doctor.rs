@@ -164,7 +164,8 @@ mod url {
     pub fn run(url: &str, a: &DoctorArgs) -> CmdResult {
         // The URL names a prefix (like DIR): the probe key goes under it.
         let probe_at = format!("{}/doctor", url.trim_end_matches('/'));
-        let t = Target::parse(&probe_at).map_err(|e| common::Failure::failed(e.to_string()))?;
+        let t = Target::parse(&probe_at)
+            .map_err(|e| common::Failure::failed(e.to_string().replace(&probe_at, url)))?;
         let limits = NetLimits::from_env().map_err(common::Failure::usage)?;
         let c = atomwrite::object::blocking::block_on(capability::probe(&t));
         let ok = c.conditional_writes();
