@@ -214,7 +214,10 @@ mod url {
 
     pub fn render(url: &str, c: &StoreCapabilities, l: &NetLimits) -> String {
         let endpoint = match &c.endpoint {
-            Some(e) => (e.clone(), "a compatible server, not the cloud itself: probed".into()),
+            Some(e) => (
+                e.clone(),
+                "a compatible server, not the cloud itself: probed".into(),
+            ),
             None => ("(the cloud's own)".to_string(), String::new()),
         };
         let rows: Vec<(&str, String, String)> = vec![

@@ -305,7 +305,6 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
         store.put_opts(&key, PutPayload::from_static(body), PutOptions::from(mode))
     };
     let mut out = assumed(t);
-    out.note = out.note.filter(|_| t.endpoint.is_none());
 
     // Create-only: first create must succeed, the second must be refused.
     let create = match put(b"1", PutMode::Create).await {
@@ -329,50 +328,12 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
     };
 
     // Compare-and-swap: the current ETag updates, the same (now stale) ETag is refused.
-    let cas = match store.head(&key).await {
-        Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe head of", e)).await),
-        Ok(meta) => {
-            let v = UpdateVersion {
-                e_tag: meta.e_tag.clone(),
-                version: meta.version.clone(),
-            };
-            if v.e_tag.is_none() && v.version.is_none() {
-                Capability::probed(Some(false), "the store returns no ETag or version")
-            } else {
-                match put(b"3", PutMode::Update(v.clone())).await {
-                    Err(e) if unsupported(&e) => Capability::probed(
-                        Some(false),
-                        format!("conditional update not supported: {e}"),
-                    ),
-                    Err(e) if refused(&e) => Capability::probed(
-                        Some(false),
-                        "an update carrying the current ETag was refused",
-                    ),
-                    Err(e) => {
-                        return Err(cleanup(store, &key, &mp_key, fail("probe update of", e)).await);
-                    }
-                    Ok(_) => match put(b"4", PutMode::Update(v)).await {
-                        Err(e) if refused(&e) => Capability::probed(
-                            Some(true),
-                            "an update carrying a stale If-Match ETag was refused",
-                        ),
-                        Ok(_) => Capability::probed(
-                            Some(false),
-                            "an update carrying a stale ETag overwrote the object (If-Match ignored)",
-                        ),
-                        Err(e) => {
-                            return Err(cleanup(
-                                store,
-                                &key,
-                                &mp_key,
-                                fail("probe stale update of", e),
-                            )
-                            .await);
-                        }
-                    },
-                }
-            }
-        }
+    // `file://` has no conditional update in object_store: its pointer moves under
+    // atomwrite's lock file instead, which is not a property of the store to probe.
+    let cas = if t.backend == Backend::Local {
+        assumed(t).compare_and_swap
+    } else {
+        probe_cas(store, &key, &mp_key, &fail, &put).await?
     };
 
     // Multipart: one small part, completed, must read back whole.
@@ -400,6 +361,64 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
     out.compare_and_swap = cas;
     out.multipart = multipart;
     Ok(out)
+}
+
+async fn probe_cas<F, Fut>(
+    store: &dyn ObjectStore,
+    key: &Path,
+    mp_key: &Path,
+    fail: &(dyn Fn(&'static str, object_store::Error) -> Error + Sync),
+    put: &F,
+) -> Result<Capability>
+where
+    F: Fn(&'static [u8], PutMode) -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<object_store::PutResult>>,
+{
+    Ok(match store.head(key).await {
+        Err(e) => return Err(cleanup(store, key, mp_key, fail("probe head of", e)).await),
+        Ok(meta) => {
+            let v = UpdateVersion {
+                e_tag: meta.e_tag.clone(),
+                version: meta.version.clone(),
+            };
+            if v.e_tag.is_none() && v.version.is_none() {
+                Capability::probed(Some(false), "the store returns no ETag or version")
+            } else {
+                match put(b"3", PutMode::Update(v.clone())).await {
+                    Err(e) if unsupported(&e) => Capability::probed(
+                        Some(false),
+                        format!("conditional update not supported: {e}"),
+                    ),
+                    Err(e) if refused(&e) => Capability::probed(
+                        Some(false),
+                        "an update carrying the current ETag was refused",
+                    ),
+                    Err(e) => {
+                        return Err(cleanup(store, key, mp_key, fail("probe update of", e)).await);
+                    }
+                    Ok(_) => match put(b"4", PutMode::Update(v)).await {
+                        Err(e) if refused(&e) => Capability::probed(
+                            Some(true),
+                            "an update carrying a stale If-Match ETag was refused",
+                        ),
+                        Ok(_) => Capability::probed(
+                            Some(false),
+                            "an update carrying a stale ETag overwrote the object (If-Match ignored)",
+                        ),
+                        Err(e) => {
+                            return Err(cleanup(
+                                store,
+                                key,
+                                mp_key,
+                                fail("probe stale update of", e),
+                            )
+                            .await);
+                        }
+                    },
+                }
+            }
+        }
+    })
 }
 
 fn one_line(e: &object_store::Error) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, CredentialProvider, ObjectStore, ObjectStoreScheme, RetryConfig,
+    ClientConfigKey, CredentialProvider, ObjectStore, ObjectStoreScheme, RetryConfig,
 };
 use url::Url;
 
@@ -247,11 +247,15 @@ impl NetLimits {
         })
     }
 
+    /// The client settings as object_store config values (`ClientConfigKey`), applied on top
+    /// of what `from_env` read (so `AWS_ALLOW_HTTP` & co. are kept).
     #[allow(dead_code)] // used only when a cloud feature is compiled in
-    fn client_options(&self) -> ClientOptions {
-        ClientOptions::new()
-            .with_connect_timeout(self.connect)
-            .with_timeout(self.request)
+    fn client_config(&self) -> [(ClientConfigKey, String); 2] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            (ClientConfigKey::ConnectTimeout, ms(self.connect)),
+            (ClientConfigKey::Timeout, ms(self.request)),
+        ]
     }
 
     #[allow(dead_code)] // used only when a cloud feature is compiled in
@@ -363,8 +367,11 @@ fn build_s3(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
     let net = net_limits(url)?;
     let b = AmazonS3Builder::from_env()
         .with_url(url)
-        .with_client_options(net.client_options())
         .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
     let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
     let has_creds = set(K::AccessKeyId)
         || set(K::WebIdentityTokenFile)
@@ -394,8 +401,11 @@ fn build_gcs(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
     let net = net_limits(url)?;
     let b = GoogleCloudStorageBuilder::from_env()
         .with_url(url)
-        .with_client_options(net.client_options())
         .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
     let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
     let adc = std::env::var_os("HOME").is_some_and(|h| {
         std::path::Path::new(&h)
@@ -431,8 +441,11 @@ fn build_azure(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
     let net = net_limits(url)?;
     let b = MicrosoftAzureBuilder::from_env()
         .with_url(url)
-        .with_client_options(net.client_options())
         .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
     let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
     let emulator = b
         .get_config_value(&K::UseEmulator)
