@@ -19,9 +19,11 @@
 //!   endpoint ([`Target::endpoint`]: `AWS_ENDPOINT_URL`, Azurite, `GOOGLE_BASE_URL`):
 //!   under the destination's prefix it PUTs a probe key create-only, PUTs it
 //!   create-only again (must be refused), updates it with its current ETag (must
-//!   succeed), updates it again with the now-stale ETag (must be refused), uploads a
-//!   one-part multipart object, and deletes both probe keys
-//!   (`PREFIX/.atomwrite-probe-PID-NANOS` and `…-mp`). The result is cached per store
+//!   succeed), updates it again with the now-stale ETag (must be refused), then races 8
+//!   simultaneous create-only PUTs of a fresh key and 8 simultaneous updates carrying one
+//!   ETag (exactly one of each may succeed: more proves a check-then-write server), uploads
+//!   a one-part multipart object, and deletes the probe keys
+//!   (`PREFIX/.atomwrite-probe-PID-NANOS`, `…-race`, `…-mp`). The result is cached per store
 //!   (kind, endpoint, bucket) for the life of the process; a probe that fails on the
 //!   network is not cached.
 //!
@@ -29,10 +31,10 @@
 //! publish: a store whose probe showed no conditional writes is refused with
 //! [`ErrorKind::Unsupported`] instead of racing unsafely.
 //!
-//! What a probe cannot see: whether the server checks and writes *atomically*
-//! (a server that tests the precondition, then writes, can still let two racing
-//! writers both win). The project's conformance suite runs an 8-writer race on each
-//! server it tests; the README's backend table records the result.
+//! What a probe cannot prove: that the server checks and writes *atomically*. A race
+//! with two winners proves it does not; a race with one winner may just not have
+//! interleaved. The project's conformance suite runs 8-writer races on each server it
+//! tests; the README's backend table records the result.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -336,6 +338,36 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
         probe_cas(store, &key, &mp_key, &fail, &put).await?
     };
 
+    // Atomicity: a server that checks the precondition and then writes, without a lock,
+    // passes the sequential checks above and still lets racing writers both win.
+    let (mut create, mut cas) = (create, cas);
+    if create.supported == Some(true) {
+        match race(store, &race_key(&key)).await {
+            Ok((c_wins, u_wins)) => {
+                if c_wins != 1 {
+                    create = Capability::probed(
+                        Some(false),
+                        format!(
+                            "not atomic: {c_wins} of {RACERS} simultaneous create-only PUTs of \
+                             one key succeeded"
+                        ),
+                    );
+                }
+                if cas.supported == Some(true) && u_wins.is_some_and(|u| u != 1) {
+                    cas = Capability::probed(
+                        Some(false),
+                        format!(
+                            "not atomic: {} of {RACERS} simultaneous updates carrying the same \
+                             ETag succeeded",
+                            u_wins.unwrap_or(0)
+                        ),
+                    );
+                }
+            }
+            Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe race on", e)).await),
+        }
+    }
+
     // Multipart: one small part, completed, must read back whole.
     let multipart = match async {
         let mut up = store.put_multipart(&mp_key).await?;
@@ -421,6 +453,63 @@ where
     })
 }
 
+/// How many writers [`race`] starts at once.
+const RACERS: u8 = 8;
+
+fn race_key(key: &Path) -> Path {
+    Path::from(format!("{}-race", key.as_ref()))
+}
+
+/// [`RACERS`] simultaneous create-only PUTs of a fresh key `k`, then as many simultaneous
+/// updates carrying the ETag it then has: how many of each succeeded (the updates: `None`
+/// when the store has no conditional update). Exactly one each is atomic; more is proof of
+/// a check-then-write server (fewer than RACERS interleavings prove nothing either way).
+async fn race(store: &dyn ObjectStore, k: &Path) -> object_store::Result<(usize, Option<usize>)> {
+    let count = |rs: Vec<object_store::Result<object_store::PutResult>>| {
+        let mut wins = 0;
+        for r in rs {
+            match r {
+                Ok(_) => wins += 1,
+                Err(e) if refused(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(wins)
+    };
+    let creates = futures::future::join_all((0..RACERS).map(|i| {
+        store.put_opts(
+            k,
+            PutPayload::from(vec![i]),
+            PutOptions::from(PutMode::Create),
+        )
+    }))
+    .await;
+    let c_wins = count(creates)?;
+    let meta = store.head(k).await?;
+    let v = UpdateVersion {
+        e_tag: meta.e_tag,
+        version: meta.version,
+    };
+    if v.e_tag.is_none() && v.version.is_none() {
+        return Ok((c_wins, None));
+    }
+    let updates = futures::future::join_all((0..RACERS).map(|i| {
+        store.put_opts(
+            k,
+            PutPayload::from(vec![RACERS + i]),
+            PutOptions::from(PutMode::Update(v.clone())),
+        )
+    }))
+    .await;
+    if updates
+        .iter()
+        .any(|r| matches!(r, Err(e) if unsupported(e)))
+    {
+        return Ok((c_wins, None));
+    }
+    Ok((c_wins, Some(count(updates)?)))
+}
+
 fn one_line(e: &object_store::Error) -> String {
     e.to_string()
         .split_whitespace()
@@ -435,7 +524,7 @@ async fn delete_probe(
     mp_key: &Path,
 ) -> Option<object_store::Error> {
     let mut err = None;
-    for k in [key, mp_key] {
+    for k in [key, mp_key, &race_key(key)] {
         match store.delete(k).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => err = err.or(Some(e)),
