@@ -168,7 +168,7 @@ mod url {
             .map_err(|e| common::Failure::failed(e.to_string().replace(&probe_at, url)))?;
         let limits = NetLimits::from_env().map_err(common::Failure::usage)?;
         let c = atomwrite::object::blocking::block_on(capability::probe(&t));
-        let ok = c.conditional_writes();
+        let ok = c.conditional_writes() && c.concurrent.supported != Some(false);
         if a.json {
             let v = serde_json::json!({
                 "url": url,
@@ -177,6 +177,7 @@ mod url {
                 "conditional_create": c.conditional_create,
                 "compare_and_swap": c.compare_and_swap,
                 "multipart": c.multipart,
+                "concurrent": c.concurrent,
                 "timeouts": {
                     "connect_secs": limits.connect.as_secs_f64(),
                     "request_secs": limits.request.as_secs_f64(),
@@ -235,6 +236,11 @@ mod url {
             ),
             ("multipart", yes(&c.multipart).into(), how(&c.multipart)),
             (
+                "8 racing writers",
+                yes(&c.concurrent).into(),
+                how(&c.concurrent),
+            ),
+            (
                 "timeouts",
                 format!(
                     "connect {}, request {}, retry {}",
@@ -260,6 +266,9 @@ mod url {
         }
         let promise = if c.probe_error.is_some() {
             "unknown: the probe could not run (see above)"
+        } else if c.concurrent.supported == Some(false) {
+            "this server's conditional writes are not atomic under concurrency: concurrent \
+             publishers or create-only writers can both win and overwrite each other"
         } else if c.conditional_writes() {
             "create-only writes and the compare-and-swap `latest` pointer are safe with \
              concurrent writers"

@@ -19,11 +19,14 @@
 //!   endpoint ([`Target::endpoint`]: `AWS_ENDPOINT_URL`, Azurite, `GOOGLE_BASE_URL`):
 //!   under the destination's prefix it PUTs a probe key create-only, PUTs it
 //!   create-only again (must be refused), updates it with its current ETag (must
-//!   succeed), updates it again with the now-stale ETag (must be refused), then races 8
-//!   simultaneous create-only PUTs of a fresh key and 8 simultaneous updates carrying one
-//!   ETag (exactly one of each may succeed: more proves a check-then-write server), uploads
-//!   a one-part multipart object, and deletes the probe keys
-//!   (`PREFIX/.atomwrite-probe-PID-NANOS`, `…-race`, `…-mp`). The result is cached per store
+//!   succeed), updates it again with the now-stale ETag (must be refused), uploads a
+//!   one-part multipart object, and deletes the probe keys
+//!   (`PREFIX/.atomwrite-probe-PID-NANOS`, `…-mp`). [`probe`] (what `atomwrite doctor URL`
+//!   runs) also races 8 simultaneous create-only PUTs of a fresh key (`…-race`) and 8
+//!   simultaneous updates carrying one ETag: exactly one of each may succeed, more proves a
+//!   check-then-write server ([`StoreCapabilities::concurrent`]). That race is not part of
+//!   [`detect`]: every CLI process would send ~20 more requests, and an emulator that is
+//!   atomic except under heavy load (moto) would be refused at random. The result is cached per store
 //!   (kind, endpoint, bucket) for the life of the process; a probe that fails on the
 //!   network is not cached.
 //!
@@ -100,6 +103,10 @@ pub struct StoreCapabilities {
     pub compare_and_swap: Capability,
     /// Multipart upload (inputs above the multipart threshold).
     pub multipart: Capability,
+    /// Conditional writes hold under concurrency: of 8 simultaneous create-only PUTs (and of
+    /// 8 updates carrying one ETag) exactly one succeeds. Raced only by [`probe`] (`doctor`);
+    /// [`detect`] leaves it as assumed.
+    pub concurrent: Capability,
     /// What atomwrite's own CI has (not) exercised for this kind of store, when
     /// there is something to say (GCS: no emulator implements its preconditions).
     pub note: Option<String>,
@@ -173,6 +180,10 @@ pub fn assumed(t: &Target) -> StoreCapabilities {
         conditional_create: Capability::assumed(true, create),
         compare_and_swap: Capability::assumed(true, cas),
         multipart: Capability::assumed(true, mp),
+        concurrent: Capability::assumed(
+            true,
+            "not raced here (`atomwrite doctor URL` races 8 writers)",
+        ),
         note,
         probe_error: None,
     }
@@ -213,7 +224,7 @@ pub async fn detect(t: &Target) -> Result<Arc<StoreCapabilities>> {
     if let Some(c) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
     }
-    let c = Arc::new(probe_inner(t).await?);
+    let c = Arc::new(probe_inner(t, false).await?);
     cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -254,7 +265,7 @@ pub async fn require_conditional_writes(t: &Target, op: &'static str) -> Result<
 /// capability is unknown (`supported: None`) with the type's assumption and the
 /// reason in its detail.
 pub async fn probe(t: &Target) -> StoreCapabilities {
-    match probe_inner(t).await {
+    match probe_inner(t, true).await {
         Ok(c) => c,
         Err(e) => {
             let mut c = assumed(t);
@@ -262,6 +273,7 @@ pub async fn probe(t: &Target) -> StoreCapabilities {
                 &mut c.conditional_create,
                 &mut c.compare_and_swap,
                 &mut c.multipart,
+                &mut c.concurrent,
             ] {
                 cap.supported = None;
             }
@@ -297,7 +309,7 @@ fn unsupported(e: &object_store::Error) -> bool {
     )
 }
 
-async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
+async fn probe_inner(t: &Target, race_writers: bool) -> Result<StoreCapabilities> {
     let store: &dyn ObjectStore = t.store.as_ref();
     let key = probe_key(t);
     let mp_key = Path::from(format!("{}-mp", key.as_ref()));
@@ -338,35 +350,39 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
         probe_cas(store, &key, &mp_key, &fail, &put).await?
     };
 
-    // Atomicity: a server that checks the precondition and then writes, without a lock,
-    // passes the sequential checks above and still lets racing writers both win.
-    let (mut create, mut cas) = (create, cas);
-    if create.supported == Some(true) {
+    // Atomicity (only when asked: `probe`, i.e. doctor): a server that checks the
+    // precondition and then writes, without a lock, passes the sequential checks above and
+    // still lets racing writers both win.
+    let concurrent = if !race_writers {
+        assumed(t).concurrent
+    } else if create.supported != Some(true) {
+        Capability::probed(Some(false), "no conditional create to race")
+    } else {
         match race(store, &race_key(&key)).await {
             Ok((c_wins, u_wins)) => {
-                if c_wins != 1 {
-                    create = Capability::probed(
+                let u_bad = cas.supported == Some(true) && u_wins.is_some_and(|u| u != 1);
+                if c_wins != 1 || u_bad {
+                    Capability::probed(
                         Some(false),
                         format!(
-                            "not atomic: {c_wins} of {RACERS} simultaneous create-only PUTs of \
-                             one key succeeded"
+                            "not atomic: {c_wins} of {RACERS} simultaneous create-only PUTs of one \
+                             key succeeded, {} of {RACERS} simultaneous updates carrying one ETag",
+                            u_wins.map_or("no".to_string(), |u| u.to_string())
                         ),
-                    );
-                }
-                if cas.supported == Some(true) && u_wins.is_some_and(|u| u != 1) {
-                    cas = Capability::probed(
-                        Some(false),
+                    )
+                } else {
+                    Capability::probed(
+                        Some(true),
                         format!(
-                            "not atomic: {} of {RACERS} simultaneous updates carrying the same \
-                             ETag succeeded",
-                            u_wins.unwrap_or(0)
+                            "one of {RACERS} simultaneous create-only PUTs and one of {RACERS} \
+                             updates won (a race that did not interleave proves nothing)"
                         ),
-                    );
+                    )
                 }
             }
             Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe race on", e)).await),
         }
-    }
+    };
 
     // Multipart: one small part, completed, must read back whole.
     let multipart = match async {
@@ -392,6 +408,7 @@ async fn probe_inner(t: &Target) -> Result<StoreCapabilities> {
     out.conditional_create = create;
     out.compare_and_swap = cas;
     out.multipart = multipart;
+    out.concurrent = concurrent;
     Ok(out)
 }
 
