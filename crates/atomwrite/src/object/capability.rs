@@ -628,6 +628,105 @@ mod tests {
         }
     }
 
+    /// A server that checks the precondition, then writes, without a lock (s3s-fs 0.14.1).
+    #[derive(Debug, Default)]
+    struct CheckThenWrite(InMemory);
+
+    impl std::fmt::Display for CheckThenWrite {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "CheckThenWrite")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for CheckThenWrite {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            let current = self.0.head(location).await;
+            let ok = match (&opts.mode, &current) {
+                (PutMode::Overwrite, _) => true,
+                (PutMode::Create, cur) => cur.is_err(),
+                (PutMode::Update(v), Ok(m)) => v.e_tag == m.e_tag,
+                (PutMode::Update(_), Err(_)) => false,
+            };
+            if !ok {
+                return Err(object_store::Error::Precondition {
+                    path: location.to_string(),
+                    source: "precondition failed".into(),
+                });
+            }
+            // The window between the check and the write that a lock would close.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.0
+                .put_opts(location, payload, PutOptions::from(PutMode::Overwrite))
+                .await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_race_probe_catches_a_check_then_write_server() {
+        let store = Arc::new(CheckThenWrite::default());
+        let t = compatible(store.clone(), "dir/obj", "http://check-then-write.invalid");
+        // One request at a time, it looks fine: detect() lets it through...
+        let c = detect(&t).await.unwrap();
+        assert!(c.conditional_writes(), "{c:?}");
+        assert_eq!(c.concurrent.evidence, Evidence::Assumed);
+        // ...and the race (doctor's probe) proves it is not atomic.
+        let c = probe(&t).await;
+        assert_eq!(c.concurrent.supported, Some(false), "{c:?}");
+        assert!(c.concurrent.detail.contains("not atomic"), "{c:?}");
+        assert!(keys(store.as_ref()).await.is_empty(), "probe keys deleted");
+        // An atomic store: one winner each.
+        let mem = Arc::new(InMemory::new());
+        let c = probe(&compatible(mem.clone(), "dir/obj", "http://atomic.invalid")).await;
+        assert_eq!(c.concurrent.supported, Some(true), "{c:?}");
+        assert!(keys(mem.as_ref()).await.is_empty(), "probe keys deleted");
+    }
+
     /// A target over `store` that looks like an S3-compatible endpoint (so it is probed).
     fn compatible(store: Arc<dyn ObjectStore>, key: &str, endpoint: &str) -> Target {
         let mut t = Target::from_store(store, key, Backend::S3, None).unwrap();
