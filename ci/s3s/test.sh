@@ -21,13 +21,17 @@ unset ATOMWRITE_S3_TEST_URL
 source "$state/env.sh"
 
 log="$state/test.log"
+rc=0
 cargo test -p atomwrite --all-features --test object_conformance s3b:: \
     -- --nocapture --test-threads=2 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+cargo test -p atomwrite --all-features --test conformance s3b_url:: \
+    -- --nocapture --test-threads=2 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-skipped=$(grep -c '^SKIP ' "$log" || true)
+skipped=$(grep -c '^SKIP' "$log" || true)
 if [ "$skipped" -ne 0 ]; then
     echo "s3-second: warning: $skipped row(s) skipped although the server was started" >&2
     failed=$((failed + skipped))
