@@ -12,14 +12,16 @@
 # that and refuses create-only writes and publish there (the conformance rows check the refusal).
 # Env knobs: ATOMWRITE_S3S_ROOT (install root, default /opt/atomwrite-s3s: kept across runs on
 # one machine, like moto's venv), ATOMWRITE_S3S_PORT (default: a free port), ATOMWRITE_S3S_STATE
-# (default target/s3s), ATOMWRITE_S3S_BUCKET (default atomwrite-test), ATOMWRITE_MOTO_VENV (a
+# (default target/s3s), ATOMWRITE_S3S_BUCKET (default awt: s3s-fs names a metadata file after
+# the base64 of bucket + key, so keys past ~150 bytes fail with 500 "File name too long";
+# the bucket and the test prefix `t` are kept short), ATOMWRITE_MOTO_VENV (a
 # python with boto3 for the probe; ci/s3/start.sh creates it, else one is made here).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 root="${ATOMWRITE_S3S_ROOT:-/opt/atomwrite-s3s}"
 state="${ATOMWRITE_S3S_STATE:-$repo/target/s3s}"
-bucket="${ATOMWRITE_S3S_BUCKET:-atomwrite-test}"
+bucket="${ATOMWRITE_S3S_BUCKET:-awt}"
 venv="${ATOMWRITE_MOTO_VENV:-/opt/atomwrite-moto}"
 version=0.14.1
 mkdir -p "$state"
@@ -81,7 +83,7 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
-export ATOMWRITE_S3B_TEST_URL=s3://$bucket/atomwrite-tests
+export ATOMWRITE_S3B_TEST_URL=s3://$bucket/t
 ENV
 echo "start.sh: s3s-fs $version on $endpoint (pid $(cat "$state/s3s.pid")), bucket $bucket; env in $state/env.sh" >&2
 cat "$state/env.sh"
