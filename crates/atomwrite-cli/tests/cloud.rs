@@ -56,8 +56,16 @@ fn run(mut c: Command, stdin: &[u8]) -> Output {
 }
 
 fn one_line_error(out: &Output) -> String {
+    one_line_error_exit(out, 1)
+}
+
+fn one_line_error_exit(out: &Output, code: i32) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "exit 1 expected; stderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit {code} expected; stderr: {err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     err
 }
@@ -100,7 +108,8 @@ fn missing_azure_account_fails_in_one_line_naming_the_variables() {
     let mut c = bin();
     c.args(["write", "az://container/k"]);
     let out = run(c, b"payload");
-    let err = one_line_error(&out);
+    // A store that cannot even be configured is a usage error (exit 2), before any request.
+    let err = one_line_error_exit(&out, 2);
     for needle in [
         "az://container/k",
         "AZURE_STORAGE_ACCOUNT_NAME",
