@@ -1,9 +1,27 @@
 //! One conformance suite, run against every backend: `memory://`, a local
-//! `file://` directory and S3 on a real server (`ci/s3/test.sh` starts moto on
-//! loopback and sets `ATOMWRITE_S3_TEST_URL=s3://bucket/prefix`).
+//! `file://` directory, and real servers selected by environment variables:
 //!
-//! S3 tests print that they skip when `ATOMWRITE_S3_TEST_URL` is unset, except
-//! under `CI=true`, where they fail.
+//! | module | variable | server (started by) |
+//! |--------|----------|---------------------|
+//! | `s3`   | `ATOMWRITE_S3_TEST_URL=s3://bucket/prefix` | moto (`ci/s3/start.sh`) |
+//! | `s3b`  | `ATOMWRITE_S3B_TEST_URL=s3://bucket/prefix` | s3s-fs, a second S3 implementation (`ci/s3s/start.sh`) |
+//! | `az`   | `ATOMWRITE_AZ_TEST_URL=az://container/prefix` | Azurite (`ci/azurite/start.sh`) |
+//! | `gs`   | `ATOMWRITE_GCS_TEST_URL=gs://bucket/prefix` | none exists (see below) |
+//!
+//! Each server's `env.sh` also exports what object_store needs to reach it
+//! (`AWS_ENDPOINT_URL` ..., `AZURE_STORAGE_USE_EMULATOR` + `AZURITE_BLOB_STORAGE_URL`).
+//!
+//! Skip rules: a server's tests print `SKIP …` when its variable is unset, except under
+//! `CI=true`, where `s3` and `az` fail. `s3b` cannot share a process with `s3` (object_store
+//! reads one `AWS_ENDPOINT_URL` per process), so it runs in its own suite (`ci/s3s/test.sh`,
+//! which fails when anything skips); both set at once is an error. `gs` skips with its reason
+//! even in CI: no emulator on the package registries implements the GCS XML API's
+//! generation preconditions, and the project never claims what it did not observe; the
+//! rows run the day `ATOMWRITE_GCS_TEST_URL` names a store.
+//!
+//! Before any row touches a compatible endpoint, the store's conditional writes are probed
+//! (`atomwrite::object::capability::probe`) and must be observed; a server regression that
+//! starts ignoring `If-None-Match`/`If-Match` fails every row instead of passing vacuously.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -44,6 +62,10 @@ fn unique() -> String {
 /// A base URL under which a test may create objects, or None to skip.
 enum Base {
     Url(String, Option<tempfile::TempDir>),
+    /// A row that needs conditional writes, on a store without them: check the refusal.
+    Refused(String, String),
+    /// A racing row, on a server whose conditional writes were observed not to be atomic.
+    NotAtomic(String),
     Skip,
 }
 
@@ -55,26 +77,179 @@ fn base(backend: &str, test: &str) -> Base {
             let url = format!("file://{}/{test}", d.path().display());
             Base::Url(url, Some(d))
         }
-        "s3" => match std::env::var("ATOMWRITE_S3_TEST_URL") {
-            Ok(u) if !u.is_empty() => Base::Url(
-                format!("{}/{test}/{}", u.trim_end_matches('/'), unique()),
-                None,
-            ),
-            _ => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
-                        "ATOMWRITE_S3_TEST_URL is not set but CI=true: the S3 conformance \
-                         tests must run in CI (run ci/s3/test.sh, which starts the server)"
-                    );
-                }
-                eprintln!(
-                    "SKIP {test} on s3: ATOMWRITE_S3_TEST_URL unset (run ci/s3/test.sh to start a local S3 server)"
-                );
-                Base::Skip
-            }
-        },
+        "s3" => server_base("s3", "ATOMWRITE_S3_TEST_URL", test, Ci::Required),
+        "s3b" => server_base("s3b", "ATOMWRITE_S3B_TEST_URL", test, Ci::OwnSuite),
+        "az" => server_base("az", "ATOMWRITE_AZ_TEST_URL", test, Ci::Required),
+        "gs" => server_base("gs", "ATOMWRITE_GCS_TEST_URL", test, Ci::NoEmulator),
         _ => unreachable!(),
     }
+}
+
+/// What an unset server variable means under `CI=true`.
+#[derive(Clone, Copy, PartialEq)]
+enum Ci {
+    /// The server is started by `.ci/run` before the workspace tests: unset is a failure.
+    Required,
+    /// The server's rows run in their own suite (`ci/s3s/test.sh`), which fails on a SKIP.
+    OwnSuite,
+    /// No emulator exists: skip with the reason, even in CI.
+    NoEmulator,
+}
+
+fn server_base(backend: &str, var: &str, test: &str, ci: Ci) -> Base {
+    let set = |v: &str| std::env::var(v).is_ok_and(|u| !u.is_empty());
+    if backend.starts_with("s3") && set("ATOMWRITE_S3_TEST_URL") && set("ATOMWRITE_S3B_TEST_URL") {
+        panic!(
+            "ATOMWRITE_S3_TEST_URL and ATOMWRITE_S3B_TEST_URL are both set, but a process has one \
+             AWS_ENDPOINT_URL: run the second S3 server's rows alone (ci/s3s/test.sh)"
+        );
+    }
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => {
+            if let Some(why) = conditional_writes_missing(backend, &u)
+                && NEEDS_CONDITIONAL_WRITES.contains(&test)
+            {
+                return Base::Refused(
+                    format!("{}/{test}/{}", u.trim_end_matches('/'), unique()),
+                    why,
+                );
+            }
+            if RACES.contains(&test)
+                && !matches!(backend, "s3" | "az")
+                && let Some(why) = not_atomic(&u)
+            {
+                return Base::NotAtomic(why);
+            }
+            Base::Url(
+                format!("{}/{test}/{}", u.trim_end_matches('/'), unique()),
+                None,
+            )
+        }
+        _ => {
+            let how = match backend {
+                "s3" => "ci/s3/test.sh starts moto and sets it",
+                "s3b" => "ci/s3s/test.sh starts s3s-fs and runs these rows in their own process",
+                "az" => "bash ci/azurite/start.sh && source target/azurite/env.sh",
+                _ => {
+                    "no GCS emulator implements the XML API's x-goog-if-generation-match \
+                      preconditions, so gs:// is not tested (README: backend table)"
+                }
+            };
+            let ci_run = std::env::var("CI").as_deref() == Ok("true");
+            if ci_run && ci == Ci::Required {
+                panic!(
+                    "{var} is not set but CI=true: the {backend} conformance tests must run in CI ({how})"
+                );
+            }
+            eprintln!("SKIP {test} on {backend}: {var} unset ({how})");
+            Base::Skip
+        }
+    }
+}
+
+/// The rows that rely on conditional writes (create-only PUT, compare-and-swap pointer).
+const NEEDS_CONDITIONAL_WRITES: &[&str] = &[
+    "create_only",
+    "create_only_race",
+    "create_only_large",
+    "publish_versions_latest",
+    "publish_expect_cas",
+    "publish_large_multipart",
+    "retention",
+    "crashed_publisher_leftover",
+    "concurrent_publishers_tasks",
+    "concurrent_publishers_no_expect",
+    "concurrent_publishers_processes",
+];
+
+/// The store's conditional-write capability as atomwrite itself detects it (the same
+/// per-process cache the library consults before a publish): `None` when observed to work,
+/// else why not. moto and Azurite must support them (`s3`, `az`: a regression that starts
+/// ignoring `If-None-Match`/`If-Match` fails the suite here instead of letting the rows pass
+/// vacuously); another server's rows then check that atomwrite refuses instead of racing.
+fn conditional_writes_missing(backend: &str, url: &str) -> Option<String> {
+    let t = Target::parse(&format!("{}/probe", url.trim_end_matches('/'))).unwrap();
+    // A fresh runtime on its own thread: the caller is already inside one.
+    let c = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(atomwrite::object::capability::detect(&t))
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{backend}: the capability probe could not run: {e}"));
+    if c.conditional_writes() {
+        return None;
+    }
+    let why = format!(
+        "create-only: {}; compare-and-swap: {}",
+        c.conditional_create.detail, c.compare_and_swap.detail
+    );
+    if matches!(backend, "s3" | "az") {
+        panic!("{backend} ({url}): conditional writes not observed: {why}");
+    }
+    Some(why)
+}
+
+/// The rows that race several writers on one key.
+const RACES: &[&str] = &[
+    "create_only_race",
+    "concurrent_publishers_tasks",
+    "concurrent_publishers_no_expect",
+    "concurrent_publishers_processes",
+];
+
+/// Races 8 writers through atomwrite's own probe (`capability::probe`, what `doctor` runs),
+/// once per process and URL: `Some(what was seen)` when more than one won. moto and Azurite
+/// (`s3`, `az`) run their racing rows for real instead.
+fn not_atomic(url: &str) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<String, Option<String>>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    seen.get_or_insert_with(HashMap::new)
+        .entry(url.to_string())
+        .or_insert_with(|| {
+            let t = Target::parse(&format!("{}/race-probe", url.trim_end_matches('/'))).unwrap();
+            let c = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(atomwrite::object::capability::probe(&t))
+            })
+            .join()
+            .unwrap();
+            assert!(c.probe_error.is_none(), "{url}: probe failed: {c:?}");
+            (c.concurrent.supported == Some(false)).then(|| c.concurrent.detail.clone())
+        })
+        .clone()
+}
+
+/// In place of a row that needs conditional writes, on a store shown not to honour them:
+/// atomwrite must refuse publish and create-only writes with `Unsupported`, writing nothing.
+async fn refused_row(b: &str, backend: &str, test: &str, why: &str) {
+    eprintln!("NOT SUPPORTED {test} on {backend} (atomwrite refuses; checked): {why}");
+    let url = format!("{b}/refused");
+    let mut input: &[u8] = b"payload";
+    let e = publish_url(&url, &mut input, &PublishOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("conditional writes"), "{e}");
+    let e = write_bytes(&url, b"payload", &WriteOptions::new().create_only(true))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_kind(), ErrorKind::Unsupported, "{e}");
+    let t = Target::parse(&url).unwrap();
+    let prefix = Path::from(t.key().trim_end_matches("/refused"));
+    assert_eq!(
+        list(&t, &prefix).await,
+        Vec::<String>::new(),
+        "nothing written"
+    );
 }
 
 async fn get(url: &str) -> Option<Vec<u8>> {
@@ -790,6 +965,15 @@ macro_rules! suite {
                 async fn $name() {
                     match super::base(stringify!($backend), stringify!($name)) {
                         super::Base::Url(u, _keep) => super::$name(&u).await,
+                        super::Base::Refused(u, why) => {
+                            super::refused_row(&u, stringify!($backend), stringify!($name), &why)
+                                .await
+                        }
+                        super::Base::NotAtomic(why) => eprintln!(
+                            "NOT SUPPORTED {} on {}: observed by atomwrite's race probe: {why}",
+                            stringify!($name),
+                            stringify!($backend)
+                        ),
                         super::Base::Skip => {}
                     }
                 }
@@ -823,4 +1007,4 @@ macro_rules! all_backends {
     };
 }
 
-all_backends!(memory, file, s3);
+all_backends!(memory, file, s3, s3b, az, gs);

@@ -1,7 +1,10 @@
-//! `atomwrite doctor [DIR] [--json] [-q]`: what atomwrite can do, and promise, in DIR.
+//! `atomwrite doctor [DIR|URL] [--json] [-q]`: what atomwrite can do, and promise, in DIR or
+//! under an object-store URL prefix.
 //!
-//! The probing lives in the library ([`atomwrite::doctor`]); this prints it. Exit code 0 when
-//! an atomic write works in DIR, 1 when it does not (the report is still printed).
+//! The probing lives in the library ([`atomwrite::doctor`] for directories,
+//! `atomwrite::object::capability::probe` for URLs); this prints it. Exit code 0 when an
+//! atomic write works in DIR (for a URL: when create-only and compare-and-swap writes were
+//! observed, or are known from the store's type), 1 otherwise (the report is still printed).
 
 use std::io::Write;
 
@@ -11,6 +14,14 @@ use crate::cli::DoctorArgs;
 use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
 
 pub fn run(a: DoctorArgs) -> CmdResult {
+    if let atomwrite::Location::Url { url, .. } = crate::location::locate(&a.dir)? {
+        #[cfg(feature = "object-store")]
+        return url::run(&url, &a);
+        #[cfg(not(feature = "object-store"))]
+        return Err(common::Failure::usage(format!(
+            "`{url}` is a URL, but this atomwrite was built without object-store support"
+        )));
+    }
     let report = atomwrite::doctor(&a.dir)?;
     if a.json {
         // Serialized from the struct, so keys keep the documented order.
@@ -136,4 +147,139 @@ pub fn render(r: &DoctorReport) -> String {
         }
     }
     s
+}
+
+/// `doctor URL`: the store's kind, endpoint, timeouts and its conditional-write capabilities,
+/// observed by a probe under the URL's prefix (a probe key is written, overwritten and deleted).
+#[cfg(feature = "object-store")]
+mod url {
+    use std::io::Write;
+
+    use atomwrite::object::capability::{self, Capability, Evidence, StoreCapabilities};
+    use atomwrite::object::{NetLimits, Target};
+
+    use crate::cli::DoctorArgs;
+    use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
+
+    pub fn run(url: &str, a: &DoctorArgs) -> CmdResult {
+        // The URL names a prefix (like DIR): the probe key goes under it.
+        let probe_at = format!("{}/doctor", url.trim_end_matches('/'));
+        let t = Target::parse(&probe_at)
+            .map_err(|e| common::Failure::failed(e.to_string().replace(&probe_at, url)))?;
+        let limits = NetLimits::from_env().map_err(common::Failure::usage)?;
+        let c = atomwrite::object::blocking::block_on(capability::probe(&t));
+        let ok = c.conditional_writes() && c.concurrent.supported != Some(false);
+        if a.json {
+            let v = serde_json::json!({
+                "url": url,
+                "store": c.store,
+                "endpoint": c.endpoint,
+                "conditional_create": c.conditional_create,
+                "compare_and_swap": c.compare_and_swap,
+                "multipart": c.multipart,
+                "concurrent": c.concurrent,
+                "timeouts": {
+                    "connect_secs": limits.connect.as_secs_f64(),
+                    "request_secs": limits.request.as_secs_f64(),
+                    "retry_secs": limits.retry.as_secs_f64(),
+                },
+                "note": c.note,
+                "probe_error": c.probe_error,
+                "ok": ok,
+            });
+            let _ = writeln!(std::io::stdout().lock(), "{v}");
+        } else if !a.quiet {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(render(url, &c, &limits).as_bytes());
+        }
+        Ok(if ok { EXIT_OK } else { EXIT_FAILURE })
+    }
+
+    fn yes(c: &Capability) -> &'static str {
+        match c.supported {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        }
+    }
+
+    fn how(c: &Capability) -> String {
+        let e = match (c.evidence, c.supported) {
+            (Evidence::Probed, _) => "observed",
+            (_, None) => "not observed; the store type says",
+            _ => "assumed from the store type",
+        };
+        format!("{e}: {}", c.detail)
+    }
+
+    pub fn render(url: &str, c: &StoreCapabilities, l: &NetLimits) -> String {
+        let endpoint = match &c.endpoint {
+            Some(e) => (
+                e.clone(),
+                "a compatible server, not the cloud itself: probed".into(),
+            ),
+            None => ("(the cloud's own)".to_string(), String::new()),
+        };
+        let rows: Vec<(&str, String, String)> = vec![
+            ("store", c.store.to_string(), String::new()),
+            ("endpoint", endpoint.0, endpoint.1),
+            (
+                "create-only",
+                yes(&c.conditional_create).into(),
+                how(&c.conditional_create),
+            ),
+            (
+                "compare-and-swap",
+                yes(&c.compare_and_swap).into(),
+                how(&c.compare_and_swap),
+            ),
+            ("multipart", yes(&c.multipart).into(), how(&c.multipart)),
+            (
+                "8 racing writers",
+                yes(&c.concurrent).into(),
+                how(&c.concurrent),
+            ),
+            (
+                "timeouts",
+                format!(
+                    "connect {}, request {}, retry {}",
+                    humantime::format_duration(l.connect),
+                    humantime::format_duration(l.request),
+                    humantime::format_duration(l.retry)
+                ),
+                "ATOMWRITE_CONNECT_TIMEOUT, ATOMWRITE_REQUEST_TIMEOUT, ATOMWRITE_RETRY_TIMEOUT"
+                    .into(),
+            ),
+        ];
+        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(24);
+        let mut s = format!("atomwrite doctor: {url}\n");
+        s.push_str("  (probe: a key under this prefix is created, overwritten and deleted)\n");
+        for (a, b, c) in &rows {
+            let line = format!("  {a:<w0$}  {b:<w1$}  {c}");
+            s.push_str(line.trim_end());
+            s.push('\n');
+        }
+        if let Some(e) = &c.probe_error {
+            s.push_str(&format!("probe: failed: {e}\n"));
+        }
+        let promise = if c.probe_error.is_some() {
+            "unknown: the probe could not run (see above)"
+        } else if c.concurrent.supported == Some(false) {
+            "this server's conditional writes are not atomic under concurrency: concurrent \
+             publishers or create-only writers can both win and overwrite each other"
+        } else if c.conditional_writes() {
+            "create-only writes and the compare-and-swap `latest` pointer are safe with \
+             concurrent writers"
+        } else {
+            "conditional writes are not known to work here: create-only writes and publish are \
+             refused (plain writes still replace objects atomically)"
+        };
+        s.push_str(&format!("promise: {promise}\n"));
+        if let Some(n) = &c.note {
+            s.push_str(&format!("caveats:\n  - {n}\n"));
+        }
+        s
+    }
 }

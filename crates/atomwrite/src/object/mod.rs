@@ -46,13 +46,14 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+pub mod capability;
 mod error;
 mod target;
 pub(crate) mod versions;
 pub(crate) mod write;
 
 pub use error::{Error, ErrorKind, Result};
-pub use target::{Backend, Target, is_url, memory_store};
+pub use target::{Backend, NetLimits, Target, is_url, memory_store};
 pub use versions::{
     POINTER_FORMAT, POINTER_SUFFIX, Pointer, PublishOptions, RetentionReport, VERSIONS_SUFFIX,
     VerifyReport, VersionInfo, latest_target, publish_target, retain_target, verify_target,

@@ -1,11 +1,16 @@
 //! Turning a URL into a store and a key.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreScheme};
+use object_store::{
+    ClientConfigKey, CredentialProvider, ObjectStore, ObjectStoreScheme, RetryConfig,
+};
 use url::Url;
 
 use crate::object::error::{Error, ErrorKind, Result};
@@ -37,6 +42,10 @@ pub struct Target {
     pub(crate) url: String,
     /// For `file://` only: the root the keys are relative to (`/`).
     pub(crate) local_root: Option<PathBuf>,
+    /// The endpoint when it is not the cloud's own (`AWS_ENDPOINT_URL`, Azurite,
+    /// `GOOGLE_BASE_URL`): such a store is S3/Azure/GCS-*compatible* and its
+    /// conditional writes are probed, never assumed (see [`crate::object::capability`]).
+    pub(crate) endpoint: Option<String>,
 }
 
 const URL_SCHEMES: &[&str] = &[
@@ -79,6 +88,8 @@ impl Target {
         if key.as_ref().is_empty() {
             return Err(invalid("the URL names no object key".into()));
         }
+        #[allow(unused_mut)] // assigned only when a cloud feature is compiled in
+        let mut endpoint = None;
         let (store, backend, local_root): (Arc<dyn ObjectStore>, Backend, Option<PathBuf>) =
             match scheme {
                 ObjectStoreScheme::Memory => (memory_store(), Backend::Memory, None),
@@ -93,27 +104,21 @@ impl Target {
                 ),
                 #[cfg(feature = "aws")]
                 ObjectStoreScheme::AmazonS3 => {
-                    let s = object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(url_str)
-                        .build()
-                        .map_err(|e| Error::store("configure S3 for", url_str, e))?;
-                    (Arc::new(s), Backend::S3, None)
+                    let (s, ep) = build_s3(url_str)?;
+                    endpoint = ep;
+                    (s, Backend::S3, None)
                 }
                 #[cfg(feature = "gcp")]
                 ObjectStoreScheme::GoogleCloudStorage => {
-                    let s = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(url_str)
-                        .build()
-                        .map_err(|e| Error::store("configure GCS for", url_str, e))?;
-                    (Arc::new(s), Backend::Gcs, None)
+                    let (s, ep) = build_gcs(url_str)?;
+                    endpoint = ep;
+                    (s, Backend::Gcs, None)
                 }
                 #[cfg(feature = "azure")]
                 ObjectStoreScheme::MicrosoftAzure => {
-                    let s = object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(url_str)
-                        .build()
-                        .map_err(|e| Error::store("configure Azure for", url_str, e))?;
-                    (Arc::new(s), Backend::Azure, None)
+                    let (s, ep) = build_azure(url_str)?;
+                    endpoint = ep;
+                    (s, Backend::Azure, None)
                 }
                 other => {
                     return Err(invalid(format!(
@@ -127,6 +132,7 @@ impl Target {
             backend,
             url: url_str.to_string(),
             local_root,
+            endpoint,
         })
     }
 
@@ -147,7 +153,15 @@ impl Target {
             key,
             backend,
             local_root,
+            endpoint: None,
         })
+    }
+
+    /// The endpoint of an S3/Azure/GCS-compatible store that is not the cloud's own
+    /// (`AWS_ENDPOINT_URL`, `AZURITE_BLOB_STORAGE_URL` with `AZURE_STORAGE_USE_EMULATOR`,
+    /// `GOOGLE_BASE_URL`), or `None` for the cloud itself, `file://` and `memory://`.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The key of the object inside its store.
@@ -189,6 +203,291 @@ impl Target {
             None => key.to_string(),
         }
     }
+}
+
+/// Network limits of every cloud store, read from the environment once per store:
+/// `ATOMWRITE_CONNECT_TIMEOUT` (default 10 s: establishing a TCP/TLS connection),
+/// `ATOMWRITE_REQUEST_TIMEOUT` (default 5 min: one HTTP request, body included — one
+/// PUT or one multipart part), `ATOMWRITE_RETRY_TIMEOUT` (default 3 min: how long
+/// failed requests are retried with backoff, at most 10 times). Values are a number of
+/// seconds or a number with a unit: `500ms`, `10s`, `5m`, `1h`.
+///
+/// With them no request can hang: a silent endpoint fails after at most about
+/// connect/request timeout × retries, bounded by the retry timeout, with the URL in the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetLimits {
+    /// Timeout of establishing a connection.
+    pub connect: Duration,
+    /// Timeout of one whole request (headers and body).
+    pub request: Duration,
+    /// Total time spent retrying a failed request.
+    pub retry: Duration,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(300),
+            retry: Duration::from_secs(180),
+        }
+    }
+}
+
+impl NetLimits {
+    /// The limits from `ATOMWRITE_CONNECT_TIMEOUT`, `ATOMWRITE_REQUEST_TIMEOUT` and
+    /// `ATOMWRITE_RETRY_TIMEOUT` (unset: the defaults); an unparsable value is an error
+    /// naming the variable.
+    pub fn from_env() -> std::result::Result<NetLimits, String> {
+        let d = NetLimits::default();
+        Ok(NetLimits {
+            connect: duration_env("ATOMWRITE_CONNECT_TIMEOUT", d.connect)?,
+            request: duration_env("ATOMWRITE_REQUEST_TIMEOUT", d.request)?,
+            retry: duration_env("ATOMWRITE_RETRY_TIMEOUT", d.retry)?,
+        })
+    }
+
+    /// The client settings as object_store config values (`ClientConfigKey`), applied on top
+    /// of what `from_env` read (so `AWS_ALLOW_HTTP` & co. are kept).
+    #[allow(dead_code)] // used only when a cloud feature is compiled in
+    fn client_config(&self) -> [(ClientConfigKey, String); 2] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            (ClientConfigKey::ConnectTimeout, ms(self.connect)),
+            (ClientConfigKey::Timeout, ms(self.request)),
+        ]
+    }
+
+    #[allow(dead_code)] // used only when a cloud feature is compiled in
+    fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            retry_timeout: self.retry,
+            ..RetryConfig::default()
+        }
+    }
+}
+
+fn duration_env(name: &str, default: Duration) -> std::result::Result<Duration, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(format!("{name}: {e}")),
+        Ok(v) => parse_duration(&v).ok_or_else(|| {
+            format!("{name}={v:?} is not a duration (examples: 30, 500ms, 10s, 5m, 1h)")
+        }),
+    }
+}
+
+/// `30` (seconds), `500ms`, `10s`, `5m`, `1h`; zero is refused (it would mean "no time").
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+fn net_limits(url: &str) -> Result<NetLimits> {
+    NetLimits::from_env().map_err(|e| Error::new("configure", url, ErrorKind::InvalidUrl, e))
+}
+
+/// What to tell a user whose environment names no credential for a cloud.
+#[allow(dead_code)] // used only when a cloud feature is compiled in
+const AWS_HINT: &str = "no AWS credentials in the environment (set AWS_ACCESS_KEY_ID and \
+AWS_SECRET_ACCESS_KEY [+ AWS_SESSION_TOKEN], or AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, or \
+AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI; AWS_SKIP_SIGNATURE=true for a public bucket; \
+AWS_ENDPOINT_URL for an S3-compatible server); the EC2 instance metadata service, tried last, said";
+#[allow(dead_code)]
+const GCP_HINT: &str = "no Google credentials in the environment (set GOOGLE_SERVICE_ACCOUNT \
+(a key file path), GOOGLE_SERVICE_ACCOUNT_KEY (the key JSON) or GOOGLE_APPLICATION_CREDENTIALS, \
+or run `gcloud auth application-default login`); the GCE metadata server, tried last, said";
+#[allow(dead_code)]
+const AZURE_HINT: &str = "no Azure credentials in the environment (set AZURE_STORAGE_ACCOUNT_KEY, \
+AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_TOKEN, or AZURE_CLIENT_ID + AZURE_CLIENT_SECRET + \
+AZURE_TENANT_ID; AZURE_STORAGE_USE_EMULATOR=true for Azurite); the managed-identity endpoint, \
+tried last, said";
+#[allow(dead_code)]
+const AZURE_ACCOUNT_HINT: &str = "no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME (and \
+a credential: AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_TOKEN or \
+AZURE_CLIENT_ID + AZURE_CLIENT_SECRET + AZURE_TENANT_ID), or AZURE_STORAGE_USE_EMULATOR=true \
+(+ AZURITE_BLOB_STORAGE_URL) for Azurite";
+
+/// Wraps the credential chain's last resort (a cloud metadata service) when the
+/// environment named no credential: its failure becomes one line naming the variables
+/// to set, and it is bounded by the connect timeout (a metadata service is link-local and
+/// answers at once when it exists), so a machine without one fails fast instead of
+/// retrying for minutes.
+#[derive(Debug)]
+struct Hinted<C> {
+    inner: Arc<dyn CredentialProvider<Credential = C>>,
+    hint: &'static str,
+    wait: Duration,
+    url: String,
+}
+
+impl<C: std::fmt::Debug + Send + Sync + 'static> CredentialProvider for Hinted<C> {
+    type Credential = C;
+
+    fn get_credential<'a, 'b>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = object_store::Result<Arc<C>>> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            let r = tokio::time::timeout(self.wait, self.inner.get_credential()).await;
+            let reason = match r {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => one_line(&e.to_string()),
+                Err(_) => format!("no answer within {:?}", self.wait),
+            };
+            Err(object_store::Error::Unauthenticated {
+                path: self.url.clone(),
+                source: format!("{}: {reason}", self.hint).into(),
+            })
+        })
+    }
+}
+
+/// Collapses whitespace runs (a server's multi-line XML body) into single spaces.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(feature = "aws")]
+fn build_s3(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
+    let net = net_limits(url)?;
+    let b = AmazonS3Builder::from_env()
+        .with_url(url)
+        .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let has_creds = set(K::AccessKeyId)
+        || set(K::WebIdentityTokenFile)
+        || set(K::ContainerCredentialsRelativeUri)
+        || set(K::ContainerCredentialsFullUri)
+        || b.get_config_value(&K::SkipSignature)
+            .is_some_and(|v| v == "true");
+    let endpoint = b.get_config_value(&K::Endpoint).filter(|e| !e.is_empty());
+    let cfg = |e| Error::store("configure S3 for", url, e);
+    let s = b.clone().build().map_err(cfg)?;
+    if has_creds {
+        return Ok((Arc::new(s), endpoint));
+    }
+    let hinted = Hinted {
+        inner: s.credentials().clone(),
+        hint: AWS_HINT,
+        wait: net.connect,
+        url: url.to_string(),
+    };
+    let s = b.with_credentials(Arc::new(hinted)).build().map_err(cfg)?;
+    Ok((Arc::new(s), endpoint))
+}
+
+#[cfg(feature = "gcp")]
+fn build_gcs(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
+    let net = net_limits(url)?;
+    let b = GoogleCloudStorageBuilder::from_env()
+        .with_url(url)
+        .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let adc = std::env::var_os("HOME").is_some_and(|h| {
+        std::path::Path::new(&h)
+            .join(".config/gcloud/application_default_credentials.json")
+            .exists()
+    });
+    let has_creds = set(K::ServiceAccount)
+        || set(K::ServiceAccountKey)
+        || set(K::ApplicationCredentials)
+        || std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
+        || adc
+        || b.get_config_value(&K::SkipSignature)
+            .is_some_and(|v| v == "true");
+    let endpoint = b.get_config_value(&K::BaseUrl).filter(|e| !e.is_empty());
+    let cfg = |e| Error::store("configure GCS for", url, e);
+    let s = b.clone().build().map_err(cfg)?;
+    if has_creds {
+        return Ok((Arc::new(s), endpoint));
+    }
+    let hinted = Hinted {
+        inner: s.credentials().clone(),
+        hint: GCP_HINT,
+        wait: net.connect,
+        url: url.to_string(),
+    };
+    let s = b.with_credentials(Arc::new(hinted)).build().map_err(cfg)?;
+    Ok((Arc::new(s), endpoint))
+}
+
+#[cfg(feature = "azure")]
+fn build_azure(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
+    use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
+    let net = net_limits(url)?;
+    let b = MicrosoftAzureBuilder::from_env()
+        .with_url(url)
+        .with_retry(net.retry_config());
+    let b = net
+        .client_config()
+        .into_iter()
+        .fold(b, |b, (k, v)| b.with_config(K::Client(k), v));
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let emulator = b
+        .get_config_value(&K::UseEmulator)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    if !emulator && !set(K::AccountName) {
+        return Err(Error::new(
+            "configure Azure for",
+            url,
+            ErrorKind::InvalidUrl,
+            AZURE_ACCOUNT_HINT,
+        ));
+    }
+    let endpoint = if emulator {
+        Some(
+            std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".into()),
+        )
+    } else {
+        b.get_config_value(&K::Endpoint).filter(|e| !e.is_empty())
+    };
+    let has_creds = emulator
+        || set(K::AccessKey)
+        || set(K::SasKey)
+        || set(K::Token)
+        || set(K::ClientSecret)
+        || set(K::FederatedTokenFile)
+        || set(K::UseAzureCli)
+        || b.get_config_value(&K::SkipSignature)
+            .is_some_and(|v| v == "true");
+    let cfg = |e| Error::store("configure Azure for", url, e);
+    let s = b.clone().build().map_err(cfg)?;
+    if has_creds {
+        return Ok((Arc::new(s), endpoint));
+    }
+    let hinted = Hinted {
+        inner: s.credentials().clone(),
+        hint: AZURE_HINT,
+        wait: net.connect,
+        url: url.to_string(),
+    };
+    let s = b.with_credentials(Arc::new(hinted)).build().map_err(cfg)?;
+    Ok((Arc::new(s), endpoint))
 }
 
 #[cfg(test)]
@@ -255,6 +554,19 @@ mod tests {
         assert_eq!(e.error_kind(), ErrorKind::InvalidUrl);
         let e = Target::parse("memory:///").unwrap_err();
         assert_eq!(e.error_kind(), ErrorKind::InvalidUrl);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_zero() {
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("10 parsecs"), None);
+        assert_eq!(parse_duration(""), None);
     }
 
     #[cfg(feature = "aws")]

@@ -418,6 +418,7 @@ pub(crate) async fn publish_outcome<R: AsyncRead + Unpin>(
     reader: &mut R,
     opts: &PublishOptions,
 ) -> Result<Outcome> {
+    crate::object::capability::require_conditional_writes(t, "publish to").await?;
     let run_id = opts.write.run_id.clone().unwrap_or_else(default_run_id);
     let mut state = read_pointer(t).await?;
     let mut cur = check_expect(t, opts, &state)?;

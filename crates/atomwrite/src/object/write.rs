@@ -287,6 +287,9 @@ pub async fn write_target<R: AsyncRead + Unpin>(
     reader: &mut R,
     opts: &WriteOptions,
 ) -> Result<Receipt> {
+    if opts.create_only {
+        crate::object::capability::require_conditional_writes(target, "create").await?;
+    }
     let run_id = opts.run_id.clone().unwrap_or_else(default_run_id);
     let (head, eof) = read_head(reader, opts.multipart_threshold, &target.url).await?;
     let mode = if opts.create_only {
