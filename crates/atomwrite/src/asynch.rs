@@ -15,8 +15,8 @@
 //! | [`Publisher::publish`] | [`publish`] / [`publish_with`] |
 //! | `cp` ([`AtomicFile::copy_from_file`]) | [`copy`] / [`copy_opts`] |
 //!
-//! For object stores (S3, GCS, Azure, `file://`, `memory://`) use [`atomwrite::object`]
-//! (feature `object-store`), which is async natively; the README shows both APIs side by side.
+//! For object stores (S3, GCS, Azure, `file://`, `memory://`) use [`crate::destination`] (the
+//! one interface for paths and URLs) from `tokio::task::spawn_blocking`.
 //!
 //! **Cancellation.** Dropping a future of this module never leaves a partial destination: the
 //! job already handed to the blocking pool runs to its end, and a file that was not committed

@@ -123,7 +123,9 @@ pub mod asynch;
 pub mod destination;
 pub mod location;
 pub mod manifest;
+// The object-store engine under the URL backend of `destination`: not API (see its docs).
 #[cfg(feature = "object-store")]
+#[doc(hidden)]
 pub mod object;
 pub mod versions;
 

@@ -1,3 +1,7 @@
+//! **Not API**: the engine under [`crate::destination`]'s URL backend, public only for the
+//! project's own tests; its types are converted into the crate's own at the
+//! [`Destination`](crate::Destination) boundary. Use [`crate::destination::open`].
+//!
 //! Object-store backend of atomwrite: the same guarantees as the local write
 //! path — complete-or-absent visibility, create-only, receipts and manifests,
 //! versions with a `latest` pointer moved by compare-and-swap — on S3 and
