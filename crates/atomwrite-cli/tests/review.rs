@@ -1,0 +1,130 @@
+//! Regressions found by an adversarial review of the one-destination re-plumbing (#12): each
+//! test reproduces a problem the CLI had after `destination::open` replaced the per-command
+//! code, and would fail again if it came back.
+//!
+//! Root-only tests (a small tmpfs in a private mount namespace) print why they skip when not
+//! root, and fail instead when `CI=true`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn bin() -> Command {
+    Command::cargo_bin("atomwrite").unwrap()
+}
+
+fn bin_path() -> PathBuf {
+    PathBuf::from(bin().get_program())
+}
+
+fn tmp() -> tempfile::TempDir {
+    match std::env::var_os("TEST_DIR") {
+        Some(d) => tempfile::tempdir_in(d).expect("TEST_DIR must be a writable directory"),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// `true` when the test may run; otherwise prints why it skips (and fails under CI=true).
+fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {what} is not available"
+        );
+        eprintln!("SKIP: {what} is not available");
+    }
+    ok
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn can_mount() -> bool {
+    require(
+        rustix::process::geteuid().is_root() && have("unshare"),
+        "root with unshare (to mount a small tmpfs)",
+    )
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `script` with `sh -c` in a private mount namespace where `$D` is a fresh 64 KiB tmpfs
+/// and `$A` the atomwrite binary.
+fn in_small_tmpfs(dir: &Path, script: &str) -> Out {
+    let script = format!("D=\"$1\"; A=\"$2\"; mount -t tmpfs -o size=64k review \"$D\" && {script}");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(dir)
+        .arg(bin_path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// `run` whose write fails (ENOSPC) while CMD is still producing: the report is the write's
+/// error (operation, path, OS reason, errno in JSON), exit 125 — not "CMD was killed by signal
+/// 15" with exit 143 (the SIGTERM that atomwrite itself sent to stop CMD). DST unchanged, no
+/// temp left. Both for a plain write and for --publish.
+#[test]
+fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
+    if !can_mount() {
+        return;
+    }
+    let d = tmp();
+    for (args, path_in_error) in [("", "f"), ("--publish", "f.versions/v0000000002")] {
+        for json in ["", "--json"] {
+            let out = in_small_tmpfs(
+                d.path(),
+                &format!(
+                    "echo orig > \"$D/f\"; \"$A\" run {json} {args} \"$D/f\" -- head -c 1000000 /dev/zero; \
+                     echo \"rc=$?\"; cat \"$D/f\"; ls -A \"$D\"; ls -A \"$D/f.versions\" 2>/dev/null; true"
+                ),
+            );
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let what = format!("run {json} {args}: stdout {} stderr {}", out.stdout, out.stderr);
+            assert!(out.stdout.contains("rc=125\n"), "{what}");
+            let err_text = if json.is_empty() {
+                out.stderr.clone()
+            } else {
+                let line = out.stdout.lines().next().unwrap();
+                let v: serde_json::Value = serde_json::from_str(line).expect(&what);
+                assert_eq!(v["error"]["errno"], 28, "{what}");
+                assert_eq!(v["error"]["exit_code"], 125, "{what}");
+                v["error"]["message"].as_str().unwrap().to_string()
+            };
+            assert!(err_text.contains("No space left on device"), "{what}");
+            assert!(err_text.contains(path_in_error), "{what}");
+            assert!(!err_text.contains("signal"), "{what}");
+            assert_eq!(err_text.trim().lines().count(), 1, "{what}");
+            // DST unchanged, nothing else left (a publish may have migrated the file into
+            // version 1, which then is what `f` points at).
+            assert!(out.stdout.contains("orig\n"), "{what}");
+            assert!(!out.stdout.lines().any(|l| l.ends_with(".tmp")), "{what}");
+            assert!(!out.stdout.lines().any(|l| l == "v0000000002"), "{what}");
+        }
+    }
+}
