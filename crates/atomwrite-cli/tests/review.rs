@@ -128,3 +128,81 @@ fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
         }
     }
 }
+
+/// Starts `atomwrite ARGS` paused at the test-hooks pause point `point`
+/// (`--features test-hooks`); returns the child and atomwrite's pid once it is there.
+fn start_paused(args: &[String], point: &str, marker: &Path) -> (std::process::Child, i32) {
+    let mut child = bin()
+        .args(args)
+        .env("ATOMWRITE_TEST_PAUSE", point)
+        .env("ATOMWRITE_TEST_PAUSE_FILE", marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..6000 {
+        if let Ok(s) = fs::read_to_string(marker)
+            && let Some((at, pid)) = s.split_once(' ')
+            && let Ok(pid) = pid.parse()
+        {
+            assert_eq!(at, point);
+            return (child, pid);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("atomwrite exited ({st}) before reaching {point}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    panic!("atomwrite never reached {point}");
+}
+
+/// `cp F1 F2 F3 file:///DIR/` (no batch: one upload after another) interrupted by SIGINT after
+/// the first copy: the report says F1 was replaced and F2, F3 were not (text and JSON). It
+/// used to list F1 among "not replaced" although its new contents were visible: an object
+/// store's completed upload was never recorded as a replacement.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn interrupted_copies_to_an_object_store_name_what_was_replaced() {
+    let d = tmp();
+    let (src, out) = (d.path().join("src"), d.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let mut args = vec!["cp".to_string(), "--json".to_string()];
+    for i in 1..=3 {
+        fs::write(src.join(format!("f{i}")), format!("new{i}\n")).unwrap();
+        fs::write(out.join(format!("f{i}")), format!("old{i}\n")).unwrap();
+        args.push(src.join(format!("f{i}")).display().to_string());
+    }
+    let url = |i: usize| format!("file://{}/f{i}", out.display());
+    args.push(format!("file://{}/", out.display()));
+    let marker = d.path().join("pause");
+    let (child, pid) = start_paused(&args, "copy-next:1", &marker);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert_eq!(fs::read_to_string(out.join("f1")).unwrap(), "new1\n");
+    assert_eq!(fs::read_to_string(out.join("f2")).unwrap(), "old2\n");
+    assert_eq!(fs::read_to_string(out.join("f3")).unwrap(), "old3\n");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect(&stdout);
+    assert_eq!(v["error"]["replaced"], serde_json::json!([url(1)]), "{stdout}");
+    assert_eq!(
+        v["error"]["not_replaced"],
+        serde_json::json!([url(2), url(3)]),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("`{}` were replaced", url(1)))
+            || stderr.contains(&format!("`{}` was replaced", url(1))),
+        "{stderr}"
+    );
+}

@@ -74,13 +74,12 @@ impl Bars {
     }
 }
 
-/// Announces each destination to the signal report and lets a signal cancel a batch between
-/// two renames.
+/// Moves the progress bar to each destination and lets a signal cancel a batch between two
+/// renames.
 struct Observer<'a>(&'a Bars);
 
 impl CopyObserver for Observer<'_> {
     fn copying(&mut self, dst: &Destination) {
-        signals::target(dst.path());
         self.0.next(dst);
     }
 
@@ -129,6 +128,11 @@ pub fn run(a: CpArgs) -> CmdResult {
         .collect::<Result<Vec<_>, _>>()?;
     if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
+    }
+    // Every destination is announced before the first copy: a signal report names those not
+    // reached yet as not replaced (copies that are no batch run one after another).
+    for t in &targets {
+        signals::target(t.path());
     }
     let report = if many {
         let r = dst.copy_many(&sources, &opts, attrs, &mut Observer(&bars));

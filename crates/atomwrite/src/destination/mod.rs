@@ -377,6 +377,7 @@ impl Destination {
             _ => {
                 let mut report = CopyReport::default();
                 for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
+                    crate::interrupt::test_point("copy-next", i);
                     observer.copying(t);
                     match t.copy_from(s, opts, attrs) {
                         Ok(c) => report.files.push(c),

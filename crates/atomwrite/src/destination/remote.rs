@@ -253,6 +253,8 @@ impl Backend for Remote {
         }
         let w = Self::write_options(opts);
         let r = block_on(os::write_target(t, &mut SyncReader(input), &w))?;
+        // The object is visible: a signal report from now on says it was replaced.
+        crate::interrupt::note_replaced(self.path());
         Ok(receipt_of(r))
     }
 
@@ -300,6 +302,8 @@ impl Backend for Remote {
                 ))?
             }
         };
+        // The pointer moved: a signal report from now on says the destination was replaced.
+        crate::interrupt::note_replaced(self.path());
         Ok(published_of(t, out))
     }
 
