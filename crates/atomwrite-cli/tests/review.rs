@@ -206,3 +206,37 @@ fn interrupted_copies_to_an_object_store_name_what_was_replaced() {
         "{stderr}"
     );
 }
+
+/// `cp` into a directory keeps each source's name byte for byte. A non-UTF-8 name used to
+/// become U+FFFD (`x\xff` -> `x\u{fffd}`), so two sources `x\xff` and `x\xfe` were both copied
+/// to one file, the second replacing the first.
+#[test]
+fn cp_into_a_directory_keeps_non_utf8_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let d = tmp();
+    let (a, b) = (OsStr::from_bytes(b"x\xff"), OsStr::from_bytes(b"x\xfe"));
+    fs::write(d.path().join(a), "a\n").unwrap();
+    fs::write(d.path().join(b), "b\n").unwrap();
+    for (i, sources) in [vec![a], vec![a, b]].into_iter().enumerate() {
+        let out = d.path().join(format!("out{i}"));
+        fs::create_dir(&out).unwrap();
+        let o = bin()
+            .current_dir(d.path())
+            .arg("cp")
+            .args(&sources)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut names: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let mut want: Vec<_> = sources.iter().map(|s| s.to_os_string()).collect();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(fs::read(out.join(a)).unwrap(), b"a\n");
+    }
+}

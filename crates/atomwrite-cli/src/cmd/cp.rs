@@ -122,7 +122,7 @@ pub fn run(a: CpArgs) -> CmdResult {
     let targets = sources
         .iter()
         .map(|s| match dst.is_container() {
-            true => dst.join(&s.file_name()),
+            true => dst.join(s.file_name_os()),
             false => atomwrite::destination::open(dst_arg),
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -215,7 +215,18 @@ impl Backend for Remote {
         None
     }
 
-    fn join(&self, name: &str) -> Result<Destination> {
+    fn join(&self, name: &std::ffi::OsStr) -> Result<Destination> {
+        let Some(name) = name.to_str() else {
+            return Err(Error::other(
+                Op::OpenStore,
+                &self.url,
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is not UTF-8, and an object key must be",
+                    name.to_string_lossy()
+                ),
+            ));
+        };
         let base = if self.url.ends_with('/') {
             self.url.clone()
         } else {
@@ -224,6 +235,10 @@ impl Backend for Remote {
         Ok(Destination(Box::new(Remote::open(&format!(
             "{base}{name}"
         ))?)))
+    }
+
+    fn name(&self) -> std::ffi::OsString {
+        super::last_segment(&self.url).into()
     }
 
     fn is_container(&self) -> bool {
