@@ -240,3 +240,25 @@ fn cp_into_a_directory_keeps_non_utf8_names() {
         assert_eq!(fs::read(out.join(a)).unwrap(), b"a\n");
     }
 }
+
+/// `cp -p` to an object store cannot keep a mode, owner or group: a usage error naming the
+/// flag (exit 2), nothing written — not a silent success without them.
+#[test]
+fn cp_preserve_to_an_object_store_is_a_usage_error() {
+    let d = tmp();
+    let src = d.path().join("a");
+    fs::write(&src, "a\n").unwrap();
+    let out_dir = d.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    for dst in [
+        format!("file://{}/a", out_dir.display()),
+        format!("file://{}/", out_dir.display()),
+    ] {
+        let o = bin().args(["cp", "-p"]).arg(&src).arg(&dst).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{dst}: {stderr}");
+        assert!(stderr.contains("--preserve"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert_eq!(fs::read_dir(&out_dir).unwrap().count(), 0, "{dst}");
+    }
+}

@@ -94,6 +94,12 @@ pub fn run(a: CpArgs) -> CmdResult {
     let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
     let dst = super::open_dest(dst_arg)?;
     super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
+    if a.preserve && !dst.capabilities().modes {
+        return Err(Failure::usage(format!(
+            "-p/--preserve does not apply to `{dst}` ({} store): it has no mode, owner or group",
+            dst.store().as_str()
+        )));
+    }
     let sources = src_args
         .iter()
         .map(|p| super::open_dest(p))
