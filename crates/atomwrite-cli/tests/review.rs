@@ -262,3 +262,59 @@ fn cp_preserve_to_an_object_store_is_a_usage_error() {
         assert_eq!(fs::read_dir(&out_dir).unwrap().count(), 0, "{dst}");
     }
 }
+
+/// A `file://` source is read with the rules of a local source: a symlink that uid 65534
+/// planted in a sticky world-writable directory is not followed for root (as `cat` would be
+/// refused under fs.protected_symlinks). The object store itself followed it, so
+/// `cp file:///shared/report out` copied a root-only 0600 file into a world-readable one.
+#[test]
+fn a_file_url_source_follows_no_planted_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (to plant a link as uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let secret = d.path().join("secret");
+    fs::write(&secret, "root only\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = shared.join("report");
+    let st = Command::new("ln")
+        .arg("-s")
+        .arg(&secret)
+        .arg(&link)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d.path().join("out");
+    let o = bin()
+        .arg("cp")
+        .arg(format!("file://{}", link.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("protected_symlinks"), "{stderr}");
+    assert!(!out.exists(), "the secret was copied");
+    // A link of the caller's own is followed, as before.
+    let mine = shared.join("mine");
+    std::os::unix::fs::symlink(&secret, &mine).unwrap();
+    let o = bin()
+        .arg("cp")
+        .arg(format!("file://{}", mine.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(&out).unwrap(), b"root only\n");
+}

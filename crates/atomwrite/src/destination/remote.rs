@@ -287,6 +287,26 @@ impl Backend for Remote {
     fn open_read(&self) -> Result<(Box<dyn Read + Send>, String)> {
         let (t, key) = self.read_key()?;
         let shown = t.url_of(&key);
+        if let Some(root) = &t.local_root {
+            // `file://`: the object is a local file, read with the source rules of
+            // `open_source` (a symlink planted in a shared sticky directory is not followed,
+            // the final open is O_NOFOLLOW below a directory fd), as `cat` or `cp` would
+            // under fs.protected_symlinks; the object store itself would follow any link.
+            let path = root.join(key.as_ref());
+            let file = crate::open_source(&path)?;
+            let md = file
+                .metadata()
+                .map_err(|e| Error::new(Op::Inspect, &path, e))?;
+            if !md.is_file() {
+                return Err(Error::other(
+                    Op::Read,
+                    &shown,
+                    io::ErrorKind::InvalidInput,
+                    "is not a regular file",
+                ));
+            }
+            return Ok((Box::new(file), shown));
+        }
         Ok((Box::new(ObjectReader::spawn(t, key)), shown))
     }
 
