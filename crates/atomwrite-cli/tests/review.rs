@@ -62,7 +62,8 @@ struct Out {
 /// Runs `script` with `sh -c` in a private mount namespace where `$D` is a fresh 64 KiB tmpfs
 /// and `$A` the atomwrite binary.
 fn in_small_tmpfs(dir: &Path, script: &str) -> Out {
-    let script = format!("D=\"$1\"; A=\"$2\"; mount -t tmpfs -o size=64k review \"$D\" && {script}");
+    let script =
+        format!("D=\"$1\"; A=\"$2\"; mount -t tmpfs -o size=64k review \"$D\" && {script}");
     let out = Command::new("unshare")
         .args([
             "--mount",
@@ -105,7 +106,10 @@ fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
                 ),
             );
             assert_eq!(out.code, 0, "{}", out.stderr);
-            let what = format!("run {json} {args}: stdout {} stderr {}", out.stdout, out.stderr);
+            let what = format!(
+                "run {json} {args}: stdout {} stderr {}",
+                out.stdout, out.stderr
+            );
             assert!(out.stdout.contains("rc=125\n"), "{what}");
             let err_text = if json.is_empty() {
                 out.stderr.clone()
@@ -194,7 +198,11 @@ fn interrupted_copies_to_an_object_store_name_what_was_replaced() {
     assert_eq!(fs::read_to_string(out.join("f2")).unwrap(), "old2\n");
     assert_eq!(fs::read_to_string(out.join("f3")).unwrap(), "old3\n");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect(&stdout);
-    assert_eq!(v["error"]["replaced"], serde_json::json!([url(1)]), "{stdout}");
+    assert_eq!(
+        v["error"]["replaced"],
+        serde_json::json!([url(1)]),
+        "{stdout}"
+    );
     assert_eq!(
         v["error"]["not_replaced"],
         serde_json::json!([url(2), url(3)]),
@@ -254,7 +262,12 @@ fn cp_preserve_to_an_object_store_is_a_usage_error() {
         format!("file://{}/a", out_dir.display()),
         format!("file://{}/", out_dir.display()),
     ] {
-        let o = bin().args(["cp", "-p"]).arg(&src).arg(&dst).output().unwrap();
+        let o = bin()
+            .args(["cp", "-p"])
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{dst}: {stderr}");
         assert!(stderr.contains("--preserve"), "{stderr}");
