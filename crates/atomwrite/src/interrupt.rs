@@ -316,7 +316,10 @@ pub fn replaced() -> Vec<PathBuf> {
 /// `ATOMWRITE_TEST_PAUSE_FILE=PATH` set, the process writes `POINT PID` to PATH when it
 /// reaches the point and waits until PATH is removed or a cancel is requested. Points: `batch-linked` (every
 /// temp named, before the data flush), `batch-synced` (before the first rename),
-/// `batch-renamed:N` (after the Nth rename).
+/// `batch-renamed:N` (after the Nth rename); `copy-next:N` (a [`copy_many`] that is no batch,
+/// after its Nth copy).
+///
+/// [`copy_many`]: crate::destination::Destination::copy_many
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod test_hooks {

@@ -74,13 +74,12 @@ impl Bars {
     }
 }
 
-/// Announces each destination to the signal report and lets a signal cancel a batch between
-/// two renames.
+/// Moves the progress bar to each destination and lets a signal cancel a batch between two
+/// renames.
 struct Observer<'a>(&'a Bars);
 
 impl CopyObserver for Observer<'_> {
     fn copying(&mut self, dst: &Destination) {
-        signals::target(dst.path());
         self.0.next(dst);
     }
 
@@ -95,6 +94,12 @@ pub fn run(a: CpArgs) -> CmdResult {
     let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
     let dst = super::open_dest(dst_arg)?;
     super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
+    if a.preserve && !dst.capabilities().modes {
+        return Err(Failure::usage(format!(
+            "-p/--preserve does not apply to `{dst}` ({} store): it has no mode, owner or group",
+            dst.store().as_str()
+        )));
+    }
     let sources = src_args
         .iter()
         .map(|p| super::open_dest(p))
@@ -123,12 +128,17 @@ pub fn run(a: CpArgs) -> CmdResult {
     let targets = sources
         .iter()
         .map(|s| match dst.is_container() {
-            true => dst.join(&s.file_name()),
+            true => dst.join(s.file_name_os()),
             false => atomwrite::destination::open(dst_arg),
         })
         .collect::<Result<Vec<_>, _>>()?;
     if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
+    }
+    // Every destination is announced before the first copy: a signal report names those not
+    // reached yet as not replaced (copies that are no batch run one after another).
+    for t in &targets {
+        signals::target(t.path());
     }
     let report = if many {
         let r = dst.copy_many(&sources, &opts, attrs, &mut Observer(&bars));

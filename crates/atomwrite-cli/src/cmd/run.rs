@@ -98,10 +98,12 @@ impl Producer<'_> {
     }
 
     /// CMD's status: waited for at the end of its output, or now (stopping it first) when the
-    /// write ended before its output did (our own failure).
-    fn finish(&mut self) -> Option<io::Result<ExitStatus>> {
+    /// write ended before its output did (our own failure). The flag says CMD was stopped here:
+    /// its status (killed by SIGTERM) is then our doing, not CMD's failure.
+    fn finish(&mut self) -> Option<(io::Result<ExitStatus>, bool)> {
         let mut child = self.child.take()?;
-        if self.status.is_none() {
+        let stopped = self.status.is_none();
+        if stopped {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_child(&child),
                 rustix::process::Signal::TERM,
@@ -110,7 +112,7 @@ impl Producer<'_> {
             self.status = Some(child.wait());
             signals::CHILD.store(0, Ordering::SeqCst);
         }
-        self.status.take()
+        self.status.take().map(|st| (st, stopped))
     }
 }
 
@@ -261,10 +263,15 @@ fn conclude(
     if let Some(f) = producer.spawn_failure.take() {
         return Err(f);
     }
-    let Some(status) = producer.finish() else {
+    let Some((status, stopped)) = producer.finish() else {
         // CMD never started: the destination failed first.
         return Err(not_run(a, result));
     };
+    if stopped && let Err(e) = result {
+        // The write failed before CMD's output ended (ENOSPC, EIO, ...) and CMD was stopped
+        // because of it: that failure is the truth to report, not the SIGTERM we sent.
+        return Err(write_failure(a, e));
+    }
     check_status(status, &producer.shown, dst)?;
     let shown = &producer.shown;
     match result {
@@ -285,17 +292,20 @@ fn conclude(
                 Path::new(&format!("the output of `{shown}`")),
             ));
         }
-        Err(e) => {
-            let f = Failure::from(e);
-            // --no-clobber lost to a writer that came after the pre-check: a conflict.
-            return Err(if a.opts.no_clobber && f.code == EXIT_CONFLICT {
-                f
-            } else {
-                own_failure(f)
-            });
-        }
+        Err(e) => return Err(write_failure(a, e)),
     }
     Ok(EXIT_OK)
+}
+
+/// The write (or publish) itself failed: exit 125, or 3 when --no-clobber lost to a writer
+/// that came after the pre-check.
+fn write_failure(a: &RunArgs, e: atomwrite::Error) -> Failure {
+    let f = Failure::from(e);
+    if a.opts.no_clobber && f.code == EXIT_CONFLICT {
+        f
+    } else {
+        own_failure(f)
+    }
 }
 
 /// Starts CMD with its stdout piped and `ATOMWRITE_RUN_ID` / `ATOMWRITE_STARTED_AT` in its

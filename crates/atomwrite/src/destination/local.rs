@@ -114,8 +114,15 @@ impl Backend for Local {
         Some(&self.path)
     }
 
-    fn join(&self, name: &str) -> Result<Destination> {
+    fn join(&self, name: &std::ffi::OsStr) -> Result<Destination> {
         Ok(Destination(Box::new(Local::new(self.path.join(name)))))
+    }
+
+    fn name(&self) -> std::ffi::OsString {
+        match self.path.file_name() {
+            Some(n) => n.to_os_string(),
+            None => super::last_segment(&self.shown).into(),
+        }
     }
 
     fn is_container(&self) -> bool {

@@ -175,7 +175,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// The local path, for the fast paths between two local destinations.
     fn local_path(&self) -> Option<&Path>;
     /// The destination `name` inside this one (a directory or a prefix ending in `/`).
-    fn join(&self, name: &str) -> Result<Destination>;
+    fn join(&self, name: &OsStr) -> Result<Destination>;
+    /// The last segment of the path (exact, not lossy) or URL.
+    fn name(&self) -> std::ffi::OsString;
     /// Whether this names a container (a directory, or a URL prefix ending in `/`).
     fn is_container(&self) -> bool;
     /// Whether something exists at this destination now (a create-only pre-check).
@@ -275,23 +277,33 @@ impl Destination {
     }
 
     /// The destination called `name` inside this container (`DIR/name`, `PREFIX/name`).
-    /// `name` must be one non-empty path segment.
-    pub fn join(&self, name: &str) -> Result<Destination> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+    /// `name` must be one non-empty path segment (and UTF-8 for a URL); a local name is used
+    /// byte for byte.
+    pub fn join(&self, name: impl AsRef<OsStr>) -> Result<Destination> {
+        let name = name.as_ref();
+        let b = name.as_encoded_bytes();
+        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
             return Err(Error::other(
                 Op::OpenStore,
                 self.display(),
                 io::ErrorKind::InvalidInput,
-                format!("`{name}` is not a file name"),
+                format!("`{}` is not a file name", name.to_string_lossy()),
             ));
         }
         self.0.join(name)
     }
 
     /// The last segment of the path or URL (`report.csv` for `out/report.csv` and
-    /// `s3://b/out/report.csv`): the name a copy into a container gets.
+    /// `s3://b/out/report.csv`), for display (lossy for a non-UTF-8 local name; see
+    /// [`file_name_os`](Destination::file_name_os)).
     pub fn file_name(&self) -> String {
-        last_segment(self.display())
+        self.0.name().to_string_lossy().into_owned()
+    }
+
+    /// The last segment of the path (byte for byte) or URL: the name a copy into a container
+    /// gets.
+    pub fn file_name_os(&self) -> std::ffi::OsString {
+        self.0.name()
     }
 
     /// Whether something exists at the destination right now (one `lstat` / `HEAD`). Only a
@@ -366,7 +378,7 @@ impl Destination {
     ) -> Result<CopyReport> {
         let mut targets = Vec::with_capacity(sources.len());
         for s in sources {
-            targets.push(self.join(&s.file_name())?);
+            targets.push(self.join(s.file_name_os())?);
         }
         let locals: Option<Vec<&Path>> = sources.iter().map(|s| s.0.local_path()).collect();
         match locals {
@@ -377,6 +389,7 @@ impl Destination {
             _ => {
                 let mut report = CopyReport::default();
                 for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
+                    crate::interrupt::test_point("copy-next", i);
                     observer.copying(t);
                     match t.copy_from(s, opts, attrs) {
                         Ok(c) => report.files.push(c),

@@ -215,7 +215,18 @@ impl Backend for Remote {
         None
     }
 
-    fn join(&self, name: &str) -> Result<Destination> {
+    fn join(&self, name: &std::ffi::OsStr) -> Result<Destination> {
+        let Some(name) = name.to_str() else {
+            return Err(Error::other(
+                Op::OpenStore,
+                &self.url,
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{}` is not UTF-8, and an object key must be",
+                    name.to_string_lossy()
+                ),
+            ));
+        };
         let base = if self.url.ends_with('/') {
             self.url.clone()
         } else {
@@ -224,6 +235,10 @@ impl Backend for Remote {
         Ok(Destination(Box::new(Remote::open(&format!(
             "{base}{name}"
         ))?)))
+    }
+
+    fn name(&self) -> std::ffi::OsString {
+        super::last_segment(&self.url).into()
     }
 
     fn is_container(&self) -> bool {
@@ -253,6 +268,8 @@ impl Backend for Remote {
         }
         let w = Self::write_options(opts);
         let r = block_on(os::write_target(t, &mut SyncReader(input), &w))?;
+        // The object is visible: a signal report from now on says it was replaced.
+        crate::interrupt::note_replaced(self.path());
         Ok(receipt_of(r))
     }
 
@@ -270,6 +287,26 @@ impl Backend for Remote {
     fn open_read(&self) -> Result<(Box<dyn Read + Send>, String)> {
         let (t, key) = self.read_key()?;
         let shown = t.url_of(&key);
+        if let Some(root) = &t.local_root {
+            // `file://`: the object is a local file, read with the source rules of
+            // `open_source` (a symlink planted in a shared sticky directory is not followed,
+            // the final open is O_NOFOLLOW below a directory fd), as `cat` or `cp` would
+            // under fs.protected_symlinks; the object store itself would follow any link.
+            let path = root.join(key.as_ref());
+            let file = crate::open_source(&path)?;
+            let md = file
+                .metadata()
+                .map_err(|e| Error::new(Op::Inspect, &path, e))?;
+            if !md.is_file() {
+                return Err(Error::other(
+                    Op::Read,
+                    &shown,
+                    io::ErrorKind::InvalidInput,
+                    "is not a regular file",
+                ));
+            }
+            return Ok((Box::new(file), shown));
+        }
         Ok((Box::new(ObjectReader::spawn(t, key)), shown))
     }
 
@@ -300,6 +337,8 @@ impl Backend for Remote {
                 ))?
             }
         };
+        // The pointer moved: a signal report from now on says the destination was replaced.
+        crate::interrupt::note_replaced(self.path());
         Ok(published_of(t, out))
     }
 

@@ -1,0 +1,333 @@
+//! Regressions found by an adversarial review of the one-destination re-plumbing (#12): each
+//! test reproduces a problem the CLI had after `destination::open` replaced the per-command
+//! code, and would fail again if it came back.
+//!
+//! Root-only tests (a small tmpfs in a private mount namespace) print why they skip when not
+//! root, and fail instead when `CI=true`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn bin() -> Command {
+    Command::cargo_bin("atomwrite").unwrap()
+}
+
+fn bin_path() -> PathBuf {
+    PathBuf::from(bin().get_program())
+}
+
+fn tmp() -> tempfile::TempDir {
+    match std::env::var_os("TEST_DIR") {
+        Some(d) => tempfile::tempdir_in(d).expect("TEST_DIR must be a writable directory"),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// `true` when the test may run; otherwise prints why it skips (and fails under CI=true).
+fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {what} is not available"
+        );
+        eprintln!("SKIP: {what} is not available");
+    }
+    ok
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn can_mount() -> bool {
+    require(
+        rustix::process::geteuid().is_root() && have("unshare"),
+        "root with unshare (to mount a small tmpfs)",
+    )
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `script` with `sh -c` in a private mount namespace where `$D` is a fresh 64 KiB tmpfs
+/// and `$A` the atomwrite binary.
+fn in_small_tmpfs(dir: &Path, script: &str) -> Out {
+    let script =
+        format!("D=\"$1\"; A=\"$2\"; mount -t tmpfs -o size=64k review \"$D\" && {script}");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(dir)
+        .arg(bin_path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// `run` whose write fails (ENOSPC) while CMD is still producing: the report is the write's
+/// error (operation, path, OS reason, errno in JSON), exit 125 — not "CMD was killed by signal
+/// 15" with exit 143 (the SIGTERM that atomwrite itself sent to stop CMD). DST unchanged, no
+/// temp left. Both for a plain write and for --publish.
+#[test]
+fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
+    if !can_mount() {
+        return;
+    }
+    let d = tmp();
+    for (args, path_in_error) in [("", "f"), ("--publish", "f.versions/v0000000002")] {
+        for json in ["", "--json"] {
+            let out = in_small_tmpfs(
+                d.path(),
+                &format!(
+                    "echo orig > \"$D/f\"; \"$A\" run {json} {args} \"$D/f\" -- head -c 1000000 /dev/zero; \
+                     echo \"rc=$?\"; cat \"$D/f\"; ls -A \"$D\"; ls -A \"$D/f.versions\" 2>/dev/null; true"
+                ),
+            );
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let what = format!(
+                "run {json} {args}: stdout {} stderr {}",
+                out.stdout, out.stderr
+            );
+            assert!(out.stdout.contains("rc=125\n"), "{what}");
+            let err_text = if json.is_empty() {
+                out.stderr.clone()
+            } else {
+                let line = out.stdout.lines().next().unwrap();
+                let v: serde_json::Value = serde_json::from_str(line).expect(&what);
+                assert_eq!(v["error"]["errno"], 28, "{what}");
+                assert_eq!(v["error"]["exit_code"], 125, "{what}");
+                v["error"]["message"].as_str().unwrap().to_string()
+            };
+            assert!(err_text.contains("No space left on device"), "{what}");
+            assert!(err_text.contains(path_in_error), "{what}");
+            assert!(!err_text.contains("signal"), "{what}");
+            assert_eq!(err_text.trim().lines().count(), 1, "{what}");
+            // DST unchanged, nothing else left (a publish may have migrated the file into
+            // version 1, which then is what `f` points at).
+            assert!(out.stdout.contains("orig\n"), "{what}");
+            assert!(!out.stdout.lines().any(|l| l.ends_with(".tmp")), "{what}");
+            assert!(!out.stdout.lines().any(|l| l == "v0000000002"), "{what}");
+        }
+    }
+}
+
+/// Starts `atomwrite ARGS` paused at the test-hooks pause point `point`
+/// (`--features test-hooks`); returns the child and atomwrite's pid once it is there.
+fn start_paused(args: &[String], point: &str, marker: &Path) -> (std::process::Child, i32) {
+    let mut child = bin()
+        .args(args)
+        .env("ATOMWRITE_TEST_PAUSE", point)
+        .env("ATOMWRITE_TEST_PAUSE_FILE", marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..6000 {
+        if let Ok(s) = fs::read_to_string(marker)
+            && let Some((at, pid)) = s.split_once(' ')
+            && let Ok(pid) = pid.parse()
+        {
+            assert_eq!(at, point);
+            return (child, pid);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("atomwrite exited ({st}) before reaching {point}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    panic!("atomwrite never reached {point}");
+}
+
+/// `cp F1 F2 F3 file:///DIR/` (no batch: one upload after another) interrupted by SIGINT after
+/// the first copy: the report says F1 was replaced and F2, F3 were not (text and JSON). It
+/// used to list F1 among "not replaced" although its new contents were visible: an object
+/// store's completed upload was never recorded as a replacement.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn interrupted_copies_to_an_object_store_name_what_was_replaced() {
+    let d = tmp();
+    let (src, out) = (d.path().join("src"), d.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let mut args = vec!["cp".to_string(), "--json".to_string()];
+    for i in 1..=3 {
+        fs::write(src.join(format!("f{i}")), format!("new{i}\n")).unwrap();
+        fs::write(out.join(format!("f{i}")), format!("old{i}\n")).unwrap();
+        args.push(src.join(format!("f{i}")).display().to_string());
+    }
+    let url = |i: usize| format!("file://{}/f{i}", out.display());
+    args.push(format!("file://{}/", out.display()));
+    let marker = d.path().join("pause");
+    let (child, pid) = start_paused(&args, "copy-next:1", &marker);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert_eq!(fs::read_to_string(out.join("f1")).unwrap(), "new1\n");
+    assert_eq!(fs::read_to_string(out.join("f2")).unwrap(), "old2\n");
+    assert_eq!(fs::read_to_string(out.join("f3")).unwrap(), "old3\n");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect(&stdout);
+    assert_eq!(
+        v["error"]["replaced"],
+        serde_json::json!([url(1)]),
+        "{stdout}"
+    );
+    assert_eq!(
+        v["error"]["not_replaced"],
+        serde_json::json!([url(2), url(3)]),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("`{}` were replaced", url(1)))
+            || stderr.contains(&format!("`{}` was replaced", url(1))),
+        "{stderr}"
+    );
+}
+
+/// `cp` into a directory keeps each source's name byte for byte. A non-UTF-8 name used to
+/// become U+FFFD (`x\xff` -> `x\u{fffd}`), so two sources `x\xff` and `x\xfe` were both copied
+/// to one file, the second replacing the first.
+#[test]
+fn cp_into_a_directory_keeps_non_utf8_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let d = tmp();
+    let (a, b) = (OsStr::from_bytes(b"x\xff"), OsStr::from_bytes(b"x\xfe"));
+    fs::write(d.path().join(a), "a\n").unwrap();
+    fs::write(d.path().join(b), "b\n").unwrap();
+    for (i, sources) in [vec![a], vec![a, b]].into_iter().enumerate() {
+        let out = d.path().join(format!("out{i}"));
+        fs::create_dir(&out).unwrap();
+        let o = bin()
+            .current_dir(d.path())
+            .arg("cp")
+            .args(&sources)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut names: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let mut want: Vec<_> = sources.iter().map(|s| s.to_os_string()).collect();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(fs::read(out.join(a)).unwrap(), b"a\n");
+    }
+}
+
+/// `cp -p` to an object store cannot keep a mode, owner or group: a usage error naming the
+/// flag (exit 2), nothing written — not a silent success without them.
+#[test]
+fn cp_preserve_to_an_object_store_is_a_usage_error() {
+    let d = tmp();
+    let src = d.path().join("a");
+    fs::write(&src, "a\n").unwrap();
+    let out_dir = d.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    for dst in [
+        format!("file://{}/a", out_dir.display()),
+        format!("file://{}/", out_dir.display()),
+    ] {
+        let o = bin()
+            .args(["cp", "-p"])
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{dst}: {stderr}");
+        assert!(stderr.contains("--preserve"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert_eq!(fs::read_dir(&out_dir).unwrap().count(), 0, "{dst}");
+    }
+}
+
+/// A `file://` source is read with the rules of a local source: a symlink that uid 65534
+/// planted in a sticky world-writable directory is not followed for root (as `cat` would be
+/// refused under fs.protected_symlinks). The object store itself followed it, so
+/// `cp file:///shared/report out` copied a root-only 0600 file into a world-readable one.
+#[test]
+fn a_file_url_source_follows_no_planted_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (to plant a link as uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let secret = d.path().join("secret");
+    fs::write(&secret, "root only\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = shared.join("report");
+    let st = Command::new("ln")
+        .arg("-s")
+        .arg(&secret)
+        .arg(&link)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d.path().join("out");
+    let o = bin()
+        .arg("cp")
+        .arg(format!("file://{}", link.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("protected_symlinks"), "{stderr}");
+    assert!(!out.exists(), "the secret was copied");
+    // A link of the caller's own is followed, as before.
+    let mine = shared.join("mine");
+    std::os::unix::fs::symlink(&secret, &mine).unwrap();
+    let o = bin()
+        .arg("cp")
+        .arg(format!("file://{}", mine.display()))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(&out).unwrap(), b"root only\n");
+}
