@@ -354,7 +354,7 @@ class AtomicWriter(_io.BufferedIOBase):
     def __init__(self, raw: _native.RawFile, name: str, buffer_size: int) -> None:
         super().__init__()
         self._raw = raw
-        self._buf = _io.BufferedWriter(raw, buffer_size)  # type: ignore[arg-type]
+        self._buf = _io.BufferedWriter(raw, buffer_size)
         self._name = name
         self._receipt: Optional[Receipt] = None
         self._done = False
@@ -394,7 +394,7 @@ class AtomicWriter(_io.BufferedIOBase):
         if self._done:
             raise ValueError("I/O operation on closed file.")
 
-    def write(self, b: Any) -> int:  # type: ignore[override]
+    def write(self, b: Any) -> int:
         self._check()
         if type(b) is bytes and len(b) >= self._BYPASS:
             # Large bytes go straight to the native layer (no copy); the buffered writer is
@@ -494,7 +494,7 @@ class AtomicTextWriter(_io.TextIOWrapper):
         return self.buffer.receipt
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return self.buffer.name
 
     @property
