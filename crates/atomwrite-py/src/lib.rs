@@ -45,19 +45,19 @@ fn os(p: &Path) -> OsString {
 fn kind_errno(k: std::io::ErrorKind) -> i32 {
     use std::io::ErrorKind as K;
     match k {
-        K::AlreadyExists => 17,             // EEXIST
-        K::PermissionDenied => 13,          // EACCES
-        K::NotFound => 2,                   // ENOENT
-        K::WouldBlock => 11,                // EAGAIN
-        K::Interrupted => 4,                // EINTR
-        K::IsADirectory => 21,              // EISDIR
-        K::NotADirectory => 20,             // ENOTDIR
-        K::StorageFull => 28,               // ENOSPC
-        K::ReadOnlyFilesystem => 30,        // EROFS
+        K::AlreadyExists => 17,                 // EEXIST
+        K::PermissionDenied => 13,              // EACCES
+        K::NotFound => 2,                       // ENOENT
+        K::WouldBlock => 11,                    // EAGAIN
+        K::Interrupted => 4,                    // EINTR
+        K::IsADirectory => 21,                  // EISDIR
+        K::NotADirectory => 20,                 // ENOTDIR
+        K::StorageFull => 28,                   // ENOSPC
+        K::ReadOnlyFilesystem => 30,            // EROFS
         K::InvalidInput | K::InvalidData => 22, // EINVAL
-        K::Unsupported => 95,               // EOPNOTSUPP
-        K::TimedOut => 110,                 // ETIMEDOUT
-        _ => 5,                             // EIO
+        K::Unsupported => 95,                   // EOPNOTSUPP
+        K::TimedOut => 110,                     // ETIMEDOUT
+        _ => 5,                                 // EIO
     }
 }
 
@@ -93,10 +93,7 @@ fn py_err(py: Python<'_>, e: atomwrite::Error) -> PyErr {
 }
 
 /// Runs `f` without the GIL and converts its error.
-fn io<T: Send>(
-    py: Python<'_>,
-    f: impl FnOnce() -> atomwrite::Result<T> + Send,
-) -> PyResult<T> {
+fn io<T: Send>(py: Python<'_>, f: impl FnOnce() -> atomwrite::Result<T> + Send) -> PyResult<T> {
     py.detach(f).map_err(|e| py_err(py, e))
 }
 
@@ -209,10 +206,33 @@ fn write(
     let opts = options(durability, mode, no_clobber, follow_symlinks)?;
     let path = path_of(path);
     io(py, || {
-        let r = opts.write(&path, &data)?;
+        let r = write_hashing_aside(&opts, &path, &data)?;
         let m = after_commit(&r, &opts, manifest)?;
         Ok(receipt(&r, m))
     })
+}
+
+/// From this size on, `write` hashes on a second thread while the library writes and syncs.
+const HASH_ASIDE_FROM: usize = 8 << 20;
+
+/// `opts.write(path, data)`; for large data the sha256 is computed on a helper thread over the
+/// same immutable bytes while the library writes and `fsync`s them (the library's own streams
+/// do the same past 8 MiB), so a large write costs max(I/O, hash) instead of their sum. The
+/// receipt carries the hash exactly as if the library had computed it inline.
+fn write_hashing_aside(opts: &Options, path: &Path, data: &[u8]) -> atomwrite::Result<Receipt> {
+    use sha2::Digest;
+    if data.len() < HASH_ASIDE_FROM {
+        return opts.write(path, data);
+    }
+    let unhashed = opts.clone().checksum(false);
+    let (r, sha) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| hex::encode(sha2::Sha256::digest(data)));
+        let r = unhashed.write(path, data);
+        (r, hasher.join().expect("the sha256 thread does not panic"))
+    });
+    let mut r = r?;
+    r.sha256 = Some(sha);
+    Ok(r)
 }
 
 /// An atomic copy of `src` to `dst`, as `atomwrite cp` (see `atomwrite.copy`).
@@ -368,15 +388,15 @@ impl RawFile {
 
     #[pyo3(signature = (offset, whence=0))]
     fn seek(&self, py: Python<'_>, offset: i64, whence: i32) -> PyResult<u64> {
-        let pos = match whence {
-            0 => SeekFrom::Start(
-                u64::try_from(offset)
-                    .map_err(|_| PyValueError::new_err(format!("negative seek position {offset}")))?,
-            ),
-            1 => SeekFrom::Current(offset),
-            2 => SeekFrom::End(offset),
-            _ => return Err(PyValueError::new_err(format!("invalid whence ({whence})"))),
-        };
+        let pos =
+            match whence {
+                0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| {
+                    PyValueError::new_err(format!("negative seek position {offset}"))
+                })?),
+                1 => SeekFrom::Current(offset),
+                2 => SeekFrom::End(offset),
+                _ => return Err(PyValueError::new_err(format!("invalid whence ({whence})"))),
+            };
         let mut g = self.lock();
         let f = g.as_mut().ok_or_else(Self::closed_err)?;
         let dest = f.destination().to_path_buf();
@@ -425,7 +445,10 @@ impl RawFile {
     /// `O_TMPFILE` inode, or once closed).
     #[getter]
     fn temp_path(&self) -> Option<OsString> {
-        self.lock().as_ref()?.temp_path().map(|p| p.into_os_string())
+        self.lock()
+            .as_ref()?
+            .temp_path()
+            .map(|p| p.into_os_string())
     }
 
     /// Publishes the written bytes atomically with the configured durability (GIL released),
