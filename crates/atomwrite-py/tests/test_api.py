@@ -45,6 +45,14 @@ def test_write_bytes_str_and_paths_of_every_kind(d: str) -> None:
     assert temps(os.path.dirname(p)) == []
 
 
+def test_large_write_hash_matches_and_manifest_agrees(d: str) -> None:
+    p = os.path.join(d, "big.bin")
+    data = os.urandom(1 << 20) * 9  # past the size where the hash runs on a helper thread
+    r = atomwrite.write(p, data, manifest=True)
+    assert r.sha256 == sha(data) and r.size == len(data)
+    assert atomwrite.verify(p).ok
+
+
 def test_every_durability_level_is_atomic_and_reported(d: str) -> None:
     p = os.path.join(d, "x")
     for level in ("full", "integrity", "none"):
