@@ -202,11 +202,13 @@ fn write(
     no_clobber: bool,
     follow_symlinks: bool,
     manifest: bool,
+    checksum: bool,
 ) -> PyResult<ReceiptTuple> {
-    let opts = options(durability, mode, no_clobber, follow_symlinks)?;
+    let opts =
+        options(durability, mode, no_clobber, follow_symlinks)?.checksum(checksum || manifest);
     let path = path_of(path);
     io(py, || {
-        let r = write_hashing_aside(&opts, &path, &data)?;
+        let r = write_hashing_aside(&opts, checksum || manifest, &path, &data)?;
         let m = after_commit(&r, &opts, manifest)?;
         Ok(receipt(&r, m))
     })
@@ -219,9 +221,14 @@ const HASH_ASIDE_FROM: usize = 8 << 20;
 /// same immutable bytes while the library writes and `fsync`s them (the library's own streams
 /// do the same past 8 MiB), so a large write costs max(I/O, hash) instead of their sum. The
 /// receipt carries the hash exactly as if the library had computed it inline.
-fn write_hashing_aside(opts: &Options, path: &Path, data: &[u8]) -> atomwrite::Result<Receipt> {
+fn write_hashing_aside(
+    opts: &Options,
+    checksum: bool,
+    path: &Path,
+    data: &[u8],
+) -> atomwrite::Result<Receipt> {
     use sha2::Digest;
-    if data.len() < HASH_ASIDE_FROM {
+    if data.len() < HASH_ASIDE_FROM || !checksum {
         return opts.write(path, data);
     }
     let unhashed = opts.clone().checksum(false);
@@ -310,12 +317,31 @@ impl RawFile {
     fn closed_err() -> PyErr {
         PyValueError::new_err("I/O operation on closed file.")
     }
+
+    /// Runs `f` on the open file without the GIL. The mutex is taken and released inside the
+    /// GIL-free section, never held while waiting for the GIL: a thread holding the GIL that
+    /// waits for the mutex cannot deadlock with a holder that needs the GIL back.
+    fn with_file<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut AtomicFile) -> atomwrite::Result<T> + Send,
+    ) -> PyResult<T> {
+        match py.detach(|| self.lock().as_mut().map(f)) {
+            None => Err(Self::closed_err()),
+            Some(r) => r.map_err(|e| py_err(py, e)),
+        }
+    }
+
+    /// Takes the file out (closing this object), without the GIL.
+    fn take(&self, py: Python<'_>) -> Option<AtomicFile> {
+        py.detach(|| self.lock().take())
+    }
 }
 
 #[pymethods]
 impl RawFile {
     #[new]
-    #[pyo3(signature = (path, durability, mode, no_clobber, follow_symlinks, manifest, size_hint=None))]
+    #[pyo3(signature = (path, durability, mode, no_clobber, follow_symlinks, manifest, size_hint=None, checksum=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -326,8 +352,10 @@ impl RawFile {
         follow_symlinks: bool,
         manifest: bool,
         size_hint: Option<u64>,
+        checksum: bool,
     ) -> PyResult<RawFile> {
-        let mut opts = options(durability, mode, no_clobber, follow_symlinks)?;
+        let mut opts =
+            options(durability, mode, no_clobber, follow_symlinks)?.checksum(checksum || manifest);
         if let Some(n) = size_hint {
             opts = opts.size_hint(n);
         }
@@ -380,9 +408,7 @@ impl RawFile {
                 .call1((data,))?
                 .extract()?,
         };
-        let mut g = self.lock();
-        let f = g.as_mut().ok_or_else(Self::closed_err)?;
-        io(py, || f.write_all_bytes(&bytes))?;
+        self.with_file(py, |f| f.write_all_bytes(&bytes))?;
         Ok(bytes.len())
     }
 
@@ -397,12 +423,9 @@ impl RawFile {
                 2 => SeekFrom::End(offset),
                 _ => return Err(PyValueError::new_err(format!("invalid whence ({whence})"))),
             };
-        let mut g = self.lock();
-        let f = g.as_mut().ok_or_else(Self::closed_err)?;
-        let dest = f.destination().to_path_buf();
-        io(py, || {
+        self.with_file(py, |f| {
             f.seek(pos)
-                .map_err(|e| atomwrite::Error::new(atomwrite::Op::Seek, &dest, e))
+                .map_err(|e| atomwrite::Error::new(atomwrite::Op::Seek, f.destination(), e))
         })
     }
 
@@ -417,9 +440,7 @@ impl RawFile {
             Some(s) => s,
             None => self.tell(py)?,
         };
-        let mut g = self.lock();
-        let f = g.as_mut().ok_or_else(Self::closed_err)?;
-        io(py, || f.set_len(size))?;
+        self.with_file(py, |f| f.set_len(size))?;
         Ok(size)
     }
 
@@ -455,7 +476,7 @@ impl RawFile {
     /// then writes the manifest if asked. The file is closed afterwards, whether it succeeded
     /// or not; on failure the temporary file is removed and the destination is untouched.
     fn commit(&self, py: Python<'_>) -> PyResult<ReceiptTuple> {
-        let f = self.lock().take().ok_or_else(Self::closed_err)?;
+        let f = self.take(py).ok_or_else(Self::closed_err)?;
         let (opts, manifest) = (&self.opts, self.manifest);
         io(py, move || {
             let r = f.commit()?;
@@ -466,7 +487,7 @@ impl RawFile {
 
     /// Removes the temporary file; the destination is untouched. A no-op once closed.
     fn discard(&self, py: Python<'_>) -> PyResult<()> {
-        match self.lock().take() {
+        match self.take(py) {
             Some(f) => io(py, move || f.discard()),
             None => Ok(()),
         }
@@ -501,8 +522,10 @@ impl NativeBatch {
         no_clobber: bool,
         follow_symlinks: bool,
         manifest: bool,
+        checksum: bool,
     ) -> PyResult<NativeBatch> {
-        let opts = options(durability, mode, no_clobber, follow_symlinks)?;
+        let opts =
+            options(durability, mode, no_clobber, follow_symlinks)?.checksum(checksum || manifest);
         Ok(NativeBatch {
             batch: Mutex::new(Some(Batch::new(opts.clone()))),
             opts,
@@ -513,11 +536,13 @@ impl NativeBatch {
     /// Adds a file (written to its temporary now, published at commit).
     fn add(&self, py: Python<'_>, path: Vec<u8>, data: PyBackedBytes) -> PyResult<()> {
         let path = path_of(path);
-        let mut g = self.lock();
-        let b = g
-            .as_mut()
-            .ok_or_else(|| PyValueError::new_err("the batch was already committed or discarded"))?;
-        io(py, || b.add(&path, &data))
+        // The mutex is taken inside the GIL-free section (see `RawFile::with_file`).
+        match py.detach(|| self.lock().as_mut().map(|b| b.add(&path, &data))) {
+            None => Err(PyValueError::new_err(
+                "the batch was already committed or discarded",
+            )),
+            Some(r) => r.map_err(|e| py_err(py, e)),
+        }
     }
 
     fn __len__(&self) -> usize {
@@ -526,9 +551,8 @@ impl NativeBatch {
 
     /// Publishes every file: `(receipts, dir_syncs, data_syncs)`.
     fn commit(&self, py: Python<'_>) -> PyResult<(Vec<ReceiptTuple>, usize, usize)> {
-        let b = self
-            .lock()
-            .take()
+        let b = py
+            .detach(|| self.lock().take())
             .ok_or_else(|| PyValueError::new_err("the batch was already committed or discarded"))?;
         let (opts, manifest) = (&self.opts, self.manifest);
         io(py, move || {
@@ -544,9 +568,7 @@ impl NativeBatch {
 
     /// Removes every temporary file; no destination is touched.
     fn discard(&self, py: Python<'_>) {
-        if let Some(b) = self.lock().take() {
-            py.detach(move || drop(b));
-        }
+        py.detach(|| drop(self.lock().take()));
     }
 }
 

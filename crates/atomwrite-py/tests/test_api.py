@@ -53,6 +53,18 @@ def test_large_write_hash_matches_and_manifest_agrees(d: str) -> None:
     assert atomwrite.verify(p).ok
 
 
+def test_checksum_false_skips_the_hash(d: str) -> None:
+    p = os.path.join(d, "nohash")
+    for data in (b"small", os.urandom(9 << 20)):
+        r = atomwrite.write(p, data, checksum=False)
+        assert r.sha256 is None and r.size == len(data)
+        with atomwrite.open(p, "wb", checksum=False) as f:
+            f.write(data)
+        assert f.receipt is not None and f.receipt.sha256 is None
+    r = atomwrite.write(p, b"x", checksum=False, manifest=True)  # a manifest needs the hash
+    assert r.sha256 == sha(b"x") and atomwrite.verify(p).ok
+
+
 def test_every_durability_level_is_atomic_and_reported(d: str) -> None:
     p = os.path.join(d, "x")
     for level in ("full", "integrity", "none"):

@@ -306,6 +306,44 @@ def test_threads_write_concurrently(d: str) -> None:
     assert temps(d) == []
 
 
+def test_one_file_object_shared_by_threads(d: str) -> None:
+    # Several threads write whole chunks into one file object (large chunks go straight to the
+    # native layer, small ones through the buffer) while another polls it: no deadlock between
+    # the GIL and the file's lock, every chunk lands whole, the receipt counts them all.
+    p = os.path.join(d, "shared.bin")
+    chunks = {i: bytes([i]) * ((64 << 10) if i % 2 else 100) for i in range(1, 9)}
+    f = atomwrite.open(p, "wb", durability="none")
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            f.closed, f.temp_path  # noqa: B018
+
+    def worker(i: int) -> None:
+        for _ in range(50):
+            f.write(chunks[i])
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    stop.set()
+    poller.join()
+    f.close()
+    data = open(p, "rb").read()
+    assert len(data) == 50 * sum(len(c) for c in chunks.values())
+    assert f.receipt is not None and f.receipt.size == len(data)
+    pos = 0
+    while pos < len(data):  # a concatenation of whole chunks
+        c = chunks[data[pos]]
+        assert data[pos : pos + len(c)] == c, f"torn chunk at {pos}"
+        pos += len(c)
+
+
 def test_gil_is_released_while_waiting_for_another_publisher(d: str) -> None:
     # Deterministic: the publisher thread blocks inside the library until this thread (which
     # needs the GIL to run at all) releases the lock. A GIL held during the wait would

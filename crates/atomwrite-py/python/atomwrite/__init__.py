@@ -262,6 +262,7 @@ def write(
     manifest: bool = False,
     encoding: Optional[str] = None,
     errors: Optional[str] = None,
+    checksum: bool = True,
 ) -> Receipt:
     """Replaces (or creates) ``path`` with ``data``, atomically and durably.
 
@@ -277,6 +278,8 @@ def write(
     target and keeps the link; ``False`` replaces the link itself with a regular file (the
     CLI's ``--no-follow``), leaving the target untouched. ``manifest=True`` also writes
     ``PATH.manifest.json`` (size, sha256) after the data, which ``verify`` checks.
+    ``checksum=False`` skips the sha256 (``Receipt.sha256`` is then ``None``); it is computed
+    by default, on a second thread for large data.
 
     On failure an ``OSError`` subclass is raised, the destination is unchanged and no
     temporary file remains.
@@ -291,6 +294,7 @@ def write(
             no_clobber,
             follow_symlinks,
             manifest,
+            checksum,
         )
     )
 
@@ -558,6 +562,7 @@ def open(
     follow_symlinks: bool = ...,
     manifest: bool = ...,
     size_hint: Optional[int] = ...,
+    checksum: bool = ...,
 ) -> AtomicWriter: ...
 
 
@@ -576,6 +581,7 @@ def open(
     follow_symlinks: bool = ...,
     manifest: bool = ...,
     size_hint: Optional[int] = ...,
+    checksum: bool = ...,
 ) -> AtomicTextWriter: ...
 
 
@@ -593,6 +599,7 @@ def open(  # noqa: A001 - deliberately mirrors builtins.open
     follow_symlinks: bool = True,
     manifest: bool = False,
     size_hint: Optional[int] = None,
+    checksum: bool = True,
 ) -> Union[AtomicWriter, AtomicTextWriter]:
     """Opens ``path`` for an atomic write: a real file object whose contents replace (or
     create) ``path`` when it is closed.
@@ -624,7 +631,9 @@ def open(  # noqa: A001 - deliberately mirrors builtins.open
     if binary and (encoding is not None or errors is not None or newline is not None):
         raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
     dst = _local(path)
-    raw = _native.RawFile(dst, durability, perms, no_clobber, follow_symlinks, manifest, size_hint)
+    raw = _native.RawFile(
+        dst, durability, perms, no_clobber, follow_symlinks, manifest, size_hint, checksum
+    )
     if buffering in (-1, 0, 1):
         buffering = _io.DEFAULT_BUFFER_SIZE * 8
     name = _os.fsdecode(path) if not isinstance(path, int) else str(path)
@@ -670,8 +679,11 @@ class Batch:
         no_clobber: bool = False,
         follow_symlinks: bool = True,
         manifest: bool = False,
+        checksum: bool = True,
     ) -> None:
-        self._b = _native.NativeBatch(durability, mode, no_clobber, follow_symlinks, manifest)
+        self._b = _native.NativeBatch(
+            durability, mode, no_clobber, follow_symlinks, manifest, checksum
+        )
         self.receipts: List[Receipt] = []
         self.dir_syncs = 0
         self.data_syncs = 0

@@ -38,6 +38,7 @@ def write(
     no_clobber: bool,
     follow_symlinks: bool,
     manifest: bool,
+    checksum: bool,
 ) -> _Receipt: ...
 def copy(
     src: bytes,
@@ -78,6 +79,7 @@ class RawFile:
         follow_symlinks: bool,
         manifest: bool,
         size_hint: Optional[int] = None,
+        checksum: bool = True,
     ) -> None: ...
     @property
     def destination(self) -> str: ...
@@ -108,6 +110,7 @@ class NativeBatch:
         no_clobber: bool,
         follow_symlinks: bool,
         manifest: bool,
+        checksum: bool,
     ) -> None: ...
     def add(self, path: bytes, data: bytes) -> None: ...
     def __len__(self) -> int: ...
