@@ -281,7 +281,7 @@ def main() -> None:
     root = a.dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "target")
     os.makedirs(root, exist_ok=True)
     base = tempfile.mkdtemp(prefix="atomwrite-py-bench-", dir=root)
-    r4k, r64m, rb, nfiles = (20, 2, 1, 200) if a.quick else (200, 7, 3, 1000)
+    r4k, r64m, rb, nfiles = (20, 2, 1, 200) if a.quick else (200, 15, 3, 1000)
     t_start = time.time()
     load0 = os.getloadavg()
     try:
