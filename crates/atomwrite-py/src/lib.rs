@@ -814,8 +814,215 @@ fn run_id() -> &'static str {
     atomwrite::process_run_id()
 }
 
+/// Object-store URLs, through the library's `atomwrite::object` (the CLI's backend).
+#[cfg(feature = "object-store")]
+mod url {
+    use super::*;
+    use atomwrite::object::{self, ErrorKind, PublishOptions, WriteOptions, blocking};
+
+    fn errno_of(k: ErrorKind) -> i32 {
+        match k {
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => 17, // EEXIST
+            ErrorKind::NotFound => 2,                             // ENOENT
+            ErrorKind::InvalidUrl => 22,                          // EINVAL
+            ErrorKind::Unsupported => 95,                         // EOPNOTSUPP
+            _ => 5,                                               // EIO
+        }
+    }
+
+    /// The Python exception for an object-store error: an `OSError` subclass by errno with
+    /// `filename` = the URL; a lost compare-and-swap is `ConflictError` with `expected` and
+    /// `actual` (read with one more request right after the conflict).
+    fn url_err(py: Python<'_>, e: object::Error, expected: Option<u64>) -> PyErr {
+        let errno = errno_of(e.error_kind());
+        let args = (errno, e.to_string(), e.url().to_string());
+        let cas = expected.filter(|_| e.error_kind() == ErrorKind::Conflict);
+        let err = match (cas, CONFLICT_ERROR.get(py)) {
+            (Some(_), Some(t)) => match t.bind(py).call1(args) {
+                Ok(v) => PyErr::from_value(v),
+                Err(e) => e,
+            },
+            _ => PyOSError::new_err(args),
+        };
+        let v = err.value(py);
+        let _ = v.setattr("op", e.op().to_string());
+        let _ = v.setattr("hint", None::<String>);
+        if let Some(want) = cas {
+            let url = e.url().to_string();
+            let actual = py
+                .detach(|| blocking::latest_url(&url))
+                .ok()
+                .map(|v| v.map_or(0, |v| v.version));
+            let _ = v.setattr("expected", want);
+            let _ = v.setattr("actual", actual);
+        }
+        err
+    }
+
+    fn receipt_of(r: &object::Receipt, manifest: Option<String>) -> ReceiptTuple {
+        let t = r
+            .written_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        (
+            OsString::from(&r.url),
+            r.size,
+            Some(r.sha256.clone()),
+            t.as_secs(),
+            t.subsec_micros(),
+            r.run_id.clone(),
+            "store",
+            None,
+            manifest.map(OsString::from),
+        )
+    }
+
+    /// `atomwrite.write(URL, data)`: one atomic PUT (or multipart upload), as the CLI's write.
+    #[pyfunction]
+    pub fn url_write(
+        py: Python<'_>,
+        url: String,
+        data: PyBackedBytes,
+        no_clobber: bool,
+        manifest: bool,
+    ) -> PyResult<ReceiptTuple> {
+        let opts = WriteOptions {
+            create_only: no_clobber,
+            manifest,
+            ..WriteOptions::default()
+        };
+        let r = py
+            .detach(|| blocking::write_url(&url, &data[..], &opts))
+            .map_err(|e| url_err(py, e, None))?;
+        let m = manifest.then(|| format!("{url}.manifest.json"));
+        Ok(receipt_of(&r, m))
+    }
+
+    /// `atomwrite.publish(URL, data)`: a new version behind the store's pointer.
+    #[pyfunction]
+    pub fn url_publish(
+        py: Python<'_>,
+        url: String,
+        data: PyBackedBytes,
+        keep: Option<usize>,
+        expect: Option<u64>,
+    ) -> PyResult<PublishedTuple> {
+        let opts = PublishOptions::new().expect(expect).keep(keep);
+        let (r, parent) = py
+            .detach(|| {
+                let r = blocking::publish_url(&url, &data[..], &opts)?;
+                // The version this one replaced, as its manifest records it.
+                let parent = blocking::versions_url(&url)?
+                    .into_iter()
+                    .find(|v| Some(v.version) == r.version)
+                    .and_then(|v| v.parent);
+                Ok((r, parent))
+            })
+            .map_err(|e| url_err(py, e, expect))?;
+        Ok((
+            OsString::from(&url),
+            r.version.unwrap_or(0),
+            parent.unwrap_or(0),
+            OsString::from(&r.url),
+            r.size,
+            r.sha256,
+            None,
+            Vec::new(),
+            Vec::new(),
+        ))
+    }
+
+    fn version_of(v: object::VersionInfo) -> VersionTuple {
+        (
+            v.version,
+            OsString::from(v.url),
+            v.current,
+            !v.published,
+            "file",
+            Some(v.size),
+            Some(v.sha256),
+            Some(v.written_at),
+            Some(v.run_id),
+            None,
+        )
+    }
+
+    /// The current version behind `url`'s pointer, or `None`.
+    #[pyfunction]
+    pub fn url_latest(py: Python<'_>, url: String) -> PyResult<Option<VersionTuple>> {
+        let v = py
+            .detach(|| blocking::latest_url(&url))
+            .map_err(|e| url_err(py, e, None))?;
+        Ok(v.map(|mut v| {
+            v.current = true;
+            version_of(v)
+        }))
+    }
+
+    /// Every version under `url`, oldest first: `(versions, current)`.
+    #[pyfunction]
+    pub fn url_versions(py: Python<'_>, url: String) -> PyResult<(Vec<VersionTuple>, u64)> {
+        let mut vs = py
+            .detach(|| blocking::versions_url(&url))
+            .map_err(|e| url_err(py, e, None))?;
+        vs.sort_by_key(|v| v.version);
+        let current = vs.iter().find(|v| v.current).map_or(0, |v| v.version);
+        Ok((vs.into_iter().map(version_of).collect(), current))
+    }
+
+    /// Checks the object at `url` (or the current version) against its manifest.
+    #[pyfunction]
+    pub fn url_verify(py: Python<'_>, url: String) -> VerifyTuple {
+        match py.detach(|| blocking::verify_url(&url)) {
+            Ok(r) => (
+                OsString::from(&url),
+                OsString::from(&r.url),
+                OsString::from(format!("{}.manifest.json", r.url)),
+                if r.ok { "ok" } else { "mismatch" },
+                format!(
+                    "{} bytes, sha256 {} (manifest: {} bytes, sha256 {})",
+                    r.actual_size, r.actual_sha256, r.expected_size, r.expected_sha256
+                ),
+                Some(r.actual_size),
+                Some(r.actual_sha256),
+                Some(r.expected_size),
+                Some(r.expected_sha256),
+            ),
+            Err(e) => (
+                OsString::from(&url),
+                OsString::from(&url),
+                OsString::from(format!("{url}.manifest.json")),
+                match e.error_kind() {
+                    ErrorKind::NotFound => "missing_manifest",
+                    ErrorKind::Corrupt => "bad_manifest",
+                    _ => "missing_data",
+                },
+                e.to_string(),
+                None,
+                None,
+                None,
+                None,
+            ),
+        }
+    }
+
+    pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_function(wrap_pyfunction!(url_write, m)?)?;
+        m.add_function(wrap_pyfunction!(url_publish, m)?)?;
+        m.add_function(wrap_pyfunction!(url_latest, m)?)?;
+        m.add_function(wrap_pyfunction!(url_versions, m)?)?;
+        m.add_function(wrap_pyfunction!(url_verify, m)?)?;
+        m.add("OBJECT_STORE", true)?;
+        Ok(())
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(feature = "object-store")]
+    url::register(m)?;
+    #[cfg(not(feature = "object-store"))]
+    m.add("OBJECT_STORE", false)?;
     m.add_function(wrap_pyfunction!(_set_conflict_error, m)?)?;
     m.add_function(wrap_pyfunction!(classify, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;

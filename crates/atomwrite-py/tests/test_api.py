@@ -407,8 +407,40 @@ def test_urls_are_dispatched_not_written_as_local_files(
     monkeypatch.chdir(d)
     with pytest.raises(ValueError, match="s3://bucket/k"):
         atomwrite.write("s3:/bucket/k", b"x")  # a typo, never a local file named `s3:`
-    with pytest.raises(NotImplementedError):
-        atomwrite.write("memory:///k", b"x")
+    for fn in (
+        lambda: atomwrite.open("memory:///k", "wb"),
+        lambda: atomwrite.copy(os.path.join(d, "x"), "memory:///k"),
+        lambda: atomwrite.Batch().write("memory:///k", b"x"),
+        lambda: atomwrite.clean("memory:///k"),
+    ):
+        with pytest.raises(NotImplementedError):
+            fn()
     assert entries(d) == []
     atomwrite.write("./s3:/k", b"x")  # the escape hatch: a local directory named `s3:`
     assert open(os.path.join(d, "s3:", "k"), "rb").read() == b"x"
+
+
+@pytest.mark.skipif(not atomwrite._native.OBJECT_STORE, reason="built without object-store")
+def test_object_store_urls_write_publish_latest_versions_verify(d: str) -> None:
+    for base in ("file://" + d, "memory://"):
+        url = base + "/obj.txt"
+        r = atomwrite.write(url, "hello", manifest=True)
+        assert (r.path, r.size, r.sha256, r.durability) == (url, 5, sha(b"hello"), "store")
+        assert atomwrite.verify(url).ok
+        with pytest.raises(FileExistsError) as e:
+            atomwrite.write(url, b"again", no_clobber=True)
+        assert e.value.errno == 17 and e.value.filename == url
+        pub = base + "/model.bin"
+        assert atomwrite.latest(pub) is None
+        p1 = atomwrite.publish(pub, b"v1", expect=0)
+        p2 = atomwrite.publish(pub, b"v2", expect=1, keep=5)
+        assert (p1.version, p2.version, p2.previous, p2.sha256) == (1, 2, 1, sha(b"v2"))
+        with pytest.raises(atomwrite.ConflictError) as c:
+            atomwrite.publish(pub, b"stale", expect=1)
+        assert (c.value.expected, c.value.actual) == (1, 2)
+        lt = atomwrite.latest(pub)
+        assert lt is not None and lt.version == 2 and lt.sha256 == sha(b"v2")
+        vs = atomwrite.versions(pub)
+        assert [v.version for v in vs.versions] == [1, 2] and vs.current == 2
+        assert atomwrite.verify(pub).ok
+    assert open(os.path.join(d, "obj.txt"), "rb").read() == b"hello"

@@ -31,6 +31,7 @@ makes each file atomic and all durable together, not all-or-nothing; publish a d
 
 from __future__ import annotations
 
+import builtins as _builtins
 import datetime as _dt
 import io as _io
 import os as _os
@@ -62,6 +63,8 @@ __all__ = [
     "AtomicTextWriter",
     "Durability",
 ]
+
+_builtin_open = _builtins.open
 
 StrPath = Union[str, bytes, "_os.PathLike[str]", "_os.PathLike[bytes]"]
 Durability = Literal["full", "integrity", "none"]
@@ -220,23 +223,36 @@ def _receipt(t: Tuple[Any, ...]) -> Receipt:
     )
 
 
-def _local(path: StrPath) -> bytes:
-    """The one place a destination is dispatched: a local path (returned as bytes for the
-    native layer) or an object-store URL.
+def _url(path: StrPath) -> Optional[str]:
+    """The one place a destination is dispatched: ``None`` for a local path, the URL for an
+    object-store destination.
 
-    URLs (``s3://``, ``gs://``, ``az://``, ``file://``, ``memory://``) are recognised with the
+    URLs (``s3://``, ``gs://``, ``az://``, ``file:///``, ``memory://``) are recognised with the
     CLI's rules, and a typo such as ``s3:/bucket/key`` is a ``ValueError`` rather than a local
-    file named ``s3:``. This build serves local paths only; a URL raises
-    ``NotImplementedError`` naming the ``atomwrite`` CLI, which serves it.
+    file named ``s3:`` (``./s3:/key`` names that local file). A package built without the
+    ``object-store`` feature raises ``NotImplementedError`` for a URL.
     """
     b = _os.fsencode(path)
     scheme = _native.classify(b)
-    if scheme is not None:
+    if scheme is None:
+        return None
+    if not _native.OBJECT_STORE:
         raise NotImplementedError(
-            f"{_os.fsdecode(b)!r}: object-store URLs ({scheme}://) are not served by this "
-            "build of the Python package yet; use the atomwrite command line for them"
+            f"{_os.fsdecode(b)!r}: this build of atomwrite has no object-store support "
+            "(rebuild with the default 'object-store' feature)"
         )
-    return b
+    return b.decode("utf-8")  # classify() accepts only UTF-8 URLs
+
+
+def _local(path: StrPath, what: str = "this function") -> bytes:
+    """``path`` as bytes for the native layer; a URL raises ``NotImplementedError`` for the
+    functions that serve local files only."""
+    if _url(path) is not None:
+        raise NotImplementedError(
+            f"{_os.fsdecode(path)!r}: {what} serves local paths only; for object-store URLs "
+            "use write(), publish(), latest(), versions() and verify()"
+        )
+    return _os.fsencode(path)
 
 
 def _data(data: Data, encoding: Optional[str], errors: Optional[str]) -> bytes:
@@ -283,8 +299,18 @@ def write(
 
     On failure an ``OSError`` subclass is raised, the destination is unchanged and no
     temporary file remains.
+
+    ``path`` may be an object-store URL (``s3://bucket/key``, ``gs://``, ``az://``,
+    ``file:///``, ``memory://``), written as the CLI does: one atomic PUT (multipart for large
+    data; readers see the old or the new object, never a part), create-only with
+    ``If-None-Match`` for ``no_clobber=True``, a ``KEY.manifest.json`` with ``manifest=True``.
+    Durability is then the store's (an acknowledged PUT is durable; ``Receipt.durability`` is
+    ``"store"``); ``mode`` and ``follow_symlinks`` do not apply.
     """
-    dst = _local(path)
+    url = _url(path)
+    if url is not None:
+        return _receipt(_native.url_write(url, _data(data, encoding, errors), no_clobber, manifest))
+    dst = _os.fsencode(path)
     return _receipt(
         _native.write(
             dst,
@@ -321,8 +347,8 @@ def copy(
     ``src`` is opened as a careful ``cp`` would: another user's symlink in a sticky directory
     is not followed, and a FIFO is never blocked on. Same guarantees and errors as ``write``.
     """
-    s = _os.fsencode(src)
-    d = _local(dst)
+    s = _local(src, "copy()")
+    d = _local(dst, "copy()")
     return _receipt(
         _native.copy(
             s, d, durability, mode, no_clobber, follow_symlinks, manifest, preserve, checksum
@@ -630,7 +656,7 @@ def open(  # noqa: A001 - deliberately mirrors builtins.open
         no_clobber = True
     if binary and (encoding is not None or errors is not None or newline is not None):
         raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
-    dst = _local(path)
+    dst = _local(path, "open()")
     raw = _native.RawFile(
         dst, durability, perms, no_clobber, follow_symlinks, manifest, size_hint, checksum
     )
@@ -698,7 +724,7 @@ class Batch:
     ) -> None:
         """Adds ``path`` with ``data`` (written to a temporary file now, published at the
         commit)."""
-        self._b.add(_local(path), _data(data, encoding, errors))
+        self._b.add(_local(path, "Batch"), _data(data, encoding, errors))
 
     def __len__(self) -> int:
         return len(self._b)
@@ -754,22 +780,35 @@ def publish(
     versions without an atomwrite manifest, and versions newer than the current one, are never
     removed. Publishers of one destination run one after another (``wait_timeout`` seconds at
     most, then ``BlockingIOError``).
+
+    For an object-store URL (``data`` or ``from_path=``): the CLI's protocol (create-only
+    version objects with manifests, a pointer moved by compare-and-swap); ``expect`` is exact
+    there too, and ``ConflictError.actual`` is read right after the conflict.
     """
     given = sum(x is not None for x in (data, from_path, dir))
     if given != 1:
         raise TypeError("publish() takes exactly one of data, from_path= or dir=")
-    dst = _local(path)
-    t = _native.publish(
-        dst,
-        _data(data, encoding, None) if data is not None else None,
-        _os.fsencode(from_path) if from_path is not None else None,
-        _os.fsencode(dir) if dir is not None else None,
-        keep,
-        expect,
-        durability,
-        mode,
-        wait_timeout,
-    )
+    url = _url(path)
+    if url is not None:
+        if dir is not None:
+            raise NotImplementedError(f"{url!r}: directory versions are published to local paths only")
+        if from_path is not None:
+            with _builtin_open(_local(from_path, "publish(from_path=)"), "rb") as f:
+                data = f.read()
+        assert data is not None
+        t = _native.url_publish(url, _data(data, encoding, None), keep, expect)
+    else:
+        t = _native.publish(
+            _os.fsencode(path),
+            _data(data, encoding, None) if data is not None else None,
+            _local(from_path, "publish(from_path=)") if from_path is not None else None,
+            _local(dir, "publish(dir=)") if dir is not None else None,
+            keep,
+            expect,
+            durability,
+            mode,
+            wait_timeout,
+        )
     d, version, previous, p, size, sha, migrated, removed, warnings = t
     return Published(d, version, previous, p, size, sha, migrated, tuple(removed), tuple(warnings))
 
@@ -778,7 +817,11 @@ def latest(path: StrPath) -> Optional[Version]:
     """The version ``path`` points at now, from one ``readlink`` (atomic); ``None`` when
     nothing was published. Not promised to still be current when you use it: act on it with
     ``publish(..., expect=v.version)``."""
-    r = _native.latest(_local(path))
+    url = _url(path)
+    if url is not None:
+        v = _native.url_latest(url)
+        return Version(*v) if v is not None else None
+    r = _native.latest(_os.fsencode(path))
     if r is None:
         return None
     version, p = r
@@ -789,7 +832,11 @@ def latest(path: StrPath) -> Optional[Version]:
 def versions(path: StrPath) -> VersionList:
     """Every version of ``path``, oldest first, with what its manifest records (read once,
     without the publishers' lock: a publish in progress is listed as ``pending``)."""
-    vs, current, ignored = _native.versions(_local(path))
+    url = _url(path)
+    if url is not None:
+        uvs, ucurrent = _native.url_versions(url)
+        return VersionList(tuple(Version(*v) for v in uvs), ucurrent)
+    vs, current, ignored = _native.versions(_os.fsencode(path))
     return VersionList(tuple(Version(*v) for v in vs), current, tuple(ignored))
 
 
@@ -798,7 +845,10 @@ def verify(path: StrPath) -> VerifyResult:
     points at) and compares them with its manifest. Never raises for what it finds: a torn
     data/manifest pair, a missing manifest or missing data is a ``VerifyResult`` whose
     ``ok`` is false. Cannot tell whether matching bytes are *right*."""
-    return VerifyResult(*_native.verify(_local(path)))
+    url = _url(path)
+    if url is not None:
+        return VerifyResult(*_native.url_verify(url))
+    return VerifyResult(*_native.verify(_os.fsencode(path)))
 
 
 def clean(
@@ -819,7 +869,7 @@ def clean(
     of a crashed publish are removed; never one a live writer or publisher holds; symlinks are
     never followed; nothing is created (``dry_run=True`` works read-only).
     """
-    b = _local(path)
+    b = _local(path, "clean()")
     if _os.path.isdir(b) and not _os.path.islink(b):
         r = _native.clean(b, float(older_than), dry_run, recursive)
         removed, nbytes, leftovers, lbytes, locked, busy, young, warnings = r
