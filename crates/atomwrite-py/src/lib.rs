@@ -686,11 +686,10 @@ type VersionTuple = (
     Option<String>,
 );
 
-/// Every version of `dst`, oldest first: `(versions, current, ignored)`.
-#[pyfunction]
-fn versions(py: Python<'_>, dst: Vec<u8>) -> PyResult<(Vec<VersionTuple>, u64, Vec<OsString>)> {
-    let dst = path_of(dst);
-    let l = io(py, || atomwrite::versions(&dst))?;
+/// `(versions, current, ignored)`.
+type VersionsTuple = (Vec<VersionTuple>, u64, Vec<OsString>);
+
+fn version_list(l: atomwrite::VersionList) -> VersionsTuple {
     let vs = l
         .versions
         .into_iter()
@@ -712,7 +711,14 @@ fn versions(py: Python<'_>, dst: Vec<u8>) -> PyResult<(Vec<VersionTuple>, u64, V
             )
         })
         .collect();
-    Ok((vs, l.current, l.ignored.iter().map(|p| os(p)).collect()))
+    (vs, l.current, l.ignored.iter().map(|p| os(p)).collect())
+}
+
+/// Every version of `dst`, oldest first: `(versions, current, ignored)`.
+#[pyfunction]
+fn versions(py: Python<'_>, dst: Vec<u8>) -> PyResult<VersionsTuple> {
+    let dst = path_of(dst);
+    Ok(version_list(io(py, || atomwrite::versions(&dst))?))
 }
 
 /// `(path, data_path, manifest_path, status, detail, size, sha256, expected_size,
@@ -733,7 +739,10 @@ type VerifyTuple = (
 #[pyfunction]
 fn verify(py: Python<'_>, path: Vec<u8>) -> VerifyTuple {
     let path = path_of(path);
-    let v = py.detach(|| atomwrite::verify(&path));
+    verification(&py.detach(|| atomwrite::verify(&path)))
+}
+
+fn verification(v: &atomwrite::Verification) -> VerifyTuple {
     (
         os(&v.path),
         os(&v.data_path),
@@ -814,67 +823,56 @@ fn run_id() -> &'static str {
     atomwrite::process_run_id()
 }
 
-/// Object-store URLs, through the library's `atomwrite::object` (the CLI's backend).
+/// Object-store URLs, through the library's one destination interface
+/// (`atomwrite::destination`, the CLI's too): the same `Options`, `Publisher`, receipts and
+/// errors as local paths.
 #[cfg(feature = "object-store")]
 mod url {
     use super::*;
-    use atomwrite::object::{self, ErrorKind, PublishOptions, WriteOptions, blocking};
+    use atomwrite::destination::{self, Destination, PublishInput};
 
-    fn errno_of(k: ErrorKind) -> i32 {
-        match k {
-            ErrorKind::AlreadyExists | ErrorKind::Conflict => 17, // EEXIST
-            ErrorKind::NotFound => 2,                             // ENOENT
-            ErrorKind::InvalidUrl => 22,                          // EINVAL
-            ErrorKind::Unsupported => 95,                         // EOPNOTSUPP
-            _ => 5,                                               // EIO
-        }
+    fn open(py: Python<'_>, url: &str) -> PyResult<Destination> {
+        destination::open(url).map_err(|e| py_err(py, e))
     }
 
-    /// The Python exception for an object-store error: an `OSError` subclass by errno with
-    /// `filename` = the URL; a lost compare-and-swap is `ConflictError` with `expected` and
-    /// `actual` (read with one more request right after the conflict).
-    fn url_err(py: Python<'_>, e: object::Error, expected: Option<u64>) -> PyErr {
-        let errno = errno_of(e.error_kind());
-        let args = (errno, e.to_string(), e.url().to_string());
-        let cas = expected.filter(|_| e.error_kind() == ErrorKind::Conflict);
-        let err = match (cas, CONFLICT_ERROR.get(py)) {
-            (Some(_), Some(t)) => match t.bind(py).call1(args) {
-                Ok(v) => PyErr::from_value(v),
-                Err(e) => e,
-            },
-            _ => PyOSError::new_err(args),
+    /// A lost compare-and-swap on a store: `ConflictError` with `expected` and `actual` (the
+    /// library's own numbers, else the pointer read once more right after the conflict).
+    fn publish_err(
+        py: Python<'_>,
+        d: &Destination,
+        e: atomwrite::Error,
+        expect: Option<u64>,
+    ) -> PyErr {
+        let (Some(want), true, None) = (expect, e.is_conflict(), e.cas_versions()) else {
+            return py_err(py, e);
         };
+        let err = py_err(py, e);
         let v = err.value(py);
-        let _ = v.setattr("op", e.op().to_string());
-        let _ = v.setattr("hint", None::<String>);
-        if let Some(want) = cas {
-            let url = e.url().to_string();
-            let actual = py
-                .detach(|| blocking::latest_url(&url))
-                .ok()
-                .map(|v| v.map_or(0, |v| v.version));
-            let _ = v.setattr("expected", want);
-            let _ = v.setattr("actual", actual);
+        let actual = py
+            .detach(|| d.latest())
+            .ok()
+            .map(|l| l.map_or(0, |v| v.version));
+        let attr = |a: &str| v.getattr(a).ok();
+        let args = (
+            attr("errno"),
+            attr("strerror"),
+            attr("filename"),
+            None::<i32>,
+            attr("filename2"),
+        );
+        if let Some(t) = CONFLICT_ERROR.get(py)
+            && let Ok(c) = t.bind(py).call1(args)
+        {
+            for a in ["op", "hint"] {
+                if let Ok(x) = v.getattr(a) {
+                    let _ = c.setattr(a, x);
+                }
+            }
+            let _ = c.setattr("expected", want);
+            let _ = c.setattr("actual", actual);
+            return PyErr::from_value(c);
         }
         err
-    }
-
-    fn receipt_of(r: &object::Receipt, manifest: Option<String>) -> ReceiptTuple {
-        let t = r
-            .written_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        (
-            OsString::from(&r.url),
-            r.size,
-            Some(r.sha256.clone()),
-            t.as_secs(),
-            t.subsec_micros(),
-            r.run_id.clone(),
-            "store",
-            None,
-            manifest.map(OsString::from),
-        )
     }
 
     /// `atomwrite.write(URL, data)`: one atomic PUT (or multipart upload), as the CLI's write.
@@ -886,16 +884,18 @@ mod url {
         no_clobber: bool,
         manifest: bool,
     ) -> PyResult<ReceiptTuple> {
-        let opts = WriteOptions {
-            create_only: no_clobber,
-            manifest,
-            ..WriteOptions::default()
-        };
-        let r = py
-            .detach(|| blocking::write_url(&url, &data[..], &opts))
-            .map_err(|e| url_err(py, e, None))?;
-        let m = manifest.then(|| format!("{url}.manifest.json"));
-        Ok(receipt_of(&r, m))
+        let d = open(py, &url)?;
+        let opts = Options::new().no_clobber(no_clobber);
+        io(py, || {
+            let r = d.write(&mut &data[..], &opts)?;
+            let m = if manifest {
+                d.write_manifest(&r, &opts)?;
+                Some(PathBuf::from(format!("{url}.manifest.json")))
+            } else {
+                None
+            };
+            Ok(receipt(&r, m))
+        })
     }
 
     /// `atomwrite.publish(URL, data)`: a new version behind the store's pointer.
@@ -907,103 +907,40 @@ mod url {
         keep: Option<usize>,
         expect: Option<u64>,
     ) -> PyResult<PublishedTuple> {
-        let opts = PublishOptions::new().expect(expect).keep(keep);
-        let (r, parent) = py
-            .detach(|| {
-                let r = blocking::publish_url(&url, &data[..], &opts)?;
-                // The version this one replaced, as its manifest records it.
-                let parent = blocking::versions_url(&url)?
-                    .into_iter()
-                    .find(|v| Some(v.version) == r.version)
-                    .and_then(|v| v.parent);
-                Ok((r, parent))
-            })
-            .map_err(|e| url_err(py, e, expect))?;
-        Ok((
-            OsString::from(&url),
-            r.version.unwrap_or(0),
-            parent.unwrap_or(0),
-            OsString::from(&r.url),
-            r.size,
-            r.sha256,
-            None,
-            Vec::new(),
-            Vec::new(),
-        ))
-    }
-
-    fn version_of(v: object::VersionInfo) -> VersionTuple {
-        (
-            v.version,
-            OsString::from(v.url),
-            v.current,
-            !v.published,
-            "file",
-            Some(v.size),
-            Some(v.sha256),
-            Some(v.written_at),
-            Some(v.run_id),
-            None,
-        )
-    }
-
-    /// The current version behind `url`'s pointer, or `None`.
-    #[pyfunction]
-    pub fn url_latest(py: Python<'_>, url: String) -> PyResult<Option<VersionTuple>> {
-        let v = py
-            .detach(|| blocking::latest_url(&url))
-            .map_err(|e| url_err(py, e, None))?;
-        Ok(v.map(|mut v| {
-            v.current = true;
-            version_of(v)
-        }))
-    }
-
-    /// Every version under `url`, oldest first: `(versions, current)`.
-    #[pyfunction]
-    pub fn url_versions(py: Python<'_>, url: String) -> PyResult<(Vec<VersionTuple>, u64)> {
-        let mut vs = py
-            .detach(|| blocking::versions_url(&url))
-            .map_err(|e| url_err(py, e, None))?;
-        vs.sort_by_key(|v| v.version);
-        let current = vs.iter().find(|v| v.current).map_or(0, |v| v.version);
-        Ok((vs.into_iter().map(version_of).collect(), current))
-    }
-
-    /// Checks the object at `url` (or the current version) against its manifest.
-    #[pyfunction]
-    pub fn url_verify(py: Python<'_>, url: String) -> VerifyTuple {
-        match py.detach(|| blocking::verify_url(&url)) {
-            Ok(r) => (
-                OsString::from(&url),
-                OsString::from(&r.url),
-                OsString::from(format!("{}.manifest.json", r.url)),
-                if r.ok { "ok" } else { "mismatch" },
-                format!(
-                    "{} bytes, sha256 {} (manifest: {} bytes, sha256 {})",
-                    r.actual_size, r.actual_sha256, r.expected_size, r.expected_sha256
-                ),
-                Some(r.actual_size),
-                Some(r.actual_sha256),
-                Some(r.expected_size),
-                Some(r.expected_sha256),
-            ),
-            Err(e) => (
-                OsString::from(&url),
-                OsString::from(&url),
-                OsString::from(format!("{url}.manifest.json")),
-                match e.error_kind() {
-                    ErrorKind::NotFound => "missing_manifest",
-                    ErrorKind::Corrupt => "bad_manifest",
-                    _ => "missing_data",
-                },
-                e.to_string(),
-                None,
-                None,
-                None,
-                None,
-            ),
+        let d = open(py, &url)?;
+        let mut p = Publisher::new();
+        if let Some(k) = keep {
+            p = p.keep(k);
         }
+        if let Some(v) = expect {
+            p = p.expect(v);
+        }
+        let r = py
+            .detach(|| d.publish(PublishInput::Reader(&mut &data[..]), &p))
+            .map_err(|e| publish_err(py, &d, e, expect))?;
+        Ok(published(&r))
+    }
+
+    /// `(version, url)` of the current version, or `None`.
+    #[pyfunction]
+    pub fn url_latest(py: Python<'_>, url: String) -> PyResult<Option<(u64, OsString)>> {
+        let d = open(py, &url)?;
+        let v = io(py, || d.latest())?;
+        Ok(v.map(|v| (v.version, os(&v.path))))
+    }
+
+    /// Every version, oldest first: `(versions, current, ignored)`.
+    #[pyfunction]
+    pub fn url_versions(py: Python<'_>, url: String) -> PyResult<VersionsTuple> {
+        let d = open(py, &url)?;
+        Ok(version_list(io(py, || d.versions())?))
+    }
+
+    /// Checks the object (or the current version) against its manifest.
+    #[pyfunction]
+    pub fn url_verify(py: Python<'_>, url: String) -> PyResult<VerifyTuple> {
+        let d = open(py, &url)?;
+        Ok(verification(&io(py, || d.verify())?))
     }
 
     pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

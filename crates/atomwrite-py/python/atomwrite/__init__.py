@@ -304,8 +304,9 @@ def write(
     ``file:///``, ``memory://``), written as the CLI does: one atomic PUT (multipart for large
     data; readers see the old or the new object, never a part), create-only with
     ``If-None-Match`` for ``no_clobber=True``, a ``KEY.manifest.json`` with ``manifest=True``.
-    Durability is then the store's (an acknowledged PUT is durable; ``Receipt.durability`` is
-    ``"store"``); ``mode`` and ``follow_symlinks`` do not apply.
+    Durability is then the store's (an acknowledged PUT is durable); ``mode`` and
+    ``follow_symlinks`` do not apply. URLs go through the library's one destination interface
+    (``atomwrite::destination``), the same code as the CLI's.
     """
     url = _url(path)
     if url is not None:
@@ -819,8 +820,8 @@ def latest(path: StrPath) -> Optional[Version]:
     ``publish(..., expect=v.version)``."""
     url = _url(path)
     if url is not None:
-        v = _native.url_latest(url)
-        return Version(*v) if v is not None else None
+        u = _native.url_latest(url)
+        return Version(version=u[0], path=u[1], current=True) if u is not None else None
     r = _native.latest(_os.fsencode(path))
     if r is None:
         return None
@@ -834,9 +835,9 @@ def versions(path: StrPath) -> VersionList:
     without the publishers' lock: a publish in progress is listed as ``pending``)."""
     url = _url(path)
     if url is not None:
-        uvs, ucurrent = _native.url_versions(url)
-        return VersionList(tuple(Version(*v) for v in uvs), ucurrent)
-    vs, current, ignored = _native.versions(_os.fsencode(path))
+        vs, current, ignored = _native.url_versions(url)
+    else:
+        vs, current, ignored = _native.versions(_os.fsencode(path))
     return VersionList(tuple(Version(*v) for v in vs), current, tuple(ignored))
 
 
