@@ -156,7 +156,7 @@ fn receipt(r: &Receipt, manifest: Option<PathBuf>) -> ReceiptTuple {
         t.as_secs(),
         t.subsec_micros(),
         r.run_id.clone(),
-        r.durability,
+        r.durability.as_str(),
         r.owner_changed
             .map(|c| (c.from_uid, c.from_gid, c.to_uid, c.to_gid, c.setid_dropped)),
         manifest.as_deref().map(os),

@@ -111,7 +111,9 @@ class Receipt:
     Describes the bytes that were made visible (and, under ``durability="full"``, durable) at
     ``path`` (the destination, or the target of a followed symlink). It does not promise that
     the file still holds them later: another writer may have replaced it since.
-    ``sha256`` is computed while the bytes are written (``None`` for a ``copy`` without
+    ``durability`` is what the commit honoured: the level asked for, lowered to ``"none"`` on a
+    filesystem that keeps nothing across a power loss (tmpfs, network, FUSE), ``"store"`` for
+    an object store. ``sha256`` is computed while the bytes are written (``None`` for a ``copy`` without
     ``checksum=True``); ``manifest`` is the sidecar written with ``manifest=True``.
     """
 
