@@ -264,6 +264,14 @@ impl Error {
         self.hint.as_deref()
     }
 
+    /// For a lost compare-and-swap ([`Publisher::expect`](crate::Publisher::expect)): the
+    /// version the caller expected and the one that was current, read under the publishers'
+    /// lock. `None` for every other error (including other conflicts).
+    pub fn cas_versions(&self) -> Option<(u64, u64)> {
+        let lost = self.source.get_ref()?.downcast_ref::<CasLost>()?;
+        Some((lost.expected, lost.actual))
+    }
+
     /// For an error from [`Batch::commit`](crate::Batch::commit) (always set there): which
     /// destinations were replaced and which were not.
     pub fn batch_outcome(&self) -> Option<&crate::BatchOutcome> {
@@ -426,6 +434,23 @@ impl From<Error> for io::Error {
         io::Error::new(e.kind(), e)
     }
 }
+
+/// The reason of a lost compare-and-swap: the message, and the numbers for
+/// [`Error::cas_versions`].
+#[derive(Debug)]
+pub(crate) struct CasLost {
+    pub expected: u64,
+    pub actual: u64,
+    pub message: String,
+}
+
+impl fmt::Display for CasLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CasLost {}
 
 pub(crate) fn errno(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())

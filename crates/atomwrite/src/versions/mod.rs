@@ -90,6 +90,7 @@
 //! // Someone expecting version 1 has lost the race: a conflict, nothing published.
 //! let err = Publisher::new().expect(1).publish(&dst, b"stale\n").unwrap_err();
 //! assert!(err.is_conflict());
+//! assert_eq!(err.cas_versions(), Some((1, 2))); // expected 1, found 2
 //! assert_eq!(atomwrite::versions(&dst)?.versions.len(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -406,14 +406,18 @@ impl Session {
                 Current::Directory => "it is a directory not yet published (version 0)".into(),
                 _ => "nothing has been published yet (version 0)".to_string(),
             };
-            return Err(Error::other(
-                Op::Publish,
-                &store.dst,
-                io::ErrorKind::AlreadyExists,
-                format!(
+            let lost = crate::error::CasLost {
+                expected: want,
+                actual: cur_n,
+                message: format!(
                     "expected version {want}, but {what}; nothing was published \
                      (compare-and-swap lost)"
                 ),
+            };
+            return Err(Error::new(
+                Op::Publish,
+                &store.dst,
+                io::Error::new(io::ErrorKind::AlreadyExists, lost),
             ));
         }
         let inherit = match &current {
