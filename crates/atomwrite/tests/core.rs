@@ -1108,12 +1108,21 @@ fn publish_dir_flushes_the_tree_with_one_syncfs_where_it_reports_errors() {
             .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
             .arg(&log)
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "zz_tree_barrier_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "zz_tree_barrier_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(TREE_ROLE, role)
             .env(BARRIER_DIR, d.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for i in 0..TREE_FILES {
             let p = d.path().join(format!("site/d{}/f{i}", i % 3));
             assert_eq!(fs::read_to_string(p).unwrap(), format!("file {i}"));
@@ -1132,7 +1141,10 @@ fn publish_dir_flushes_the_tree_with_one_syncfs_where_it_reports_errors() {
             // One barrier for every file and directory of the tree; the few fsyncs left are
             // the versions directory, the manifest and the pointer's directory.
             assert_eq!(syncfs, 1, "{text}");
-            assert!(fsyncs < 8, "{fsyncs} fsyncs for {TREE_FILES} files:\n{text}");
+            assert!(
+                fsyncs < 8,
+                "{fsyncs} fsyncs for {TREE_FILES} files:\n{text}"
+            );
         } else {
             // No barrier that reports every error: each file and directory is fsynced.
             assert_eq!(syncfs, 0, "{role}: {text}");
