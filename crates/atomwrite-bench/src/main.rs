@@ -103,13 +103,13 @@ enum Cmd {
     /// of a tree, publish/latest/verify with a long history, SHA-256 alone; each beside its
     /// floor.
     Scale {
-        /// Files per cp [1000,10000,100000; quick 100,1000].
+        /// Files per cp [1000,10000,100000; quick 100,1000]; 0 skips the part.
         #[arg(long, value_delimiter = ',')]
         files: Option<Vec<usize>>,
-        /// Files per published tree [1000,10000; quick 200].
+        /// Files per published tree [1000,10000; quick 200]; 0 skips the part.
         #[arg(long, value_delimiter = ',')]
         trees: Option<Vec<usize>>,
-        /// Versions already published [10,1000,100000; quick 10,100].
+        /// Versions already published [10,1000,100000; quick 10,100]; 0 skips the part.
         #[arg(long, value_delimiter = ',')]
         versions: Option<Vec<usize>>,
         /// Repetitions per point [3; quick 1].
@@ -219,6 +219,10 @@ fn main() {
                 }),
                 reps: reps.unwrap_or(if q { 1 } else { 3 }),
             };
+            let mut plan = plan;
+            for v in [&mut plan.files, &mut plan.trees, &mut plan.versions] {
+                v.retain(|n| *n > 0);
+            }
             let cli = match cli::find_cli(args.cli.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -226,15 +230,13 @@ fn main() {
                     std::process::exit(2);
                 }
             };
+            let m = util::machine(&dir);
+            println!(
+                "- date: {}\n- machine: {} × {} ({}), kernel {}\n- directory: `{}` — {} ({})\n- load average at the start: {}\n",
+                m.date, m.nproc, m.cpu, m.mem, m.kernel, m.dir, m.fs, m.device, m.loadavg
+            );
             match scale::run(&dir, &cli, &plan) {
-                Ok(md) => {
-                    let m = util::machine(&dir);
-                    println!(
-                        "- date: {}\n- machine: {} × {} ({}), kernel {}\n- directory: `{}` — {} ({})\n- load average at the end: {}\n",
-                        m.date, m.nproc, m.cpu, m.mem, m.kernel, m.dir, m.fs, m.device, m.loadavg
-                    );
-                    print!("{md}");
-                }
+                Ok(()) => {}
                 Err(e) => {
                     eprintln!("atomwrite-bench scale: {e}");
                     std::process::exit(1);

@@ -219,6 +219,8 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
             );
         }
         rmrf(&root);
+        print!("{o}");
+        o.clear();
     }
     *o += "\n";
     Ok(())
@@ -403,17 +405,34 @@ fn hash_part(o: &mut String) {
     );
 }
 
-/// Runs the plan; returns markdown.
-pub fn run(base: &Path, cli: &Path, plan: &Plan) -> io::Result<String> {
+/// Runs the plan, printing each table (markdown) as soon as it is measured.
+pub fn run(base: &Path, cli: &Path, plan: &Plan) -> io::Result<()> {
+    use std::io::Write;
     raise_stack_limit();
     let base = base.join("scale");
     fs::create_dir_all(&base)?;
     let _ = rustix::fs::statat(CWD, &base, AtFlags::empty())?;
+    let emit = |o: &mut String| {
+        print!("{o}");
+        let _ = io::stdout().flush();
+        o.clear();
+    };
     let mut o = String::from("## atomwrite-bench scale\n\n");
-    cp_part(&base, cli, plan, &mut o)?;
-    tree_part(&base, cli, plan, &mut o)?;
-    history_part(&base, cli, plan, &mut o)?;
+    emit(&mut o);
+    if !plan.files.is_empty() {
+        cp_part(&base, cli, plan, &mut o)?;
+        emit(&mut o);
+    }
+    if !plan.trees.is_empty() {
+        tree_part(&base, cli, plan, &mut o)?;
+        emit(&mut o);
+    }
+    if !plan.versions.is_empty() {
+        history_part(&base, cli, plan, &mut o)?;
+        emit(&mut o);
+    }
     hash_part(&mut o);
+    emit(&mut o);
     rmrf(&base);
-    Ok(o)
+    Ok(())
 }

@@ -128,9 +128,11 @@ pub fn run(a: CpArgs) -> CmdResult {
         preserve: a.preserve,
         progress: Some(&seen),
     };
+    // Asked once (a `stat`), not once per source.
+    let container = dst.is_container();
     let targets = sources
         .iter()
-        .map(|s| match dst.is_container() {
+        .map(|s| match container {
             true => dst.join(s.file_name_os()),
             false => atomwrite::destination::open(dst_arg),
         })
