@@ -134,7 +134,7 @@ fn cp_syscalls(cli: &Path, root: &Path, n: usize) -> Option<f64> {
         .lines()
         .find(|l| l.trim_end().ends_with("total"))?
         .split_whitespace()
-        .nth(2)?
+        .nth(3)?
         .parse()
         .ok()?;
     ok.then_some(total as f64 / n as f64)
