@@ -466,7 +466,11 @@ fn a_new_file_whose_name_is_taken_before_the_commit_replaces_it_like_any_write()
         }
         assert!(temps_in(d.path()).is_empty());
         // A create-only write still refuses the taken name.
-        let mut f = opts.clone().no_clobber(true).open(d.path().join("once")).unwrap();
+        let mut f = opts
+            .clone()
+            .no_clobber(true)
+            .open(d.path().join("once"))
+            .unwrap();
         f.write_all_bytes(b"mine").unwrap();
         fs::write(d.path().join("once"), b"theirs").unwrap();
         assert!(f.commit().unwrap_err().is_conflict());
