@@ -81,6 +81,9 @@ pub fn run_child(
             .arg(rssf.path())
             .arg(cmd.get_program())
             .args(cmd.get_args());
+        if let Some(d) = cmd.get_current_dir() {
+            c.current_dir(d);
+        }
         c
     } else {
         cmd

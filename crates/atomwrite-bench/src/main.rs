@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod contenders;
+mod scale;
 mod slowflush;
 mod stats;
 mod syscalls;
@@ -98,6 +99,23 @@ enum Cmd {
     },
     /// List contender names.
     List,
+    /// Cost as the work grows (see BENCHMARKS.md, "Scale"): cp of many files, publish --dir
+    /// of a tree, publish/latest/verify with a long history, SHA-256 alone; each beside its
+    /// floor.
+    Scale {
+        /// Files per cp [1000,10000,100000; quick 100,1000]; 0 skips the part.
+        #[arg(long, value_delimiter = ',')]
+        files: Option<Vec<usize>>,
+        /// Files per published tree [1000,10000; quick 200]; 0 skips the part.
+        #[arg(long, value_delimiter = ',')]
+        trees: Option<Vec<usize>>,
+        /// Versions already published [10,1000,100000; quick 10,100]; 0 skips the part.
+        #[arg(long, value_delimiter = ',')]
+        versions: Option<Vec<usize>>,
+        /// Repetitions per point [3; quick 1].
+        #[arg(long)]
+        reps: Option<usize>,
+    },
     /// (internal) The floor streaming writer of scenario (c): stdin → DST.
     StreamFloor {
         /// Destination.
@@ -176,6 +194,53 @@ fn main() {
             if let Err(e) = syscalls::run_one(&dir, name, *files, args.par_threads) {
                 eprintln!("atomwrite-bench syscalls: {e}");
                 std::process::exit(1);
+            }
+        }
+        Some(Cmd::Scale {
+            files,
+            trees,
+            versions,
+            reps,
+        }) => {
+            let q = args.quick;
+            let plan = scale::Plan {
+                files: files.clone().unwrap_or(if q {
+                    vec![100, 1000]
+                } else {
+                    vec![1000, 10_000, 100_000]
+                }),
+                trees: trees
+                    .clone()
+                    .unwrap_or(if q { vec![200] } else { vec![1000, 10_000] }),
+                versions: versions.clone().unwrap_or(if q {
+                    vec![10, 100]
+                } else {
+                    vec![10, 1000, 100_000]
+                }),
+                reps: reps.unwrap_or(if q { 1 } else { 3 }),
+            };
+            let mut plan = plan;
+            for v in [&mut plan.files, &mut plan.trees, &mut plan.versions] {
+                v.retain(|n| *n > 0);
+            }
+            let cli = match cli::find_cli(args.cli.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("atomwrite-bench scale: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let m = util::machine(&dir);
+            println!(
+                "- date: {}\n- machine: {} × {} ({}), kernel {}\n- directory: `{}` — {} ({})\n- load average at the start: {}\n",
+                m.date, m.nproc, m.cpu, m.mem, m.kernel, m.dir, m.fs, m.device, m.loadavg
+            );
+            match scale::run(&dir, &cli, &plan) {
+                Ok(()) => {}
+                Err(e) => {
+                    eprintln!("atomwrite-bench scale: {e}");
+                    std::process::exit(1);
+                }
             }
         }
         Some(Cmd::Run) | None => std::process::exit(run(&args, &dir)),

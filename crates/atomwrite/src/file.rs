@@ -159,12 +159,21 @@ impl AtomicFile {
         let mut anon = None;
         let mut mode_is_final = false;
         if !sys.known_refused(d.fs.fs_type, Feature::Tmpfile) {
-            let new_file_default = opts.new_file_gets_default_mode() && d.existing.is_none();
-            let create_mode = if new_file_default { 0o666 } else { 0o600 };
-            match sys.open_anonymous(d.dir.as_fd(), create_mode) {
+            // A new file whose mode is "these bits, filtered by the umask" (the default 0666, or
+            // a source's `mode & 0o777` as `cp` gives it) is created with them: the kernel applies
+            // the umask (or the directory's default ACL, as for any `open(O_CREAT)`), so no
+            // `fchmod` is needed and the umask need not be read.
+            let final_mode = match (opts.mode, opts.new_mode, d.existing) {
+                _ if opts.new_file_gets_default_mode() && d.existing.is_none() => Some(0o666),
+                (None, Some(NewMode::Source(m)), None) if opts.inherited.is_none() => {
+                    Some(m & 0o777)
+                }
+                _ => None,
+            };
+            match sys.open_anonymous(d.dir.as_fd(), final_mode.unwrap_or(0o600)) {
                 Ok(Some(fd)) => {
                     anon = Some(fd);
-                    mode_is_final = new_file_default;
+                    mode_is_final = final_mode.is_some();
                 }
                 Ok(None) => sys.remember_refused(d.fs.fs_type, Feature::Tmpfile),
                 Err(e) => return Err(Error::new(Op::CreateTemp, &d.path, e)),
@@ -373,7 +382,8 @@ impl AtomicFile {
     /// followed by a full read would cost the same and touch the data twice).
     /// Returns the number of bytes copied and how ([`CopyMethod`]).
     pub fn copy_from_file(&mut self, src: &File, src_name: &Path) -> Result<(u64, CopyMethod)> {
-        self.copy_file_inner(src, src_name, None)
+        let st = rfs::fstat(src).map_err(|e| Error::new(Op::Read, src_name, errno(e)))?;
+        self.copy_range_from(src, st.st_dev, st.st_size as u64, src_name, false, None)
     }
 
     /// [`copy_from_file`](Self::copy_from_file), calling `progress(n)` as every `n` bytes
@@ -386,22 +396,45 @@ impl AtomicFile {
         src_name: &Path,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(u64, CopyMethod)> {
-        self.copy_file_inner(src, src_name, Some(progress))
+        let st = rfs::fstat(src).map_err(|e| Error::new(Op::Read, src_name, errno(e)))?;
+        self.copy_range_from(
+            src,
+            st.st_dev,
+            st.st_size as u64,
+            src_name,
+            false,
+            Some(progress),
+        )
     }
 
     /// How many bytes one `copy_file_range` call copies at most when progress is reported.
     pub const PROGRESS_CHUNK: usize = 8 << 20;
 
-    fn copy_file_inner(
+    /// Copies a [`SourceFile`] (opened by a [`SourceOpener`]) into this file, like
+    /// [`copy_from_file_progress`](Self::copy_from_file_progress) but without asking the kernel
+    /// again what the opener already knows: its size and filesystem. Copies the bytes the source
+    /// had when it was opened (its size then); a file that grows meanwhile is copied up to that
+    /// size, one that shrinks up to its new end.
+    ///
+    /// A refused `FICLONE` or `copy_file_range` is remembered for the pair of filesystems (in
+    /// this process), so copying many files tries a refused fast path once, not once per file.
+    pub fn copy_from_source(
+        &mut self,
+        src: &SourceFile,
+        progress: Option<&mut dyn FnMut(u64)>,
+    ) -> Result<(u64, CopyMethod)> {
+        self.copy_range_from(&src.file, src.dev, src.size, &src.path, true, progress)
+    }
+
+    fn copy_range_from(
         &mut self,
         src: &File,
+        src_dev: u64,
+        size: u64,
         src_name: &Path,
+        stop_at_size: bool,
         mut progress: Option<&mut dyn FnMut(u64)>,
     ) -> Result<(u64, CopyMethod)> {
-        let size = src
-            .metadata()
-            .map_err(|e| Error::new(Op::Read, src_name, e))?
-            .len();
         let buffered = |f: &mut Self, progress: Option<&mut dyn FnMut(u64)>| {
             let mut r = Counting {
                 inner: src,
@@ -413,7 +446,13 @@ impl AtomicFile {
             let n = buffered(self, progress)?;
             return Ok((n, CopyMethod::Buffered));
         }
-        if self.len == 0 && self.pos == 0 {
+        let dst_dev = self.fs.dev;
+        // An empty source has no extents to share.
+        if self.len == 0
+            && self.pos == 0
+            && size > 0
+            && !sys::pair_refused(src_dev, dst_dev, Feature::Reflink)
+        {
             match self.sys.reflink(src.as_fd(), self.file.as_fd()) {
                 Ok(true) => {
                     self.len = size;
@@ -426,13 +465,20 @@ impl AtomicFile {
                     }
                     return Ok((size, CopyMethod::Reflink));
                 }
-                Ok(false) => {}
+                Ok(false) => sys::remember_pair_refused(src_dev, dst_dev, Feature::Reflink),
                 Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
             }
         }
         let mut copied = 0u64;
-        let mut method = CopyMethod::CopyFileRange;
-        loop {
+        let mut method = if sys::pair_refused(src_dev, dst_dev, Feature::CopyRange) {
+            CopyMethod::Buffered
+        } else {
+            CopyMethod::CopyFileRange
+        };
+        while method == CopyMethod::CopyFileRange {
+            if stop_at_size && copied >= size {
+                break;
+            }
             let cap = if progress.is_some() {
                 Self::PROGRESS_CHUNK
             } else {
@@ -450,6 +496,7 @@ impl AtomicFile {
                     }
                 }
                 Ok(None) if copied == 0 => {
+                    sys::remember_pair_refused(src_dev, dst_dev, Feature::CopyRange);
                     method = CopyMethod::Buffered;
                     break;
                 }
@@ -579,6 +626,7 @@ impl AtomicFile {
             (None, Some(NewMode::Preserve { mode, .. }), _) => (Some(keep(mode)), mode),
             (None, _, Some(ex)) => (Some(keep(ex.mode)), ex.mode),
             // Like `cp` without `-p`: never set-id, never more open than the umask allows.
+            (None, Some(NewMode::Source(_)), None) if self.mode_is_final => (None, 0),
             (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !self.sys.umask()), 0),
             (None, None, None) if self.mode_is_final => (None, 0),
             (None, None, None) => (Some(0o666 & !self.sys.umask()), 0),
@@ -677,7 +725,7 @@ impl AtomicFile {
     /// Batch phase A: give an anonymous temp a temporary name now, so that the data sync that
     /// follows covers a linked inode (and the later publish is a plain rename).
     pub(crate) fn link_early(&mut self) -> Result<()> {
-        if matches!(self.temp, Temp::Anonymous) && !self.opts.no_clobber {
+        if matches!(self.temp, Temp::Anonymous) && self.needs_temp_name() {
             let (tmp, token) = self.link_anonymous_to_temp()?;
             self.temp = Temp::Named(tmp, token);
         }
@@ -699,12 +747,23 @@ impl AtomicFile {
     /// its destination gets its temporary name (registered and `flock`ed), synced again where
     /// the filesystem needs it.
     fn stage(&mut self) -> Result<()> {
-        if matches!(self.temp, Temp::Anonymous) && !self.opts.no_clobber {
+        if matches!(self.temp, Temp::Anonymous) && self.needs_temp_name() {
             let (tmp, token) = self.link_anonymous_to_temp()?;
             self.temp = Temp::Named(tmp, token);
             self.sync_after_link()?;
         }
         Ok(())
+    }
+
+    /// Whether an anonymous temp needs a temporary name before its publish: only to replace a
+    /// file that was there when it was opened, or on btrfs (whose fsync of an unlinked inode
+    /// does not carry its data once linked, so the name comes first and the data is synced
+    /// after it). Otherwise the publish is one `linkat` to the destination's name, which fails
+    /// with `EEXIST` if something took that name meanwhile (then the temp is named and renamed
+    /// over it, as a replace would have done).
+    fn needs_temp_name(&self) -> bool {
+        !self.opts.no_clobber
+            && (self.existing.is_some() || self.sys.needs_sync_after_link(self.fs.fs_type))
     }
 
     /// The publish itself: one `renameat`/`renameat2`/`linkat` that makes the new contents
@@ -722,14 +781,29 @@ impl AtomicFile {
         match std::mem::replace(&mut self.temp, Temp::Gone) {
             Temp::Gone => unreachable!("publish called twice"),
             Temp::Anonymous => {
-                // Only create-only writes get here (`stage` named the others). linkat fails
-                // with EEXIST if the name exists: an atomic create-only publish.
-                if let Err(e) =
-                    self.sys
-                        .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+                // Create-only writes and new files get here (`stage` named the others). linkat
+                // fails with EEXIST if the name exists: an atomic create-only publish.
+                match self
+                    .sys
+                    .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
                 {
-                    self.temp = Temp::Anonymous;
-                    return Err(Error::new(Op::Link, &self.dest, e));
+                    Ok(()) => {}
+                    Err(e)
+                        if !self.opts.no_clobber
+                            && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
+                    {
+                        // Something took the name since the open: replace it, as a write that
+                        // had found it there would (named temp, then rename over it).
+                        self.temp = Temp::Anonymous;
+                        let (tmp, token) = self.link_anonymous_to_temp()?;
+                        self.temp = Temp::Named(tmp, token);
+                        self.sync_after_link()?;
+                        return self.make_visible();
+                    }
+                    Err(e) => {
+                        self.temp = Temp::Anonymous;
+                        return Err(Error::new(Op::Link, &self.dest, e));
+                    }
                 }
                 self.now_visible();
                 self.sync_after_link()
@@ -900,6 +974,160 @@ pub(crate) fn create_named(
             errno(Errno::EXIST),
         ))
     })
+}
+
+/// A source file opened for copying by a [`SourceOpener`]: the open file and what one `fstat`
+/// of it said (a regular file, its size, mode, owner and filesystem).
+#[derive(Debug)]
+pub struct SourceFile {
+    file: File,
+    is_file: bool,
+    path: PathBuf,
+    dev: u64,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl SourceFile {
+    /// Whether it is a regular file (anything else is open without blocking and should be
+    /// refused: copying a FIFO or a device is never meant).
+    pub fn is_file(&self) -> bool {
+        self.is_file
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The path it was opened by (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its size when it was opened.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether it was empty when it was opened.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Its permission bits, set-id and sticky bits included (`st_mode & 0o7777`).
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Its owner's uid.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Its group's gid.
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+}
+
+/// Opens many source files for copying, as [`open_source`](crate::open_source) does, but
+/// holding each parent directory open once: a thousand sources in one directory cost one
+/// directory walk, then one `openat(dirfd, name, O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)` and one
+/// `fstat` each.
+///
+/// Guarantees: the same as [`open_source`](crate::open_source). Each parent directory is walked
+/// once, by the same rules (a symlink on the way is followed only under the sticky-directory
+/// rule), and never resolved again: later files in it are opened relative to the held fd. A
+/// final component that is a symlink (the `O_NOFOLLOW` open fails with `ELOOP`) is handed to
+/// [`open_source`](crate::open_source) itself, which applies the rule to the link. A FIFO or a
+/// device is opened without blocking and returned with [`SourceFile::is_file`] false, for the
+/// caller to refuse. Does not guarantee that a directory renamed after its first file was opened is
+/// still at its path (the held fd follows the directory, as any open directory does).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("a.txt"), "hello")?;
+/// let mut sources = atomwrite::SourceOpener::default();
+/// let src = sources.open(dir.path().join("a.txt"))?;
+/// assert_eq!(src.len(), 5);
+/// let mut f = atomwrite::Options::new().open(dir.path().join("b.txt"))?;
+/// f.copy_from_source(&src, None)?;
+/// f.commit()?;
+/// assert_eq!(std::fs::read(dir.path().join("b.txt"))?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SourceOpener {
+    dirs: std::collections::HashMap<PathBuf, OwnedFd>,
+}
+
+impl SourceOpener {
+    /// Opens `path` for reading (see the type docs); check [`SourceFile::is_file`].
+    pub fn open(&mut self, path: impl AsRef<Path>) -> Result<SourceFile> {
+        let path = path.as_ref();
+        let fast = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                self.open_in(parent, name)?
+            }
+            _ => None,
+        };
+        let (file, st) = match fast {
+            Some(hit) => hit,
+            None => {
+                // A symlink, `..`, a bare `/`: the full rules and their errors.
+                let fd = crate::dest::open_source(path, false)?;
+                let st = rfs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, path, errno(e)))?;
+                (fd, st)
+            }
+        };
+        Ok(SourceFile {
+            is_file: rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile,
+            file: File::from(file),
+            path: path.to_path_buf(),
+            dev: st.st_dev,
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        })
+    }
+
+    /// The fast path: `name` opened relative to the held `parent`; `None` when the full rules
+    /// must decide (a symlink).
+    fn open_in(
+        &mut self,
+        parent: &Path,
+        name: &std::ffi::OsStr,
+    ) -> Result<Option<(OwnedFd, rfs::Stat)>> {
+        if name == ".." || name == "." {
+            return Ok(None);
+        }
+        let dir = match self.dirs.get(parent) {
+            Some(d) => d,
+            None => {
+                let d = crate::dest::open_dir(parent, false, Durability::None)?;
+                self.dirs.entry(parent.to_path_buf()).or_insert(d)
+            }
+        };
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = match rfs::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(Error::new(Op::Read, parent.join(name), errno(e))),
+        };
+        let st =
+            rfs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, parent.join(name), errno(e)))?;
+        Ok(Some((fd, st)))
+    }
 }
 
 impl Drop for AtomicFile {

@@ -134,7 +134,7 @@ pub use clean::{CleanOptions, CleanReport, clean, clean_with};
 pub use destination::{Destination, StoreKind};
 pub use doctor::{DoctorReport, doctor};
 pub use error::{Error, Op, Result};
-pub use file::{AtomicFile, CopyMethod};
+pub use file::{AtomicFile, CopyMethod, SourceFile, SourceOpener};
 pub use location::{Location, LocationError, SUPPORTED_SCHEMES};
 pub use manifest::{
     Manifest, ManifestKind, Verification, VerifyStatus, manifest_path, verify, write_manifest,

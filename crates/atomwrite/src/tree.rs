@@ -225,6 +225,33 @@ fn copy_mode(src_mode: u32, umask: u32) -> u32 {
     src_mode & 0o777 & !umask
 }
 
+/// How [`copy_tree`] makes the copy durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TreeDurability {
+    /// Nothing flushed.
+    None,
+    /// Every file `fsync`ed, every directory `fsync`ed after its children (bottom-up): the
+    /// portable path, and kernels whose `syncfs` may drop an error.
+    EachFile,
+    /// One `syncfs(2)` of the destination's filesystem after the whole copy: one journal commit
+    /// and one device flush for the tree, whatever its size. Only where the backend says `syncfs`
+    /// reports every error an `fsync` of each file would ([`crate::sys::SyncfsSupport`]).
+    Syncfs,
+}
+
+impl TreeDurability {
+    /// The barrier `backend` allows when the copy must be durable.
+    pub(crate) fn for_backend(durable: bool, backend: crate::sys::Sys) -> TreeDurability {
+        if !durable {
+            TreeDurability::None
+        } else if backend.sync_filesystem_support().available {
+            TreeDurability::Syncfs
+        } else {
+            TreeDurability::EachFile
+        }
+    }
+}
+
 /// Copies the tree below `src_dir` into the (empty) directory `dst_dir`, entirely through
 /// directory fds (see the module docs). `src_path` and `dst_path` are only shown in errors.
 ///
@@ -232,9 +259,11 @@ fn copy_mode(src_mode: u32, umask: u32) -> u32 {
 /// in while the walk runs (an entry that changes type is an error); symlinks are recreated, never
 /// followed; FIFOs, sockets and devices are refused (the open cannot block); no copy carries
 /// set-id or sticky bits: files and directories get `source mode & 0o777 & !umask`, including
-/// `dst_dir` itself once complete; with `durable`, every file is `fsync`ed and every directory
-/// `fsync`ed after its children (bottom-up), so when this returns the whole copy is durable
-/// except `dst_dir`'s own entry in its parent. A source directory that is `dst_dir` itself (the
+/// `dst_dir` itself once complete; under [`TreeDurability::EachFile`] every file is `fsync`ed
+/// and every directory `fsync`ed after its children (bottom-up), under
+/// [`TreeDurability::Syncfs`] one `syncfs` of `dst_dir`'s filesystem (opened before any file
+/// was written, so it reports a write error of any of them) runs after the last file, so either
+/// way, when this returns, the whole copy is durable except `dst_dir`'s own entry in its parent. A source directory that is `dst_dir` itself (the
 /// destination inside the source) is refused.
 ///
 /// Does not guarantee a snapshot of a tree that changes meanwhile, and does not clean up: on
@@ -244,8 +273,9 @@ pub(crate) fn copy_tree(
     src_path: &Path,
     dst_dir: &OwnedFd,
     dst_path: &Path,
-    durable: bool,
+    durability: TreeDurability,
 ) -> Result<TreeStats> {
+    let durable = durability == TreeDurability::EachFile;
     let umask = crate::platform::umask();
     let dst_st = rfs::fstat(dst_dir).map_err(|e| Error::new(Op::OpenDir, dst_path, errno(e)))?;
     let dst_id = (dst_st.st_dev, dst_st.st_ino);
@@ -349,6 +379,21 @@ pub(crate) fn copy_tree(
                 stats.bytes += n;
             }
             other => return Err(refused(Op::Copy, &from, other)),
+        }
+    }
+    if durability == TreeDurability::Syncfs {
+        // One barrier for the whole tree: every file's data and every directory entry created
+        // above are on stable storage, and a write error of any of them is reported here.
+        let covered = crate::sys::host()
+            .sync_filesystem(dst_dir.as_fd())
+            .map_err(|e| Error::new(Op::SyncFile, dst_path, e))?;
+        if !covered {
+            return Err(Error::other(
+                Op::SyncFile,
+                dst_path,
+                io::ErrorKind::Unsupported,
+                "syncfs was expected to be available and is not; nothing was published",
+            ));
         }
     }
     Ok(stats)

@@ -314,6 +314,11 @@ fn clean_leaves_a_live_batchs_temps_alone() {
     let dir = child_dir();
     for (k, opts) in both().into_iter().enumerate() {
         let paths: Vec<PathBuf> = (1..=9).map(|i| dir.join(format!("b{k}-{i}"))).collect();
+        // Replacements: a new file is published by one linkat of its anonymous inode and never
+        // has a named temp; a file that replaces another gets one before the data flush.
+        for p in &paths {
+            fs::write(p, b"old").unwrap();
+        }
         let mut b = Batch::new(opts).sync_strategy(atomwrite::BatchSync::ParallelFsync);
         for p in &paths {
             b.add(p, b"new contents").unwrap();
@@ -433,4 +438,43 @@ fn cancel_in_the_rename_phase_stops_fsyncs_what_was_replaced_and_removes_the_res
     }
     assert!(temps_in(&dir).is_empty(), "{:?}", temps_in(&dir));
     assert!(interrupt::registered_temps().is_empty());
+}
+
+#[test]
+fn a_new_file_whose_name_is_taken_before_the_commit_replaces_it_like_any_write() {
+    // A new file is published by one linkat of its anonymous inode (create-only); when another
+    // process takes the name between the open and the commit, the write falls back to a named
+    // temp renamed over it, as it would have had the file been there at the open.
+    for opts in both() {
+        let d = tmp();
+        let p = d.path().join("single");
+        let mut f = opts.open(&p).unwrap();
+        f.write_all_bytes(b"mine").unwrap();
+        fs::write(&p, b"theirs").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"mine");
+        let mut b = Batch::new(opts.clone());
+        let names: Vec<PathBuf> = (0..10).map(|i| d.path().join(format!("b{i}"))).collect();
+        for q in &names {
+            b.add(q, b"mine").unwrap();
+        }
+        fs::write(&names[3], b"theirs").unwrap();
+        let r = b.commit().unwrap();
+        assert_eq!(r.files.len(), 10);
+        for q in &names {
+            assert_eq!(fs::read(q).unwrap(), b"mine", "{q:?}");
+        }
+        assert!(temps_in(d.path()).is_empty());
+        // A create-only write still refuses the taken name.
+        let mut f = opts
+            .clone()
+            .no_clobber(true)
+            .open(d.path().join("once"))
+            .unwrap();
+        f.write_all_bytes(b"mine").unwrap();
+        fs::write(d.path().join("once"), b"theirs").unwrap();
+        assert!(f.commit().unwrap_err().is_conflict());
+        assert_eq!(fs::read(d.path().join("once")).unwrap(), b"theirs");
+        assert!(temps_in(d.path()).is_empty());
+    }
 }

@@ -1069,3 +1069,86 @@ fn batch_barrier_fast_path_on_an_old_kernel_fsyncs_every_file() {
         assert_eq!(b.data_syncs, BARRIER_FILES, "{role}: {b:?}");
     }
 }
+
+// ---- publish --dir: one barrier for the whole tree ----------------------------------------
+
+const TREE_ROLE: &str = "ATOMWRITE_TEST_TREE_ROLE";
+const TREE_FILES: usize = 30;
+
+/// Child half of `publish_dir_flushes_the_tree_with_one_syncfs_where_it_reports_errors` (does
+/// nothing when run directly): publishes `BARRIER_DIR/src` as `BARRIER_DIR/site`.
+#[test]
+fn zz_tree_barrier_child() {
+    let Ok(role) = std::env::var(TREE_ROLE) else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var_os(BARRIER_DIR).unwrap());
+    let opts = Options::new().portable(role == "portable");
+    atomwrite::Publisher::new()
+        .options(opts)
+        .publish_dir(dir.join("site"), dir.join("src"))
+        .unwrap();
+}
+
+#[test]
+fn publish_dir_flushes_the_tree_with_one_syncfs_where_it_reports_errors() {
+    if !have_tool("strace", &["-V"]) {
+        return;
+    }
+    let barrier = atomwrite::doctor(tmp().path()).unwrap().batch_barrier;
+    for role in ["fast", "portable"] {
+        let d = tmp();
+        for i in 0..TREE_FILES {
+            let sub = d.path().join("src").join(format!("d{}", i % 3));
+            fs::create_dir_all(&sub).unwrap();
+            fs::write(sub.join(format!("f{i}")), format!("file {i}")).unwrap();
+        }
+        let log = d.path().join("strace.log");
+        let out = std::process::Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
+            .arg(&log)
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "zz_tree_barrier_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(TREE_ROLE, role)
+            .env(BARRIER_DIR, d.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for i in 0..TREE_FILES {
+            let p = d.path().join(format!("site/d{}/f{i}", i % 3));
+            assert_eq!(fs::read_to_string(p).unwrap(), format!("file {i}"));
+        }
+        let text = fs::read_to_string(&log).unwrap();
+        let count = |call: &str| {
+            text.lines()
+                .filter(|l| {
+                    let c = l.split_once(' ').map_or(*l, |(_, r)| r).trim_start();
+                    c.starts_with(&format!("{call}("))
+                })
+                .count()
+        };
+        let (syncfs, fsyncs) = (count("syncfs"), count("fsync") + count("fdatasync"));
+        if role == "fast" && barrier.barrier == "syncfs" {
+            // One barrier for every file and directory of the tree; the few fsyncs left are
+            // the versions directory, the manifest and the pointer's directory.
+            assert_eq!(syncfs, 1, "{text}");
+            assert!(
+                fsyncs < 8,
+                "{fsyncs} fsyncs for {TREE_FILES} files:\n{text}"
+            );
+        } else {
+            // No barrier that reports every error: each file and directory is fsynced.
+            assert_eq!(syncfs, 0, "{role}: {text}");
+            assert!(fsyncs >= TREE_FILES + 3, "{role}: {fsyncs} fsyncs:\n{text}");
+        }
+    }
+}

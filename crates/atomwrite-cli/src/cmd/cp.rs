@@ -112,6 +112,9 @@ pub fn run(a: CpArgs) -> CmdResult {
             sources.len(),
         )));
     }
+    if many {
+        raise_nofile_limit();
+    }
     let opts = a.opts.to_options().checksum(a.checksum || a.opts.manifest);
     let bars = Bars {
         bar: Mutex::new((Progress::hidden(), 0)),
@@ -125,9 +128,11 @@ pub fn run(a: CpArgs) -> CmdResult {
         preserve: a.preserve,
         progress: Some(&seen),
     };
+    // Asked once (a `stat`), not once per source.
+    let container = dst.is_container();
     let targets = sources
         .iter()
-        .map(|s| match dst.is_container() {
+        .map(|s| match container {
             true => dst.join(s.file_name_os()),
             false => atomwrite::destination::open(dst_arg),
         })
@@ -160,6 +165,20 @@ pub fn run(a: CpArgs) -> CmdResult {
     }
     render::copies(&a.opts, many, &report);
     Ok(EXIT_OK)
+}
+
+/// A batch holds every file open until its rename, and a copy of more files than the soft
+/// `RLIMIT_NOFILE` allows is split into windows, each with its own flush: raise the soft limit to
+/// the hard one, as many servers do at startup, so a large copy needs fewer windows.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if let Some(max) = l.maximum
+        && l.current.is_some_and(|c| c < max)
+    {
+        l.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, l);
+    }
 }
 
 /// `--no-clobber` with several sources: refuse before writing anything if any destination

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     AtomicFile, Batch, CopyMethod, Error, Manifest, Op, Options, Published, Publisher, Receipt,
-    Result, Verification, VersionList, VersionRef, VersionsCleanReport,
+    Result, SourceFile, SourceOpener, Verification, VersionList, VersionRef, VersionsCleanReport,
 };
 
 #[derive(Debug)]
@@ -47,15 +47,30 @@ fn open_regular(src: &Path) -> Result<(File, std::fs::Metadata)> {
     Ok((f, md))
 }
 
-/// The options of a copy of a source with metadata `md`: its size as a hint, and its mode
-/// (`cp`) or mode, owner and group (`cp -p`).
-fn copy_options(opts: &Options, md: &std::fs::Metadata, attrs: CopyAttrs<'_>) -> Options {
-    let o = opts.clone().size_hint(md.len());
-    let mode = md.mode() & 0o7777;
+/// Opens a copy source through `opener` (each parent directory walked once, the `cp` rules of
+/// [`crate::open_source`]) and refuses anything but a regular file (a directory, a FIFO, a
+/// device) with `InvalidInput`.
+fn open_source_file(opener: &mut SourceOpener, src: &Path) -> Result<SourceFile> {
+    let f = opener.open(src)?;
+    if !f.is_file() {
+        return Err(Error::other(
+            Op::Read,
+            src,
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// The options of a copy of `src`: its size as a hint, and its mode (`cp`) or mode, owner and
+/// group (`cp -p`).
+fn copy_options(opts: &Options, src: &SourceFile, attrs: CopyAttrs<'_>) -> Options {
+    let o = opts.clone().size_hint(src.len());
     if attrs.preserve {
-        o.preserve_source(mode, md.uid(), md.gid())
+        o.preserve_source(src.mode(), src.uid(), src.gid())
     } else {
-        o.source_mode(mode)
+        o.source_mode(src.mode())
     }
 }
 
@@ -64,25 +79,59 @@ fn copy_options(opts: &Options, md: &std::fs::Metadata, attrs: CopyAttrs<'_>) ->
 /// progress callback hears about).
 fn copy_into(
     f: &mut AtomicFile,
-    src: &File,
-    name: &Path,
+    src: &SourceFile,
     checksum: bool,
     attrs: CopyAttrs<'_>,
 ) -> Result<CopyMethod> {
     if checksum {
-        f.copy_from(&mut Counting::new(src, attrs.progress), name)?;
+        f.copy_from(&mut Counting::new(src.file(), attrs.progress), src.path())?;
         return Ok(CopyMethod::Buffered);
     }
     // The kernel copy reports its steps (at most 8 MiB each), so a bar advances during a
     // large copy_file_range instead of sitting at 0% until the end.
     let mut total = 0u64;
-    let (_, m) = f.copy_from_file_progress(src, name, &mut |n| {
-        total += n;
-        if let Some(p) = attrs.progress {
-            p(total);
-        }
-    })?;
+    let (_, m) = match attrs.progress {
+        Some(p) => f.copy_from_source(
+            src,
+            Some(&mut |n| {
+                total += n;
+                p(total);
+            }),
+        )?,
+        None => f.copy_from_source(src, None)?,
+    };
     Ok(m)
+}
+
+/// Files one batch of a many-file copy holds open at once: the soft `RLIMIT_NOFILE` less a
+/// margin for directories, sources and the process's own descriptors. More files are copied in
+/// windows of this many, each a complete batch (one data flush, one directory `fsync`), each
+/// durable before the next starts.
+fn batch_window() -> usize {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let soft = l.current.unwrap_or(1 << 20);
+    (soft.saturating_sub(64) as usize).clamp(16, 1 << 20)
+}
+
+/// An error of window `start..end` of a many-file copy, with the outcome over every file: the
+/// earlier windows were replaced (and are durable), the later ones were not.
+fn across_windows(e: Error, items: &[(&Path, Destination)], start: usize, end: usize) -> Error {
+    if start == 0 && e.batch_outcome().is_none() {
+        // The first window failed before its commit: nothing was replaced (the caller says so).
+        return e;
+    }
+    let path = |d: &Destination| d.0.path().to_path_buf();
+    let mut replaced: Vec<PathBuf> = items[..start].iter().map(|(_, d)| path(d)).collect();
+    let mut not_replaced = Vec::new();
+    match e.batch_outcome() {
+        Some(o) => {
+            replaced.extend_from_slice(o.replaced());
+            not_replaced.extend_from_slice(o.not_replaced());
+        }
+        None => not_replaced.extend(items[start..end].iter().map(|(_, d)| path(d))),
+    }
+    not_replaced.extend(items[end..].iter().map(|(_, d)| path(d)));
+    e.with_batch_outcome(crate::BatchOutcome::new(replaced, not_replaced))
 }
 
 impl Backend for Local {
@@ -198,12 +247,12 @@ impl Backend for Local {
     }
 
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
-        let (file, md) = open_regular(src)?;
-        let mut f = copy_options(opts, &md, attrs).open(&self.path)?;
+        let file = open_source_file(&mut SourceOpener::default(), src)?;
+        let mut f = copy_options(opts, &file, attrs).open(&self.path)?;
         if opts.no_clobber {
             f.check_vacant()?;
         }
-        let method = copy_into(&mut f, &file, src, !opts.no_checksum, attrs)?;
+        let method = copy_into(&mut f, &file, !opts.no_checksum, attrs)?;
         Ok(Copied {
             receipt: f.commit()?,
             method: Some(method),
@@ -218,36 +267,47 @@ impl Backend for Local {
         attrs: CopyAttrs<'_>,
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
-        let mut batch = Batch::new(opts.clone());
-        let mut methods = Vec::with_capacity(items.len());
-        for (src, dst) in items {
-            let path = dst.0.local_path().expect("a local join is local");
-            let (file, md) = open_regular(src)?;
-            let f = batch.open_with(path, copy_options(opts, &md, attrs))?;
-            observer.copying(dst);
-            methods.push(copy_into(f, &file, src, !opts.no_checksum, attrs)?);
+        let mut opener = SourceOpener::default();
+        let mut files = Vec::with_capacity(items.len());
+        let (mut dir_syncs, mut data_syncs) = (0, 0);
+        let window = batch_window();
+        let mut start = 0;
+        while start < items.len() {
+            let end = (start + window).min(items.len());
+            let part = &items[start..end];
+            let fail = |e: Error| across_windows(e, items, start, end);
+            let mut batch = Batch::new(opts.clone());
+            let mut methods = Vec::with_capacity(part.len());
+            for (src, dst) in part {
+                let path = dst.0.local_path().expect("a local join is local");
+                let file = open_source_file(&mut opener, src).map_err(fail)?;
+                let f = batch
+                    .open_with(path, copy_options(opts, &file, attrs))
+                    .map_err(fail)?;
+                observer.copying(dst);
+                methods.push(copy_into(f, &file, !opts.no_checksum, attrs).map_err(fail)?);
+            }
+            let mut out = None;
+            let mut batch = Some(batch);
+            observer.commit(&mut || {
+                out = batch.take().map(Batch::commit);
+            });
+            let receipts = out.expect("the observer ran the commit").map_err(fail)?;
+            dir_syncs += receipts.dir_syncs;
+            data_syncs += receipts.data_syncs;
+            files.extend(receipts.files.into_iter().zip(methods).zip(part).map(
+                |((receipt, m), (src, _))| Copied {
+                    receipt,
+                    method: Some(m),
+                    source: src.display().to_string(),
+                },
+            ));
+            start = end;
         }
-        let mut out = None;
-        let mut batch = Some(batch);
-        observer.commit(&mut || {
-            out = batch.take().map(Batch::commit);
-        });
-        let receipts = out.expect("the observer ran the commit")?;
-        let files = receipts
-            .files
-            .into_iter()
-            .zip(methods)
-            .zip(items)
-            .map(|((receipt, m), (src, _))| Copied {
-                receipt,
-                method: Some(m),
-                source: src.display().to_string(),
-            })
-            .collect();
         Ok(CopyReport {
             files,
-            dir_syncs: Some(receipts.dir_syncs),
-            data_syncs: Some(receipts.data_syncs),
+            dir_syncs: Some(dir_syncs),
+            data_syncs: Some(data_syncs),
         })
     }
 }

@@ -44,9 +44,10 @@ impl Backend for Linux {
         "linux"
     }
 
-    /// `fstatfs(2)`: filesystem type and `f_namelen`.
+    /// `fstatfs(2)`: filesystem type and `f_namelen`; `fstat(2)`: the device.
     fn fs_info(&self, dir: BorrowedFd<'_>) -> io::Result<FsInfo> {
         let s = fs::fstatfs(dir).map_err(errno)?;
+        let dev = fs::fstat(dir).map_err(errno)?.st_dev;
         let name_max = if s.f_namelen > 0 {
             s.f_namelen as usize
         } else {
@@ -55,6 +56,7 @@ impl Backend for Linux {
         Ok(FsInfo {
             fs_type: s.f_type as u64,
             name_max,
+            dev,
         })
     }
 

@@ -58,6 +58,10 @@ compile_error!(
 pub(crate) enum Feature {
     Tmpfile,
     RenameNoreplace,
+    /// `ioctl(FICLONE)` between two filesystems (remembered per pair, see [`pair_refused`]).
+    Reflink,
+    /// `copy_file_range(2)` between two filesystems (remembered per pair).
+    CopyRange,
 }
 
 static REFUSED: Mutex<Option<HashSet<(u64, Feature)>>> = Mutex::new(None);
@@ -78,6 +82,25 @@ fn known_refused(fs_type: u64, feature: Feature) -> bool {
     g.as_ref().is_some_and(|s| s.contains(&(fs_type, feature)))
 }
 
+/// Source and destination filesystems (`st_dev` of each) whose copies refused a fast path.
+static REFUSED_PAIRS: Mutex<Option<HashSet<(u64, u64, Feature)>>> = Mutex::new(None);
+
+/// Remembers that copies from the filesystem `src_dev` to `dst_dev` refused `feature`
+/// (recognised by errno), so the next copy between them goes straight to the next method:
+/// one refused `FICLONE` per pair and process, not one per file.
+pub(crate) fn remember_pair_refused(src_dev: u64, dst_dev: u64, feature: Feature) {
+    let mut g = REFUSED_PAIRS.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(HashSet::new)
+        .insert((src_dev, dst_dev, feature));
+}
+
+/// Whether copies from `src_dev` to `dst_dev` are known to refuse `feature`.
+pub(crate) fn pair_refused(src_dev: u64, dst_dev: u64, feature: Feature) -> bool {
+    let g = REFUSED_PAIRS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .is_some_and(|s| s.contains(&(src_dev, dst_dev, feature)))
+}
+
 /// What the filesystem holding a directory can do.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FsInfo {
@@ -85,9 +108,11 @@ pub(crate) struct FsInfo {
     pub fs_type: u64,
     /// The longest file name, in bytes (`f_namelen` / `f_namemax`).
     pub name_max: usize,
+    /// `st_dev` of the directory: which filesystem it is (keys per-pair fast-path memory).
+    pub dev: u64,
 }
 
-/// Filesystem type and name limit of the filesystem holding `dir` (host backend).
+/// Filesystem type, name limit and device of the filesystem holding `dir` (host backend).
 pub(crate) fn fs_info(dir: BorrowedFd<'_>) -> io::Result<FsInfo> {
     host().fs_info(dir)
 }

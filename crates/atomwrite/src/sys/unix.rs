@@ -23,9 +23,11 @@ pub(crate) trait Backend: Debug + Send + Sync {
     /// Short name for diagnostics (`"linux"`, `"portable"`).
     fn name(&self) -> &'static str;
 
-    /// `fstatvfs(2)`: `f_namemax` (`fs_type` is 0: POSIX does not name filesystem types).
+    /// `fstatvfs(2)`: `f_namemax` (`fs_type` is 0: POSIX does not name filesystem types);
+    /// `fstat(2)`: the device.
     fn fs_info(&self, dir: BorrowedFd<'_>) -> io::Result<FsInfo> {
         let s = fs::fstatvfs(dir).map_err(errno)?;
+        let dev = fs::fstat(dir).map_err(errno)?.st_dev;
         let name_max = if s.f_namemax > 0 {
             s.f_namemax as usize
         } else {
@@ -34,6 +36,7 @@ pub(crate) trait Backend: Debug + Send + Sync {
         Ok(FsInfo {
             fs_type: 0,
             name_max,
+            dev,
         })
     }
 

@@ -69,8 +69,10 @@
 //! # Directories: symlink swap, and where `renameat2(RENAME_EXCHANGE)` is the better tool
 //!
 //! [`Publisher::publish_dir`] copies a tree into a staging directory inside `DST.versions/`
-//! (fd-relative, never following a link inside the tree), `fsync`s every file, then every
-//! directory bottom-up, renames the staging directory to `vN`, and swaps the pointer exactly as
+//! (fd-relative, never following a link inside the tree), makes it durable with one `syncfs`
+//! of the filesystem where that reports every error (Linux 5.17+; elsewhere it `fsync`s every
+//! file, then every directory bottom-up), renames the staging directory to `vN`, and swaps the
+//! pointer exactly as
 //! for a file. `renameat2(RENAME_EXCHANGE)` is used in exactly one place: when `DST` is still a
 //! **real directory** (the first publish of an existing output), a symlink to the new version is
 //! created *as* `DST.versions/vOLD` and exchanged with `DST` in one system call, so `DST` is never

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use rustix::fs::{self as rfs, AtFlags, FileType};
 
 use super::name::{self, VersionName};
-use super::store::{Current, Store, list_dir, remove_entry};
+use super::store::{Current, Entry, Store, list_dir, remove_entry};
 use crate::{Error, Op, Result};
 
 /// Pending markers and legacy pointer temps found beside `DST`.
@@ -100,6 +100,17 @@ pub(crate) fn sweep_leftovers(
     current: &Current,
     dry_run: bool,
 ) -> Result<(Vec<PathBuf>, u64, Vec<String>)> {
+    sweep_listed(store, current, dry_run, &store.list()?)
+}
+
+/// [`sweep_leftovers`] with the versions directory already listed (`listing`), so retention
+/// reads the history once.
+fn sweep_listed(
+    store: &Store,
+    current: &Current,
+    dry_run: bool,
+    listing: &[Entry],
+) -> Result<(Vec<PathBuf>, u64, Vec<String>)> {
     let sw = markers(store)?;
     let mut removed = Vec::new();
     let mut bytes = 0u64;
@@ -143,7 +154,7 @@ pub(crate) fn sweep_leftovers(
         }
         removed.push(store.parent.join(t));
     }
-    for ent in store.list()? {
+    for ent in listing {
         if name::parse_staging(&ent.name).is_some()
             && ent.kind == FileType::Directory
             && let Some(st) = store.stat_in_vdir(&ent.name)?
@@ -228,7 +239,8 @@ fn entry_bytes(store: &Store, name: &OsStr, st: &rfs::Stat) -> u64 {
 
 /// Retention after a publish of `new` over `previous` (lock held): leftovers first, then history
 /// beyond the newest `keep` (never `new`, never `previous`, never above `new`, never without an
-/// atomwrite manifest naming it). One listing of the versions directory.
+/// atomwrite manifest naming it). One listing of the versions directory (shared with the
+/// leftover sweep).
 pub(crate) fn retain(
     store: &Store,
     new: &VersionName,
@@ -236,11 +248,14 @@ pub(crate) fn retain(
     keep: usize,
 ) -> Result<(Vec<PathBuf>, u64, Vec<String>)> {
     let current = Current::Version(new.clone());
-    let (mut removed, mut bytes, mut warnings) = sweep_leftovers(store, &current, false)?;
+    // One listing of the versions directory for the leftovers and the history.
+    let listing = store.list()?;
+    let (mut removed, mut bytes, mut warnings) = sweep_listed(store, &current, false, &listing)?;
+    let swept: std::collections::HashSet<PathBuf> = removed.iter().cloned().collect();
     let keep = keep.max(2);
-    let mut history: Vec<(VersionName, OsString)> = store
-        .list()?
+    let mut history: Vec<(VersionName, OsString)> = listing
         .into_iter()
+        .filter(|e| !swept.contains(&store.path_of(&e.name)))
         .filter_map(|e| {
             let v = VersionName::parse(e.name.as_bytes())?;
             (v.number() < new.number()).then_some((v, e.name))
