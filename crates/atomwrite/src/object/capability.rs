@@ -180,10 +180,7 @@ pub fn assumed(t: &Target) -> StoreCapabilities {
         conditional_create: Capability::assumed(true, create),
         compare_and_swap: Capability::assumed(true, cas),
         multipart: Capability::assumed(true, mp),
-        concurrent: Capability::assumed(
-            true,
-            "not raced here (`atomwrite doctor URL` races 8 writers)",
-        ),
+        concurrent: Capability::assumed(true, "not raced here (a full probe races 8 writers)"),
         note,
         probe_error: None,
     }
