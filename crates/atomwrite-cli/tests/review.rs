@@ -331,3 +331,126 @@ fn a_file_url_source_follows_no_planted_symlink() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read(&out).unwrap(), b"root only\n");
 }
+
+/// Runs `cmd` and waits at most `secs` (generous) for it; `None` when it had to be killed.
+fn output_within(mut cmd: Command, secs: u64) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A FIFO planted as a `cp` source (a local path, a `file://` URL, to a local or a `file://`
+/// destination) is refused at once as "not a regular file": `cp` used to reopen it blocking
+/// and wait forever for a writer that never comes. `write --from FIFO` still reads it.
+#[test]
+fn a_fifo_cp_source_is_refused_without_blocking() {
+    let d = tmp();
+    let fifo = d.path().join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let out_url = format!("file://{}", d.path().join("out_url").display());
+    let fifo_url = format!("file://{}", fifo.display());
+    for (src, dst) in [
+        (fifo.display().to_string(), out.display().to_string()),
+        (fifo_url.clone(), out.display().to_string()),
+        (fifo.display().to_string(), out_url.clone()),
+        (fifo_url, out_url),
+    ] {
+        let mut c = bin();
+        c.arg("cp").arg(&src).arg(&dst);
+        let o =
+            output_within(c, 60).unwrap_or_else(|| panic!("cp {src} {dst} blocked on the FIFO"));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert!(!out.exists());
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "a temp was left"
+    );
+    // --from FIFO reads it, once a writer comes.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::write(&fifo, "through the fifo\n").unwrap())
+    };
+    let mut c = bin();
+    c.arg("write").arg("--from").arg(&fifo).arg(&out);
+    let o = output_within(c, 60).expect("write --from FIFO blocked");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    writer.join().unwrap();
+    assert_eq!(fs::read(&out).unwrap(), b"through the fifo\n");
+}
+
+/// `run --publish --expect N` losing the compare-and-swap is a conflict (exit 3) like
+/// `publish --expect`, not a failure of atomwrite's own (125); CMD is not run.
+#[test]
+fn run_publish_lost_expect_exits_3() {
+    let d = tmp();
+    let dst = d.path().join("p.csv");
+    let src = d.path().join("v1");
+    fs::write(&src, "v1\n").unwrap();
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let marker = d.path().join("ran");
+    let o = bin()
+        .args(["run", "--publish", "--expect", "7"])
+        .arg(&dst)
+        .arg("--")
+        .arg("touch")
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("compare-and-swap"), "{stderr}");
+    assert!(!marker.exists(), "CMD ran");
+    assert_eq!(fs::read(&dst).unwrap(), b"v1\n");
+}
+
+/// `write --json DIR` carries `errno` (EISDIR) like any other refusal the OS would make.
+#[test]
+fn json_error_for_a_directory_destination_carries_errno() {
+    let d = tmp();
+    let o = bin()
+        .args(["write", "--json"])
+        .arg(d.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["error"]["errno"],
+        rustix::io::Errno::ISDIR.raw_os_error(),
+        "{v}"
+    );
+    assert_eq!(v["error"]["kind"], "IsADirectory", "{v}");
+    assert_eq!(v["error"]["path"], d.path().display().to_string(), "{v}");
+}
