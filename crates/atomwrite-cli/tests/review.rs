@@ -389,10 +389,17 @@ fn a_fifo_cp_source_is_refused_without_blocking() {
         1,
         "a temp was left"
     );
-    // --from FIFO reads it, once a writer comes.
+    // --from FIFO reads it, once a writer comes. The writer holds the FIFO open a moment
+    // before writing: a writer that opens, writes and closes between atomwrite's non-blocking
+    // open and its blocking reopen would leave the reopen waiting for another writer.
     let writer = {
         let fifo = fifo.clone();
-        std::thread::spawn(move || fs::write(&fifo, "through the fifo\n").unwrap())
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            w.write_all(b"through the fifo\n").unwrap();
+        })
     };
     let mut c = bin();
     c.arg("write").arg("--from").arg(&fifo).arg(&out);
@@ -453,4 +460,135 @@ fn json_error_for_a_directory_destination_carries_errno() {
     );
     assert_eq!(v["error"]["kind"], "IsADirectory", "{v}");
     assert_eq!(v["error"]["path"], d.path().display().to_string(), "{v}");
+}
+
+/// Refusals name what the caller did: a planted symlink as a `cp` / `--from` source is a
+/// failure to *read* it (not "to write to"); a refused publish is a failure to *publish*; the
+/// message says "an entry" and names no Rust API (`SymlinkPolicy::Replace`).
+#[test]
+fn refusals_name_the_operation_asked_for() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (to plant entries as uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let secret = d.path().join("secret");
+    fs::write(&secret, "root only\n").unwrap();
+    let link = shared.join("link");
+    let planted = shared.join("planted");
+    for args in [
+        vec![
+            "ln".to_string(),
+            "-s".into(),
+            secret.display().to_string(),
+            link.display().to_string(),
+        ],
+        vec!["touch".to_string(), planted.display().to_string()],
+    ] {
+        let st = Command::new(&args[0])
+            .args(&args[1..])
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = d.path().join("out");
+    let check = |o: std::process::Output, verb: &str| {
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("atomwrite: failed to {verb} `")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("SymlinkPolicy"), "{stderr}");
+        assert!(!stderr.contains(" a entry"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        stderr
+    };
+    check(
+        bin().arg("cp").arg(&link).arg(&out).output().unwrap(),
+        "read",
+    );
+    check(
+        bin()
+            .arg("cp")
+            .arg(format!("file://{}", link.display()))
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "read",
+    );
+    check(
+        bin()
+            .arg("write")
+            .arg("--from")
+            .arg(&link)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        "read",
+    );
+    assert!(!out.exists());
+    let e = check(
+        bin()
+            .arg("publish")
+            .arg("--from")
+            .arg(&secret)
+            .arg(&planted)
+            .output()
+            .unwrap(),
+        "publish",
+    );
+    assert!(e.contains("an entry"), "{e}");
+    assert_eq!(fs::read(&planted).unwrap(), b"");
+    // A refused symlink destination names no Rust API either.
+    let e = check(
+        bin()
+            .arg("write")
+            .arg(&link)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        "write to",
+    );
+    assert!(e.contains("protected_symlinks"), "{e}");
+    assert_eq!(fs::read(&secret).unwrap(), b"root only\n");
+}
+
+/// A batch that failed before replacing anything says so once: "none of the 2 files of the
+/// batch was replaced", not also "; no destination was replaced".
+#[test]
+fn a_failed_batch_says_nothing_was_replaced_once() {
+    let d = tmp();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    fs::write(&a, "a\n").unwrap();
+    fs::write(&b, "b\n").unwrap();
+    let out = d.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::create_dir(out.join("b")).unwrap();
+    let o = bin()
+        .arg("cp")
+        .arg(&a)
+        .arg(&b)
+        .arg(format!("{}/", out.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("replaced").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("none of the 2 files of the batch was replaced"),
+        "{stderr}"
+    );
+    assert!(!out.join("a").exists());
 }

@@ -135,22 +135,25 @@ pub(crate) fn check_sticky_rule(
     if entry_uid == dir_owner {
         return Ok(());
     }
-    let (sysctl, what, verb, hint) = match rule {
+    let (sysctl, what, a_what, verb, hint) = match rule {
         Rule::Symlinks => (
             "fs.protected_symlinks",
             "symlink",
+            "a symlink",
             "followed",
-            "remove the link, or replace the link itself (SymlinkPolicy::Replace)",
+            "remove the link, or replace the link itself instead of following it",
         ),
         Rule::Regular => (
             "fs.protected_regular",
             "file",
+            "a file",
             "replaced",
             "its owner or the directory's owner can remove or rename it first",
         ),
         Rule::Entry => (
             "fs.protected_regular",
             "entry",
+            "an entry",
             "replaced or written into",
             "its owner or the directory's owner can remove or rename it first",
         ),
@@ -161,7 +164,7 @@ pub(crate) fn check_sticky_rule(
         io::ErrorKind::PermissionDenied,
         format!(
             "refused by the {sysctl} rule (applied whatever the sysctl says): the {what} belongs \
-             to uid {entry_uid}, and in a sticky directory that others may write a {what} is \
+             to uid {entry_uid}, and in a sticky directory that others may write {a_what} is \
              {verb} only if it belongs to the caller (uid {caller}) or to the directory's owner \
              (uid {dir_owner})"
         ),
@@ -609,6 +612,18 @@ fn blocking_if_fifo(fd: OwnedFd, shown: &Path) -> Result<OwnedFd> {
 /// non-blocking descriptor, so a planted FIFO nobody writes to cannot hang the caller; with
 /// [`Want::Any`] a FIFO is reopened blocking and read like `cat` would.
 pub(crate) fn open_source(path: &Path, want: Want) -> Result<OwnedFd> {
+    // The sticky rule is shared with destinations: its refusal here is a failure to read.
+    open_source_inner(path, want).map_err(|e| {
+        if e.op() == Op::CheckDestination && e.kind() == io::ErrorKind::PermissionDenied {
+            e.with_op(Op::Read)
+                .with_hint("remove the link, or name its target directly if you trust it")
+        } else {
+            e
+        }
+    })
+}
+
+fn open_source_inner(path: &Path, want: Want) -> Result<OwnedFd> {
     let want_dir = want == Want::Dir;
     let mut cur = path.to_path_buf();
     for _ in 0..=MAX_HOPS {

@@ -97,6 +97,23 @@ impl Store {
         durability: crate::Durability,
         check: impl FnOnce(&OwnedFd) -> Result<()>,
     ) -> Result<Store> {
+        // A refusal of the shared destination checks is, for a publish, a failure to publish.
+        Store::open_unmapped(dst, create_parent, create_vdir, durability, check).map_err(|e| {
+            if create_vdir && e.op() == Op::CheckDestination {
+                e.with_op(Op::Publish)
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_unmapped(
+        dst: &Path,
+        create_parent: bool,
+        create_vdir: bool,
+        durability: crate::Durability,
+        check: impl FnOnce(&OwnedFd) -> Result<()>,
+    ) -> Result<Store> {
         if create_vdir {
             crate::dest::refuse_directory_syntax(dst)?;
         }
