@@ -592,3 +592,89 @@ fn a_failed_batch_says_nothing_was_replaced_once() {
     );
     assert!(!out.join("a").exists());
 }
+
+/// The mode and owner of every `.manifest.json` in `vdir` against its version's.
+fn manifests_follow_versions(vdir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let mut n = 0;
+    for e in fs::read_dir(vdir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(data) = name.strip_suffix(".manifest.json") else {
+            continue;
+        };
+        let (m, v) = (
+            fs::symlink_metadata(&p).unwrap(),
+            fs::symlink_metadata(vdir.join(data)).unwrap(),
+        );
+        assert_eq!(m.mode() & 0o7777, v.mode() & 0o666, "{name}");
+        assert_eq!((m.uid(), m.gid()), (v.uid(), v.gid()), "{name}");
+        n += 1;
+    }
+    n
+}
+
+/// A version's manifest takes neither the data file's exec bits nor more readers than the
+/// version has: mode = version mode & 0666, owner and group the version's.
+#[test]
+fn a_version_manifest_is_as_private_as_its_version() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tmp();
+    let src = d.path().join("tool.sh");
+    fs::write(&src, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o750)).unwrap();
+    let dst = d.path().join("tool");
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vdir = d.path().join("tool.versions");
+    assert_eq!(manifests_follow_versions(&vdir), 1);
+    let v1 = vdir.join("v0000000001");
+    assert_eq!(
+        fs::metadata(&v1).unwrap().mode() & 0o111 != 0,
+        true,
+        "the version is executable"
+    );
+
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a version inherited as uid 65534)",
+    ) {
+        return;
+    }
+    // DST belongs to uid 65534, 0600: the versions inherit it, and so do their manifests.
+    let dst = d.path().join("private.csv");
+    fs::write(&dst, "old\n").unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vdir = d.path().join("private.csv.versions");
+    assert_eq!(
+        manifests_follow_versions(&vdir),
+        2,
+        "the new and the migrated version"
+    );
+    for e in fs::read_dir(&vdir).unwrap() {
+        let e = e.unwrap();
+        let md = fs::symlink_metadata(e.path()).unwrap();
+        // Versions and manifests (not the publisher's `.lock`).
+        if md.is_file() && e.file_name().to_string_lossy().starts_with('v') {
+            assert_eq!(
+                (md.mode() & 0o7777, md.uid(), md.gid()),
+                (0o600, 65534, 65534)
+            );
+        }
+    }
+}
