@@ -368,7 +368,11 @@ fn a_fifo_cp_source_is_refused_without_blocking() {
     let out = d.path().join("out");
     let out_url = format!("file://{}", d.path().join("out_url").display());
     let fifo_url = format!("file://{}", fifo.display());
+    // The caller's own link to the FIFO (the opener's slow path: the full rules).
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
     for (src, dst) in [
+        (link.display().to_string(), out.display().to_string()),
         (fifo.display().to_string(), out.display().to_string()),
         (fifo_url.clone(), out.display().to_string()),
         (fifo.display().to_string(), out_url.clone()),
@@ -386,7 +390,7 @@ fn a_fifo_cp_source_is_refused_without_blocking() {
     assert!(!out.exists());
     assert_eq!(
         fs::read_dir(d.path()).unwrap().count(),
-        1,
+        2,
         "a temp was left"
     );
     // --from FIFO reads it, once a writer comes. The writer holds the FIFO open a moment

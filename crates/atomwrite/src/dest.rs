@@ -564,6 +564,8 @@ pub(crate) enum Want {
     Dir,
     /// A regular file only (`cp`): anything else is refused without blocking.
     Regular,
+    /// Anything, as opened: a FIFO stays non-blocking (the caller refuses it, never reads it).
+    NonBlocking,
 }
 
 /// The last step of [`open_source`] on the non-blocking descriptor: refuse what the caller
@@ -579,6 +581,9 @@ fn finish_source(fd: OwnedFd, full: &Path, asked: &Path, want: Want) -> Result<O
                 "is not a regular file",
             ));
         }
+        return Ok(fd);
+    }
+    if want == Want::NonBlocking {
         return Ok(fd);
     }
     blocking_if_fifo(fd, full)
