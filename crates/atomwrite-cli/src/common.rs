@@ -142,7 +142,14 @@ pub fn error_json(f: &Failure) -> serde_json::Value {
             v["error"]["path2"] = serde_json::json!(p2);
         }
         v["error"]["kind"] = serde_json::json!(format!("{:?}", e.kind()));
-        if let Some(n) = e.raw_os_error() {
+        // A refusal the library made itself (a directory where a file goes) has no OS errno,
+        // but one names it exactly: give it, as the same failure from the kernel would.
+        let implied = match e.kind() {
+            std::io::ErrorKind::IsADirectory => Some(rustix::io::Errno::ISDIR.raw_os_error()),
+            std::io::ErrorKind::NotADirectory => Some(rustix::io::Errno::NOTDIR.raw_os_error()),
+            _ => None,
+        };
+        if let Some(n) = e.raw_os_error().or(implied) {
             v["error"]["errno"] = serde_json::json!(n);
         }
         if let Some(o) = e.batch_outcome() {

@@ -331,3 +331,353 @@ fn a_file_url_source_follows_no_planted_symlink() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read(&out).unwrap(), b"root only\n");
 }
+
+/// Runs `cmd` and waits at most `secs` (generous) for it; `None` when it had to be killed.
+fn output_within(mut cmd: Command, secs: u64) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A FIFO planted as a `cp` source (a local path, a `file://` URL, to a local or a `file://`
+/// destination) is refused at once as "not a regular file": `cp` used to reopen it blocking
+/// and wait forever for a writer that never comes. `write --from FIFO` still reads it.
+#[test]
+fn a_fifo_cp_source_is_refused_without_blocking() {
+    let d = tmp();
+    let fifo = d.path().join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let out_url = format!("file://{}", d.path().join("out_url").display());
+    let fifo_url = format!("file://{}", fifo.display());
+    // The caller's own link to the FIFO (the opener's slow path: the full rules).
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    for (src, dst) in [
+        (link.display().to_string(), out.display().to_string()),
+        (fifo.display().to_string(), out.display().to_string()),
+        (fifo_url.clone(), out.display().to_string()),
+        (fifo.display().to_string(), out_url.clone()),
+        (fifo_url, out_url),
+    ] {
+        let mut c = bin();
+        c.arg("cp").arg(&src).arg(&dst);
+        let o =
+            output_within(c, 60).unwrap_or_else(|| panic!("cp {src} {dst} blocked on the FIFO"));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert!(!out.exists());
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        2,
+        "a temp was left"
+    );
+    // --from FIFO reads it, once a writer comes. The writer holds the FIFO open a moment
+    // before writing: a writer that opens, writes and closes between atomwrite's non-blocking
+    // open and its blocking reopen would leave the reopen waiting for another writer.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            w.write_all(b"through the fifo\n").unwrap();
+        })
+    };
+    let mut c = bin();
+    c.arg("write").arg("--from").arg(&fifo).arg(&out);
+    let o = output_within(c, 60).expect("write --from FIFO blocked");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    writer.join().unwrap();
+    assert_eq!(fs::read(&out).unwrap(), b"through the fifo\n");
+}
+
+/// `run --publish --expect N` losing the compare-and-swap is a conflict (exit 3) like
+/// `publish --expect`, not a failure of atomwrite's own (125); CMD is not run.
+#[test]
+fn run_publish_lost_expect_exits_3() {
+    let d = tmp();
+    let dst = d.path().join("p.csv");
+    let src = d.path().join("v1");
+    fs::write(&src, "v1\n").unwrap();
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let marker = d.path().join("ran");
+    let o = bin()
+        .args(["run", "--publish", "--expect", "7"])
+        .arg(&dst)
+        .arg("--")
+        .arg("touch")
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("compare-and-swap"), "{stderr}");
+    assert!(!marker.exists(), "CMD ran");
+    assert_eq!(fs::read(&dst).unwrap(), b"v1\n");
+}
+
+/// `write --json DIR` carries `errno` (EISDIR) like any other refusal the OS would make.
+#[test]
+fn json_error_for_a_directory_destination_carries_errno() {
+    let d = tmp();
+    let o = bin()
+        .args(["write", "--json"])
+        .arg(d.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["error"]["errno"],
+        rustix::io::Errno::ISDIR.raw_os_error(),
+        "{v}"
+    );
+    assert_eq!(v["error"]["kind"], "IsADirectory", "{v}");
+    assert_eq!(v["error"]["path"], d.path().display().to_string(), "{v}");
+}
+
+/// Refusals name what the caller did: a planted symlink as a `cp` / `--from` source is a
+/// failure to *read* it (not "to write to"); a refused publish is a failure to *publish*; the
+/// message says "an entry" and names no Rust API (`SymlinkPolicy::Replace`).
+#[test]
+fn refusals_name_the_operation_asked_for() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (to plant entries as uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let secret = d.path().join("secret");
+    fs::write(&secret, "root only\n").unwrap();
+    let link = shared.join("link");
+    let planted = shared.join("planted");
+    for args in [
+        vec![
+            "ln".to_string(),
+            "-s".into(),
+            secret.display().to_string(),
+            link.display().to_string(),
+        ],
+        vec!["touch".to_string(), planted.display().to_string()],
+    ] {
+        let st = Command::new(&args[0])
+            .args(&args[1..])
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = d.path().join("out");
+    let check = |o: std::process::Output, verb: &str| {
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("atomwrite: failed to {verb} `")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("SymlinkPolicy"), "{stderr}");
+        assert!(!stderr.contains(" a entry"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        stderr
+    };
+    check(
+        bin().arg("cp").arg(&link).arg(&out).output().unwrap(),
+        "read",
+    );
+    check(
+        bin()
+            .arg("cp")
+            .arg(format!("file://{}", link.display()))
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "read",
+    );
+    check(
+        bin()
+            .arg("write")
+            .arg("--from")
+            .arg(&link)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        "read",
+    );
+    assert!(!out.exists());
+    let e = check(
+        bin()
+            .arg("publish")
+            .arg("--from")
+            .arg(&secret)
+            .arg(&planted)
+            .output()
+            .unwrap(),
+        "publish",
+    );
+    assert!(e.contains("an entry"), "{e}");
+    assert_eq!(fs::read(&planted).unwrap(), b"");
+    // A refused symlink destination names no Rust API either.
+    let e = check(
+        bin()
+            .arg("write")
+            .arg(&link)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        "write to",
+    );
+    assert!(e.contains("protected_symlinks"), "{e}");
+    assert_eq!(fs::read(&secret).unwrap(), b"root only\n");
+}
+
+/// A batch that failed before replacing anything says so once: "none of the 2 files of the
+/// batch was replaced", not also "; no destination was replaced".
+#[test]
+fn a_failed_batch_says_nothing_was_replaced_once() {
+    let d = tmp();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    fs::write(&a, "a\n").unwrap();
+    fs::write(&b, "b\n").unwrap();
+    let out = d.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::create_dir(out.join("b")).unwrap();
+    let o = bin()
+        .arg("cp")
+        .arg(&a)
+        .arg(&b)
+        .arg(format!("{}/", out.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("replaced").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("none of the 2 files of the batch was replaced"),
+        "{stderr}"
+    );
+    assert!(!out.join("a").exists());
+}
+
+/// The mode and owner of every `.manifest.json` in `vdir` against its version's.
+fn manifests_follow_versions(vdir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let mut n = 0;
+    for e in fs::read_dir(vdir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(data) = name.strip_suffix(".manifest.json") else {
+            continue;
+        };
+        let (m, v) = (
+            fs::symlink_metadata(&p).unwrap(),
+            fs::symlink_metadata(vdir.join(data)).unwrap(),
+        );
+        assert_eq!(m.mode() & 0o7777, v.mode() & 0o666, "{name}");
+        assert_eq!((m.uid(), m.gid()), (v.uid(), v.gid()), "{name}");
+        n += 1;
+    }
+    n
+}
+
+/// A version's manifest takes neither the data file's exec bits nor more readers than the
+/// version has: mode = version mode & 0666, owner and group the version's.
+#[test]
+fn a_version_manifest_is_as_private_as_its_version() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tmp();
+    let src = d.path().join("tool.sh");
+    fs::write(&src, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o750)).unwrap();
+    let dst = d.path().join("tool");
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vdir = d.path().join("tool.versions");
+    assert_eq!(manifests_follow_versions(&vdir), 1);
+    let v1 = vdir.join("v0000000001");
+    assert!(
+        fs::metadata(&v1).unwrap().mode() & 0o111 != 0,
+        "the version is executable"
+    );
+
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a version inherited as uid 65534)",
+    ) {
+        return;
+    }
+    // DST belongs to uid 65534, 0600: the versions inherit it, and so do their manifests.
+    let dst = d.path().join("private.csv");
+    fs::write(&dst, "old\n").unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+    let o = bin()
+        .arg("publish")
+        .arg("--from")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vdir = d.path().join("private.csv.versions");
+    assert_eq!(
+        manifests_follow_versions(&vdir),
+        2,
+        "the new and the migrated version"
+    );
+    for e in fs::read_dir(&vdir).unwrap() {
+        let e = e.unwrap();
+        let md = fs::symlink_metadata(e.path()).unwrap();
+        // Versions and manifests (not the publisher's `.lock`).
+        if md.is_file() && e.file_name().to_string_lossy().starts_with('v') {
+            assert_eq!(
+                (md.mode() & 0o7777, md.uid(), md.gid()),
+                (0o600, 65534, 65534)
+            );
+        }
+    }
+}

@@ -135,22 +135,25 @@ pub(crate) fn check_sticky_rule(
     if entry_uid == dir_owner {
         return Ok(());
     }
-    let (sysctl, what, verb, hint) = match rule {
+    let (sysctl, what, a_what, verb, hint) = match rule {
         Rule::Symlinks => (
             "fs.protected_symlinks",
             "symlink",
+            "a symlink",
             "followed",
-            "remove the link, or replace the link itself (SymlinkPolicy::Replace)",
+            "remove the link, or replace the link itself instead of following it",
         ),
         Rule::Regular => (
             "fs.protected_regular",
             "file",
+            "a file",
             "replaced",
             "its owner or the directory's owner can remove or rename it first",
         ),
         Rule::Entry => (
             "fs.protected_regular",
             "entry",
+            "an entry",
             "replaced or written into",
             "its owner or the directory's owner can remove or rename it first",
         ),
@@ -161,7 +164,7 @@ pub(crate) fn check_sticky_rule(
         io::ErrorKind::PermissionDenied,
         format!(
             "refused by the {sysctl} rule (applied whatever the sysctl says): the {what} belongs \
-             to uid {entry_uid}, and in a sticky directory that others may write a {what} is \
+             to uid {entry_uid}, and in a sticky directory that others may write {a_what} is \
              {verb} only if it belongs to the caller (uid {caller}) or to the directory's owner \
              (uid {dir_owner})"
         ),
@@ -552,6 +555,40 @@ pub fn open_dir(dir: &Path, create: bool, durability: Durability) -> Result<Owne
 /// `statfs.f_type` of procfs.
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
+/// What a caller of [`open_source`] accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Want {
+    /// Anything readable; a FIFO is read with the ordinary (blocking) semantics.
+    Any,
+    /// A directory.
+    Dir,
+    /// A regular file only (`cp`): anything else is refused without blocking.
+    Regular,
+    /// Anything, as opened: a FIFO stays non-blocking (the caller refuses it, never reads it).
+    NonBlocking,
+}
+
+/// The last step of [`open_source`] on the non-blocking descriptor: refuse what the caller
+/// does not accept (before any blocking reopen), else make a FIFO blocking.
+fn finish_source(fd: OwnedFd, full: &Path, asked: &Path, want: Want) -> Result<OwnedFd> {
+    if want == Want::Regular {
+        let st = fs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, full, errno(e)))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::other(
+                Op::Read,
+                asked,
+                io::ErrorKind::InvalidInput,
+                "is not a regular file",
+            ));
+        }
+        return Ok(fd);
+    }
+    if want == Want::NonBlocking {
+        return Ok(fd);
+    }
+    blocking_if_fifo(fd, full)
+}
+
 /// A FIFO was opened without blocking (so a planted one cannot hang us); a reader of a FIFO it
 /// was asked to read wants the ordinary semantics: reopen it through `/proc/self/fd`, which
 /// waits for a writer like a plain `open` (reading a non-blocking FIFO before its writer is
@@ -575,8 +612,24 @@ fn blocking_if_fifo(fd: OwnedFd, shown: &Path) -> Result<OwnedFd> {
 /// walked from a held fd, a symlink in a sticky directory that others may write is followed only
 /// if it belongs to the caller or to the directory's owner (every hop), and the final open is
 /// `O_NOFOLLOW|O_NONBLOCK` relative to its directory's fd, so a name swapped for a link (or a
-/// FIFO) between the checks is refused, never followed or blocked on.
-pub(crate) fn open_source(path: &Path, want_dir: bool) -> Result<OwnedFd> {
+/// FIFO) between the checks is refused, never followed or blocked on. With
+/// [`Want::Regular`] anything but a regular file (a FIFO, a device, a socket) is refused on that
+/// non-blocking descriptor, so a planted FIFO nobody writes to cannot hang the caller; with
+/// [`Want::Any`] a FIFO is reopened blocking and read like `cat` would.
+pub(crate) fn open_source(path: &Path, want: Want) -> Result<OwnedFd> {
+    // The sticky rule is shared with destinations: its refusal here is a failure to read.
+    open_source_inner(path, want).map_err(|e| {
+        if e.op() == Op::CheckDestination && e.kind() == io::ErrorKind::PermissionDenied {
+            e.with_op(Op::Read)
+                .with_hint("remove the link, or name its target directly if you trust it")
+        } else {
+            e
+        }
+    })
+}
+
+fn open_source_inner(path: &Path, want: Want) -> Result<OwnedFd> {
+    let want_dir = want == Want::Dir;
     let mut cur = path.to_path_buf();
     for _ in 0..=MAX_HOPS {
         if cur.file_name().is_none() {
@@ -605,7 +658,7 @@ pub(crate) fn open_source(path: &Path, want_dir: bool) -> Result<OwnedFd> {
                 // sticky directory: nobody can plant one there.
                 let fd = fs::openat(&dir, &name, flags - OFlags::NOFOLLOW, Mode::empty())
                     .map_err(|e| Error::new(Op::Read, &full, errno(e)))?;
-                return blocking_if_fifo(fd, &full);
+                return finish_source(fd, &full, path, want);
             }
             let target = fs::readlinkat(&dir, &name, Vec::new())
                 .map_err(|e| Error::new(Op::Inspect, &full, errno(e)))?;
@@ -618,7 +671,7 @@ pub(crate) fn open_source(path: &Path, want_dir: bool) -> Result<OwnedFd> {
             continue;
         }
         return match fs::openat(&dir, &name, flags, Mode::empty()) {
-            Ok(fd) => blocking_if_fifo(fd, &full),
+            Ok(fd) => finish_source(fd, &full, path, want),
             // Swapped for a link since the fstatat: look again (the rule decides).
             Err(Errno::LOOP) => continue,
             Err(e) => Err(Error::new(Op::Read, &full, errno(e))),

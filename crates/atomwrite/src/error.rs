@@ -215,6 +215,13 @@ impl Error {
         }
     }
 
+    /// The same error, reported as a failure of `op` (a check shared by several operations
+    /// names the one the caller asked for: `read` for a source, `publish` for a publish).
+    pub(crate) fn with_op(mut self, op: Op) -> Self {
+        self.op = op;
+        self
+    }
+
     /// Replaces the hint appended to the message.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -409,12 +416,11 @@ impl fmt::Display for Error {
         }
         write!(f, ": {}", self.source)?;
         if let Some(b) = &self.batch {
-            write!(
-                f,
-                "; {} of {} files of the batch were replaced",
-                b.replaced().len(),
-                b.replaced().len() + b.not_replaced().len()
-            )?;
+            let total = b.replaced().len() + b.not_replaced().len();
+            match b.replaced().len() {
+                0 => write!(f, "; none of the {total} files of the batch was replaced")?,
+                n => write!(f, "; {n} of {total} files of the batch were replaced")?,
+            }
         }
         if let Some(h) = &self.hint {
             write!(f, " (hint: {h})")?;

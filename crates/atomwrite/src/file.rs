@@ -1083,7 +1083,7 @@ impl SourceOpener {
             Some(hit) => hit,
             None => {
                 // A symlink, `..`, a bare `/`: the full rules and their errors.
-                let fd = crate::dest::open_source(path, false)?;
+                let fd = crate::dest::open_source(path, crate::dest::Want::NonBlocking)?;
                 let st = rfs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, path, errno(e)))?;
                 (fd, st)
             }

@@ -200,7 +200,7 @@ mod platform;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn open_source(path: impl AsRef<std::path::Path>) -> Result<std::fs::File> {
-    dest::open_source(path.as_ref(), false).map(std::fs::File::from)
+    dest::open_source(path.as_ref(), dest::Want::Any).map(std::fs::File::from)
 }
 
 /// Writes `bytes` to `path` atomically and durably ([`Durability::Full`]), with the default

@@ -235,10 +235,9 @@ fn paths(targets: &[Destination]) -> Vec<PathBuf> {
 /// which not (a failure before a batch's commit replaced none of them).
 fn batch_failure(e: atomwrite::Error, targets: &[Destination]) -> Failure {
     if e.batch_outcome().is_none() {
+        // The message says it: "none of the N files of the batch was replaced".
         let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), paths(targets)));
-        let mut f = Failure::from(e);
-        f.message.push_str("; no destination was replaced");
-        return f;
+        return Failure::from(e);
     }
     let mut f = Failure::from(e);
     if let Some(o) = f.error.as_ref().and_then(|e| e.batch_outcome()) {

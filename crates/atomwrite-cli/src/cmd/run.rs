@@ -24,8 +24,8 @@ CMD gets ATOMWRITE_RUN_ID and ATOMWRITE_STARTED_AT (RFC 3339, UTC) in its enviro
 receipt and the manifest (--manifest) record the same run id. CMD's stdin and stderr are
 inherited. Exit code: 0 when committed; CMD's own status when it fails (128+N if killed by
 signal N), nothing committed; 126/127 when CMD cannot be executed / is not found; 125 when
-atomwrite itself fails; 3 when --no-clobber finds DST already there (checked before CMD
-starts); 1 when --no-empty refuses an empty output of a successful CMD.
+atomwrite itself fails; 3 when --no-clobber finds DST already there, or with --publish when
+--expect loses the compare-and-swap or --wait times out (all checked before CMD starts); 1 when --no-empty refuses an empty output of a successful CMD.
 SIGINT/SIGTERM/SIGHUP are forwarded to CMD and nothing is committed.
 With --publish the publisher lock is held (and --expect checked) before CMD starts.
 Unlike `CMD | atomwrite write DST` (a pipe carries no exit status), run knows CMD's status.
@@ -216,8 +216,14 @@ fn not_run(a: &RunArgs, result: atomwrite::Result<Outcome>) -> Failure {
     };
     let mut f = Failure::from(e);
     f.message.push_str("; CMD was not run");
-    // --no-clobber finding DST there is a conflict (exit 3), as for `write`.
-    if a.opts.no_clobber && f.code == EXIT_CONFLICT {
+    keep_conflict(a, f)
+}
+
+/// A conflict the flags asked to detect keeps exit 3, as for `write --no-clobber` and
+/// `publish --expect/--wait`: --no-clobber finding DST there, a lost --expect, a --wait that
+/// timed out. Any other failure of atomwrite's own is 125.
+fn keep_conflict(a: &RunArgs, f: Failure) -> Failure {
+    if (a.opts.no_clobber || a.publish) && f.code == EXIT_CONFLICT {
         f
     } else {
         own_failure(f)
@@ -297,15 +303,9 @@ fn conclude(
     Ok(EXIT_OK)
 }
 
-/// The write (or publish) itself failed: exit 125, or 3 when --no-clobber lost to a writer
-/// that came after the pre-check.
+/// The write (or publish) itself failed: exit 125, or 3 for a conflict (see [`keep_conflict`]).
 fn write_failure(a: &RunArgs, e: atomwrite::Error) -> Failure {
-    let f = Failure::from(e);
-    if a.opts.no_clobber && f.code == EXIT_CONFLICT {
-        f
-    } else {
-        own_failure(f)
-    }
+    keep_conflict(a, Failure::from(e))
 }
 
 /// Starts CMD with its stdout piped and `ATOMWRITE_RUN_ID` / `ATOMWRITE_STARTED_AT` in its

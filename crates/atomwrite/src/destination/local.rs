@@ -32,9 +32,9 @@ impl Local {
 }
 
 /// Opens a copy source with the `cp` rules ([`crate::open_source`]) and refuses anything but a
-/// regular file (a directory, a FIFO, a device) with `InvalidInput`.
+/// regular file (a directory, a FIFO, a device) with `InvalidInput`, without blocking on a FIFO.
 fn open_regular(src: &Path) -> Result<(File, std::fs::Metadata)> {
-    let f = crate::open_source(src)?;
+    let f = File::from(crate::dest::open_source(src, crate::dest::Want::Regular)?);
     let md = f.metadata().map_err(|e| Error::new(Op::Inspect, src, e))?;
     if !md.is_file() {
         return Err(Error::other(

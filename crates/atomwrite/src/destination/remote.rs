@@ -293,7 +293,8 @@ impl Backend for Remote {
             // the final open is O_NOFOLLOW below a directory fd), as `cat` or `cp` would
             // under fs.protected_symlinks; the object store itself would follow any link.
             let path = root.join(key.as_ref());
-            let file = crate::open_source(&path)?;
+            let file =
+                std::fs::File::from(crate::dest::open_source(&path, crate::dest::Want::Regular)?);
             let md = file
                 .metadata()
                 .map_err(|e| Error::new(Op::Inspect, &path, e))?;
@@ -382,7 +383,7 @@ impl Backend for Remote {
     }
 
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied> {
-        let file = crate::open_source(src)?;
+        let file = std::fs::File::from(crate::dest::open_source(src, crate::dest::Want::Regular)?);
         let md = file
             .metadata()
             .map_err(|e| Error::new(Op::Inspect, src, e))?;

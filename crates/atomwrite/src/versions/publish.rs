@@ -164,7 +164,7 @@ impl Publisher {
         let src = src.as_ref();
         // Opened as `cp -r` would under fs.protected_symlinks (another user's link in a sticky
         // directory is not followed), once: the copy walks from this fd.
-        let src_fd = crate::dest::open_source(src, true)?;
+        let src_fd = crate::dest::open_source(src, crate::dest::Want::Dir)?;
         let s = Session::open(self, dst.as_ref(), true, |parent| {
             if is_within(parent, &src_fd)? {
                 return Err(Error::other(

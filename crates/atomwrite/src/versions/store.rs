@@ -97,6 +97,23 @@ impl Store {
         durability: crate::Durability,
         check: impl FnOnce(&OwnedFd) -> Result<()>,
     ) -> Result<Store> {
+        // A refusal of the shared destination checks is, for a publish, a failure to publish.
+        Store::open_unmapped(dst, create_parent, create_vdir, durability, check).map_err(|e| {
+            if create_vdir && e.op() == Op::CheckDestination {
+                e.with_op(Op::Publish)
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_unmapped(
+        dst: &Path,
+        create_parent: bool,
+        create_vdir: bool,
+        durability: crate::Durability,
+        check: impl FnOnce(&OwnedFd) -> Result<()>,
+    ) -> Result<Store> {
         if create_vdir {
             crate::dest::refuse_directory_syntax(dst)?;
         }
@@ -330,13 +347,20 @@ impl Store {
         m: &Manifest,
         opts: &Options,
     ) -> Result<()> {
-        let mut o = opts.clone();
+        let mname = manifest_name(data_name);
+        let path = self.path_of(&mname);
+        // The manifest is exactly as private as its version (it names the version's size and
+        // hash): the version's owner, group and mode, without exec or set-id bits.
+        let vst = rfs::statat(self.vfd(), data_name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::new(Op::Inspect, self.path_of(data_name), errno(e)))?;
+        let mut o = opts
+            .clone()
+            .preserve_source(vst.st_mode & 0o666, vst.st_uid, vst.st_gid);
         o.no_clobber = false;
         o.size_hint = None;
         o.mode = None;
+        o.preserve_owner_strict = false;
         o.internal = true;
-        let mname = manifest_name(data_name);
-        let path = self.path_of(&mname);
         let mut f = AtomicFile::open_in(self.vfd().clone(), self.vdir.clone(), mname, &o)
             .map_err(|e| relabel_manifest(e, &path))?;
         f.write_all_bytes(m.to_json().as_bytes())
