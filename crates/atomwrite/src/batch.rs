@@ -348,27 +348,7 @@ impl Batch {
         let mut n = 0;
         let mut each: Vec<&AtomicFile> = Vec::new();
         if want_syncfs {
-            // Files grouped by filesystem (the device of their directory) and backend, in
-            // order of first appearance; one fstat per distinct directory fd.
-            let mut dev_of_dir = std::collections::HashMap::new();
-            let mut groups: Vec<((u64, &'static str), Vec<&AtomicFile>)> = Vec::new();
-            for f in &self.files {
-                let dev = match dev_of_dir.get(&Arc::as_ptr(f.dir_fd())) {
-                    Some(d) => *d,
-                    None => {
-                        let st = rustix::fs::fstat(f.dir_fd())
-                            .map_err(|e| Error::new(Op::SyncFile, f.destination(), errno(e)))?;
-                        dev_of_dir.insert(Arc::as_ptr(f.dir_fd()), st.st_dev);
-                        st.st_dev
-                    }
-                };
-                let key = (dev, f.sys().name());
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, g)) => g.push(f),
-                    None => groups.push((key, vec![f])),
-                }
-            }
-            for (_, group) in groups {
+            for (_, group) in self.by_filesystem()? {
                 // The group's earliest-opened file: syncfs reports writeback errors of the whole
                 // filesystem since the fd it is given was opened (per-superblock errseq), so
                 // that fd covers the errors of every file in the group.
@@ -391,33 +371,67 @@ impl Batch {
         if each.is_empty() {
             return Ok(n);
         }
-        let threads = each.len().clamp(1, 16);
-        let chunk = each.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = each
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        for f in part {
-                            let sys = f.sys();
-                            // Concurrent fsyncs let the journal group them into few commits.
-                            sys.sync_file(f.file().as_fd())
-                                .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
-                            if sys.needs_sync_after_link(f.fs_type()) {
-                                // btrfs: the linked inode's data is synced once more (see
-                                // `AtomicFile::sync_after_link`).
-                                sys.sync_data(f.file().as_fd())
-                                    .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
-                            }
-                        }
-                        Ok::<(), Error>(())
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().expect("fsync thread panicked")?;
-            }
-            Ok(n + each.len())
-        })
+        fsync_each(&each)?;
+        Ok(n + each.len())
     }
+
+    /// The files grouped by filesystem (the device of their directory) and backend, in order of
+    /// first appearance; one fstat per distinct directory fd.
+    fn by_filesystem(&self) -> Result<Vec<FsGroup<'_>>> {
+        let mut dev_of_dir = std::collections::HashMap::new();
+        let mut groups: Vec<FsGroup<'_>> = Vec::new();
+        for f in &self.files {
+            let dev = match dev_of_dir.get(&Arc::as_ptr(f.dir_fd())) {
+                Some(d) => *d,
+                None => {
+                    let st = rustix::fs::fstat(f.dir_fd())
+                        .map_err(|e| Error::new(Op::SyncFile, f.destination(), errno(e)))?;
+                    dev_of_dir.insert(Arc::as_ptr(f.dir_fd()), st.st_dev);
+                    st.st_dev
+                }
+            };
+            let key = (dev, f.sys().name());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(f),
+                None => groups.push((key, vec![f])),
+            }
+        }
+        Ok(groups)
+    }
+}
+
+/// Files on one filesystem: `(device, backend name)` and the files, in order of opening.
+type FsGroup<'a> = ((u64, &'static str), Vec<&'a AtomicFile>);
+
+/// `fsync`s every file of `each` (again with `fdatasync` where the backend needs it after a
+/// link), on up to 16 threads.
+fn fsync_each(each: &[&AtomicFile]) -> Result<()> {
+    let threads = each.len().clamp(1, 16);
+    let chunk = each.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = each
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    for f in part {
+                        let sys = f.sys();
+                        // Concurrent fsyncs let the journal group them into few commits.
+                        sys.sync_file(f.file().as_fd())
+                            .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
+                        if sys.needs_sync_after_link(f.fs_type()) {
+                            // btrfs: the linked inode's data is synced once more (see
+                            // `AtomicFile::sync_after_link`).
+                            sys.sync_data(f.file().as_fd())
+                                .map_err(|e| Error::new(Op::SyncFile, f.destination(), e))?;
+                        }
+                    }
+                    Ok::<(), Error>(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("fsync thread panicked")?;
+        }
+        Ok(())
+    })
 }

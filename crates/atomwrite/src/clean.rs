@@ -137,19 +137,7 @@ fn clean_dir(
                 .filter(|d| !d.is_empty())
         {
             let dst = std::ffi::OsStr::from_bytes(dst);
-            match crate::versions::clean_versions_at(fd.clone(), dir, dst, opts.dry_run) {
-                Ok(r) => {
-                    report.leftovers.extend(r.removed);
-                    report.leftover_bytes += r.bytes;
-                    report.warnings.extend(r.warnings);
-                    if r.locked {
-                        report.busy.push(path.clone());
-                    }
-                }
-                Err(e) => report
-                    .warnings
-                    .push(format!("skipped `{}`: {e}", path.display())),
-            }
+            clean_versions_of(fd, dir, dst, &path, opts, report);
         }
         if is_temp_name(name) {
             match clean_one(fd, name, &path, opts, report, now) {
@@ -158,23 +146,62 @@ fn clean_dir(
                 Err(e) => report.warnings.push(e.to_string()),
             }
         } else if opts.recursive && entry.file_type() == FileType::Directory {
-            match fs::openat(
-                &**fd,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(sub) => clean_dir(&std::sync::Arc::new(sub), &path, opts, report, now)?,
-                Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {}
-                Err(e) => report
-                    .warnings
-                    .push(Error::new(Op::OpenDir, &path, errno(e)).to_string()),
-            }
+            clean_subdir(fd, name, &path, opts, report, now)?;
         }
     }
     if removed_any {
         // Makes the removals durable, so a power loss does not bring the temps back.
         crate::sys::sync_dir(fd.as_fd()).map_err(|e| Error::new(Op::SyncDir, dir, e))?;
+    }
+    Ok(())
+}
+
+/// Cleans the versions directory of `dst` (an entry of `dir`, shown as `path`), adding what it
+/// found to `report`; a failure is a warning.
+fn clean_versions_of(
+    fd: &std::sync::Arc<OwnedFd>,
+    dir: &Path,
+    dst: &std::ffi::OsStr,
+    path: &Path,
+    opts: &CleanOptions,
+    report: &mut CleanReport,
+) {
+    match crate::versions::clean_versions_at(fd.clone(), dir, dst, opts.dry_run) {
+        Ok(r) => {
+            report.leftovers.extend(r.removed);
+            report.leftover_bytes += r.bytes;
+            report.warnings.extend(r.warnings);
+            if r.locked {
+                report.busy.push(path.to_path_buf());
+            }
+        }
+        Err(e) => report
+            .warnings
+            .push(format!("skipped `{}`: {e}", path.display())),
+    }
+}
+
+/// Opens the subdirectory `name` of `fd` (never through a symlink) and cleans it; one that
+/// vanished or is no longer a directory is skipped.
+fn clean_subdir(
+    fd: &OwnedFd,
+    name: &std::ffi::OsStr,
+    path: &Path,
+    opts: &CleanOptions,
+    report: &mut CleanReport,
+    now: SystemTime,
+) -> Result<()> {
+    match fs::openat(
+        fd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(sub) => clean_dir(&std::sync::Arc::new(sub), path, opts, report, now)?,
+        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {}
+        Err(e) => report
+            .warnings
+            .push(Error::new(Op::OpenDir, path, errno(e)).to_string()),
     }
     Ok(())
 }

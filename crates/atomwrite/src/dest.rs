@@ -243,16 +243,7 @@ impl Walk {
         loop {
             if try_fast && todo.len() > 1 {
                 try_fast = false;
-                let rest: PathBuf = todo.iter().rev().map(|(n, _)| n).collect();
-                if let Some(fd) = sys::open_dir_no_symlinks(self.dir.as_fd(), &rest) {
-                    self.dir = Arc::new(fd);
-                    for (name, _) in todo.drain(..).rev() {
-                        if name == ".." && self.shown.file_name().is_some() {
-                            self.shown.pop();
-                        } else {
-                            self.shown.push(name);
-                        }
-                    }
+                if self.open_rest_at_once(&mut todo) {
                     return Ok(());
                 }
             }
@@ -260,62 +251,109 @@ impl Walk {
                 return Ok(());
             };
             if name == ".." {
-                let up = open_dir_at(&self.dir, &name)
-                    .map_err(|e| Error::new(Op::OpenDir, self.shown.join(".."), errno(e)))?;
-                self.dir = Arc::new(up);
-                if self.shown.file_name().is_some() {
-                    self.shown.pop();
-                } else {
-                    self.shown.push("..");
-                }
+                self.go_up(&name)?;
                 continue;
             }
             let here = self.shown.join(&name);
             match open_dir_at(&self.dir, &name) {
-                Ok(next) => {
-                    if from == (Origin::Made { by_us: true }) && self.durability == Durability::Full
-                    {
-                        // Makes the new directory's entry in its parent durable: without it a
-                        // power loss could drop the directory, and the file in it, even after
-                        // the file's own commit returned.
-                        sys::sync_dir(self.dir.as_fd())
-                            .map_err(|e| Error::new(Op::SyncDir, &self.shown, e))?;
+                Ok(next) => self.enter(next, here, from)?,
+                Err(e) => {
+                    if self.on_open_error(e, name, from, &here, &mut todo)? {
+                        try_fast = true;
                     }
-                    self.dir = Arc::new(next);
-                    self.shown = here;
                 }
-                Err(Errno::NOENT) if from == Origin::Given && self.create => {
-                    let by_us = match fs::mkdirat(&*self.dir, &name, Mode::from_raw_mode(0o777)) {
-                        Ok(()) => true,
-                        Err(Errno::EXIST) => false,
-                        Err(e) => return Err(Error::new(Op::CreateDir, &here, errno(e))),
-                    };
-                    todo.push((name, Origin::Made { by_us }));
-                }
-                Err(Errno::NOENT) if from == Origin::Given => {
-                    let shown = self.given.as_deref().unwrap_or(&here);
-                    return Err(Error::new(Op::OpenDir, shown, errno(Errno::NOENT)));
-                }
-                Err(Errno::NOENT) if from == Origin::Link => {
-                    return Err(
-                        Error::new(Op::OpenDir, &here, errno(Errno::NOENT)).with_hint(
-                            "the directory is named by a symlink's target; atomwrite creates \
-                         directories only for the path it was given, never for a link target",
-                        ),
-                    );
-                }
-                Err(Errno::NOTDIR | Errno::LOOP) => {
-                    let st = fs::statat(&*self.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| Error::new(Op::Inspect, &here, errno(e)))?;
-                    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-                        return Err(Error::new(Op::OpenDir, &here, errno(Errno::NOTDIR)));
-                    }
-                    let target = self.follow(&name, &here, st.st_uid)?;
-                    todo.extend(components(target.as_bytes(), Origin::Link).rev());
-                    try_fast = true;
-                }
-                Err(e) => return Err(Error::new(Op::OpenDir, &here, errno(e))),
             }
+        }
+    }
+
+    /// Tries the whole rest of `todo` in one `openat2(RESOLVE_NO_SYMLINKS)`; on success moves
+    /// there, empties `todo` and returns true.
+    fn open_rest_at_once(&mut self, todo: &mut Vec<Component>) -> bool {
+        let rest: PathBuf = todo.iter().rev().map(|(n, _)| n).collect();
+        let Some(fd) = sys::open_dir_no_symlinks(self.dir.as_fd(), &rest) else {
+            return false;
+        };
+        self.dir = Arc::new(fd);
+        for (name, _) in todo.drain(..).rev() {
+            if name == ".." && self.shown.file_name().is_some() {
+                self.shown.pop();
+            } else {
+                self.shown.push(name);
+            }
+        }
+        true
+    }
+
+    /// Moves to the parent directory (`name` is `..`).
+    fn go_up(&mut self, name: &OsStr) -> Result<()> {
+        let up = open_dir_at(&self.dir, name)
+            .map_err(|e| Error::new(Op::OpenDir, self.shown.join(".."), errno(e)))?;
+        self.dir = Arc::new(up);
+        if self.shown.file_name().is_some() {
+            self.shown.pop();
+        } else {
+            self.shown.push("..");
+        }
+        Ok(())
+    }
+
+    /// Moves into `next`, just opened as `here`; first makes its entry durable if we created it.
+    fn enter(&mut self, next: OwnedFd, here: PathBuf, from: Origin) -> Result<()> {
+        if from == (Origin::Made { by_us: true }) && self.durability == Durability::Full {
+            // Makes the new directory's entry in its parent durable: without it a
+            // power loss could drop the directory, and the file in it, even after
+            // the file's own commit returned.
+            sys::sync_dir(self.dir.as_fd()).map_err(|e| Error::new(Op::SyncDir, &self.shown, e))?;
+        }
+        self.dir = Arc::new(next);
+        self.shown = here;
+        Ok(())
+    }
+
+    /// Handles a failed open of component `name` (shown as `here`): creates it (pushing it back
+    /// on `todo`), splices a symlink's target into `todo` (returns true: try the fast path
+    /// again), or fails.
+    fn on_open_error(
+        &mut self,
+        e: Errno,
+        name: OsString,
+        from: Origin,
+        here: &Path,
+        todo: &mut Vec<Component>,
+    ) -> Result<bool> {
+        match e {
+            Errno::NOENT if from == Origin::Given && self.create => {
+                let by_us = match fs::mkdirat(&*self.dir, &name, Mode::from_raw_mode(0o777)) {
+                    Ok(()) => true,
+                    Err(Errno::EXIST) => false,
+                    Err(e) => return Err(Error::new(Op::CreateDir, here, errno(e))),
+                };
+                todo.push((name, Origin::Made { by_us }));
+                Ok(false)
+            }
+            Errno::NOENT if from == Origin::Given => {
+                let shown = self.given.as_deref().unwrap_or(here);
+                Err(Error::new(Op::OpenDir, shown, errno(Errno::NOENT)))
+            }
+            Errno::NOENT if from == Origin::Link => {
+                Err(
+                    Error::new(Op::OpenDir, here, errno(Errno::NOENT)).with_hint(
+                        "the directory is named by a symlink's target; atomwrite creates \
+                         directories only for the path it was given, never for a link target",
+                    ),
+                )
+            }
+            Errno::NOTDIR | Errno::LOOP => {
+                let st = fs::statat(&*self.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| Error::new(Op::Inspect, here, errno(e)))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                    return Err(Error::new(Op::OpenDir, here, errno(Errno::NOTDIR)));
+                }
+                let target = self.follow(&name, here, st.st_uid)?;
+                todo.extend(components(target.as_bytes(), Origin::Link).rev());
+                Ok(true)
+            }
+            e => Err(Error::new(Op::OpenDir, here, errno(e))),
         }
     }
 
@@ -401,26 +439,22 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 /// link's target.
 pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<Dest> {
     refuse_directory_syntax(path)?;
-    let (mut dir_path, mut name) = split(path)?;
-    let (mut dir, mut fs) = match cache {
+    let (dir_path, name) = split(path)?;
+    let (dir, fs) = match cache {
         Some(c) => c.get(&dir_path, opts)?,
         None => open_with_info(&dir_path, opts)?,
     };
-    let mut hops = 0;
+    let mut at = At {
+        dir,
+        fs,
+        dir_path,
+        name,
+        hops: 0,
+    };
     loop {
-        let full = dir_path.join(&name);
-        if name.len() > fs.name_max {
-            return Err(
-                Error::new(Op::CheckDestination, &full, errno(Errno::NAMETOOLONG)).with_hint(
-                    format!(
-                        "the file name is {} bytes; this filesystem allows at most {}",
-                        name.len(),
-                        fs.name_max
-                    ),
-                ),
-            );
-        }
-        let st = match fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        let full = at.dir_path.join(&at.name);
+        check_name_len(&at.name, at.fs.name_max, &full)?;
+        let st = match fs::statat(&*at.dir, &at.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
             Err(Errno::NOENT) => None,
             Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
@@ -431,69 +465,26 @@ pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>)
                 FileType::RegularFile => {
                     // Create-only never replaces: the commit fails with EEXIST, as O_EXCL does.
                     if !opts.no_clobber {
-                        check_sticky_rule(Rule::Regular, &dir, &dir_path, &full, st.st_uid)?;
+                        check_sticky_rule(Rule::Regular, &at.dir, &at.dir_path, &full, st.st_uid)?;
                     }
                     Some(Existing::from_stat(&st))
                 }
                 FileType::Symlink if opts.symlinks == SymlinkPolicy::Follow => {
-                    let mut w = Walk::new(dir.clone(), dir_path.clone(), false, opts.durability);
-                    w.hops = hops;
-                    let target = w.follow(&name, &full, st.st_uid)?;
-                    let bytes = target.as_bytes();
-                    if names_a_directory(bytes) {
-                        return Err(Error::other(
-                            Op::CheckDestination,
-                            &full,
-                            io::ErrorKind::IsADirectory,
-                            format!(
-                                "the destination is a symlink to `{}`, which names a directory",
-                                target.to_string_lossy()
-                            ),
-                        ));
-                    }
-                    let (target_dir, target_name) = split_target(bytes);
-                    w.descend(components(target_dir, Origin::Link).rev().collect(), true)?;
-                    hops = w.hops;
-                    fs = sys::fs_info(w.dir.as_fd())
-                        .map_err(|e| Error::new(Op::OpenDir, &w.shown, e))?;
-                    dir = w.dir;
-                    dir_path = if w.shown.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        w.shown
-                    };
-                    name = OsString::from_vec(target_name.to_vec());
+                    at.follow_final(&full, st.st_uid, opts)?;
                     continue;
                 }
                 // Replacing the link itself redirects nothing: allowed wherever it lives.
                 FileType::Symlink => None,
-                FileType::Directory => {
-                    return Err(Error::other(
-                        Op::CheckDestination,
-                        &full,
-                        io::ErrorKind::IsADirectory,
-                        "the destination is a directory",
-                    ));
-                }
-                other => {
-                    let what = match other {
-                        FileType::Fifo => "a FIFO",
-                        FileType::Socket => "a socket",
-                        FileType::CharacterDevice => "a character device",
-                        FileType::BlockDevice => "a block device",
-                        _ => "not a regular file",
-                    };
-                    return Err(Error::other(
-                        Op::CheckDestination,
-                        &full,
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "the destination is {what}; only regular files can be replaced atomically"
-                        ),
-                    ));
-                }
+                other => return Err(not_replaceable(other, &full)),
             },
         };
+        let At {
+            dir,
+            fs,
+            dir_path,
+            name,
+            ..
+        } = at;
         return Ok(Dest {
             dir,
             dir_path,
@@ -503,6 +494,94 @@ pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>)
             fs,
         });
     }
+}
+
+/// Where [`resolve`] stands: the directory holding the name being resolved, and the symlink
+/// hops taken so far.
+struct At {
+    dir: Arc<OwnedFd>,
+    fs: FsInfo,
+    dir_path: PathBuf,
+    name: OsString,
+    hops: usize,
+}
+
+impl At {
+    /// Follows the final symlink `full` (owned by `owner`): walks its target's directory from
+    /// the directory that holds it and moves there, to resolve the target's name next.
+    fn follow_final(&mut self, full: &Path, owner: u32, opts: &Options) -> Result<()> {
+        let mut w = Walk::new(
+            self.dir.clone(),
+            self.dir_path.clone(),
+            false,
+            opts.durability,
+        );
+        w.hops = self.hops;
+        let target = w.follow(&self.name, full, owner)?;
+        let bytes = target.as_bytes();
+        if names_a_directory(bytes) {
+            return Err(Error::other(
+                Op::CheckDestination,
+                full,
+                io::ErrorKind::IsADirectory,
+                format!(
+                    "the destination is a symlink to `{}`, which names a directory",
+                    target.to_string_lossy()
+                ),
+            ));
+        }
+        let (target_dir, target_name) = split_target(bytes);
+        w.descend(components(target_dir, Origin::Link).rev().collect(), true)?;
+        self.hops = w.hops;
+        self.fs = sys::fs_info(w.dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &w.shown, e))?;
+        self.dir = w.dir;
+        self.dir_path = if w.shown.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            w.shown
+        };
+        self.name = OsString::from_vec(target_name.to_vec());
+        Ok(())
+    }
+}
+
+/// Refuses a final name longer than the filesystem allows (`ENAMETOOLONG`, with the limit).
+fn check_name_len(name: &OsStr, name_max: usize, full: &Path) -> Result<()> {
+    if name.len() > name_max {
+        return Err(
+            Error::new(Op::CheckDestination, full, errno(Errno::NAMETOOLONG)).with_hint(format!(
+                "the file name is {} bytes; this filesystem allows at most {}",
+                name.len(),
+                name_max
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// The error for a destination `full` that is neither a regular file nor a symlink.
+fn not_replaceable(kind: FileType, full: &Path) -> Error {
+    if kind == FileType::Directory {
+        return Error::other(
+            Op::CheckDestination,
+            full,
+            io::ErrorKind::IsADirectory,
+            "the destination is a directory",
+        );
+    }
+    let what = match kind {
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "not a regular file",
+    };
+    Error::other(
+        Op::CheckDestination,
+        full,
+        io::ErrorKind::InvalidInput,
+        format!("the destination is {what}; only regular files can be replaced atomically"),
+    )
 }
 
 /// A destination `name` inside an open directory: nothing resolved by path, a symlink at `name`

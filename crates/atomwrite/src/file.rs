@@ -151,11 +151,13 @@ impl AtomicFile {
         Self::open_dest(d, opts)
     }
 
-    fn open_dest(mut d: dest::Dest, opts: &Options) -> Result<AtomicFile> {
-        if d.existing.is_none() {
-            d.existing = opts.inherited;
-        }
-        let sys = sys::backend(opts.portable || portable_env());
+    /// Creates the anonymous temp (`O_TMPFILE`) where the filesystem is not known to refuse it;
+    /// returns it (none: use a named temp) and whether its mode is already the final one.
+    fn open_anonymous(
+        sys: &Sys,
+        d: &dest::Dest,
+        opts: &Options,
+    ) -> Result<(Option<OwnedFd>, bool)> {
         let mut anon = None;
         let mut mode_is_final = false;
         if !sys.known_refused(d.fs.fs_type, Feature::Tmpfile) {
@@ -179,6 +181,15 @@ impl AtomicFile {
                 Err(e) => return Err(Error::new(Op::CreateTemp, &d.path, e)),
             }
         }
+        Ok((anon, mode_is_final))
+    }
+
+    fn open_dest(mut d: dest::Dest, opts: &Options) -> Result<AtomicFile> {
+        if d.existing.is_none() {
+            d.existing = opts.inherited;
+        }
+        let sys = sys::backend(opts.portable || portable_env());
+        let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
         let (fd, temp) = match anon {
             Some(fd) => (fd, Temp::Anonymous),
             None => {
@@ -446,29 +457,65 @@ impl AtomicFile {
             let n = buffered(self, progress)?;
             return Ok((n, CopyMethod::Buffered));
         }
-        let dst_dev = self.fs.dev;
         // An empty source has no extents to share.
         if self.len == 0
             && self.pos == 0
             && size > 0
-            && !sys::pair_refused(src_dev, dst_dev, Feature::Reflink)
+            && !sys::pair_refused(src_dev, self.fs.dev, Feature::Reflink)
+            && self.try_reflink(src, src_dev, size, src_name, &mut progress)?
         {
-            match self.sys.reflink(src.as_fd(), self.file.as_fd()) {
-                Ok(true) => {
-                    self.len = size;
-                    self.pos = size;
-                    self.file
-                        .seek(SeekFrom::Start(size))
-                        .map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
-                    if let Some(p) = progress.as_mut() {
-                        p(size);
-                    }
-                    return Ok((size, CopyMethod::Reflink));
-                }
-                Ok(false) => sys::remember_pair_refused(src_dev, dst_dev, Feature::Reflink),
-                Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
-            }
+            return Ok((size, CopyMethod::Reflink));
         }
+        let (mut copied, method) =
+            self.copy_ranges(src, src_dev, size, src_name, stop_at_size, &mut progress)?;
+        if method == CopyMethod::Buffered {
+            copied = buffered(self, progress)?;
+        }
+        Ok((copied, method))
+    }
+
+    /// Shares the source's `size` bytes with the (empty) temp by `FICLONE`; false when the pair
+    /// of filesystems refuses it (remembered).
+    fn try_reflink(
+        &mut self,
+        src: &File,
+        src_dev: u64,
+        size: u64,
+        src_name: &Path,
+        progress: &mut Option<&mut dyn FnMut(u64)>,
+    ) -> Result<bool> {
+        match self.sys.reflink(src.as_fd(), self.file.as_fd()) {
+            Ok(true) => {
+                self.len = size;
+                self.pos = size;
+                self.file
+                    .seek(SeekFrom::Start(size))
+                    .map_err(|e| Error::new(Op::Seek, &self.dest, e))?;
+                if let Some(p) = progress.as_mut() {
+                    p(size);
+                }
+                Ok(true)
+            }
+            Ok(false) => {
+                sys::remember_pair_refused(src_dev, self.fs.dev, Feature::Reflink);
+                Ok(false)
+            }
+            Err(e) => Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
+        }
+    }
+
+    /// Copies by `copy_file_range` unless the pair of filesystems refuses it: returns the bytes
+    /// copied and [`CopyMethod::Buffered`] when the caller must copy them by reading instead.
+    fn copy_ranges(
+        &mut self,
+        src: &File,
+        src_dev: u64,
+        size: u64,
+        src_name: &Path,
+        stop_at_size: bool,
+        progress: &mut Option<&mut dyn FnMut(u64)>,
+    ) -> Result<(u64, CopyMethod)> {
+        let dst_dev = self.fs.dev;
         let mut copied = 0u64;
         let mut method = if sys::pair_refused(src_dev, dst_dev, Feature::CopyRange) {
             CopyMethod::Buffered
@@ -511,9 +558,6 @@ impl AtomicFile {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::new2(Op::Copy, src_name, &self.dest, e)),
             }
-        }
-        if method == CopyMethod::Buffered {
-            copied = buffered(self, progress)?;
         }
         Ok((copied, method))
     }
@@ -780,34 +824,7 @@ impl AtomicFile {
         }
         match std::mem::replace(&mut self.temp, Temp::Gone) {
             Temp::Gone => unreachable!("publish called twice"),
-            Temp::Anonymous => {
-                // Create-only writes and new files get here (`stage` named the others). linkat
-                // fails with EEXIST if the name exists: an atomic create-only publish.
-                match self
-                    .sys
-                    .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
-                {
-                    Ok(()) => {}
-                    Err(e)
-                        if !self.opts.no_clobber
-                            && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
-                    {
-                        // Something took the name since the open: replace it, as a write that
-                        // had found it there would (named temp, then rename over it).
-                        self.temp = Temp::Anonymous;
-                        let (tmp, token) = self.link_anonymous_to_temp()?;
-                        self.temp = Temp::Named(tmp, token);
-                        self.sync_after_link()?;
-                        return self.make_visible();
-                    }
-                    Err(e) => {
-                        self.temp = Temp::Anonymous;
-                        return Err(Error::new(Op::Link, &self.dest, e));
-                    }
-                }
-                self.now_visible();
-                self.sync_after_link()
-            }
+            Temp::Anonymous => self.link_anonymous_visible(),
             Temp::Named(tmp, token) => {
                 let r = if self.opts.no_clobber {
                     self.rename_noreplace(&tmp)
@@ -829,6 +846,37 @@ impl AtomicFile {
                 }
             }
         }
+    }
+
+    /// [`make_visible`](Self::make_visible) for an anonymous temp (taken out of `self.temp`):
+    /// links it at the destination's name.
+    fn link_anonymous_visible(&mut self) -> Result<()> {
+        // Create-only writes and new files get here (`stage` named the others). linkat
+        // fails with EEXIST if the name exists: an atomic create-only publish.
+        match self
+            .sys
+            .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
+        {
+            Ok(()) => {}
+            Err(e)
+                if !self.opts.no_clobber
+                    && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
+            {
+                // Something took the name since the open: replace it, as a write that
+                // had found it there would (named temp, then rename over it).
+                self.temp = Temp::Anonymous;
+                let (tmp, token) = self.link_anonymous_to_temp()?;
+                self.temp = Temp::Named(tmp, token);
+                self.sync_after_link()?;
+                return self.make_visible();
+            }
+            Err(e) => {
+                self.temp = Temp::Anonymous;
+                return Err(Error::new(Op::Link, &self.dest, e));
+            }
+        }
+        self.now_visible();
+        self.sync_after_link()
     }
 
     fn now_visible(&mut self) {

@@ -91,6 +91,23 @@ struct Frame {
     dst: Option<(OwnedFd, PathBuf, u32)>,
 }
 
+impl Frame {
+    /// The frame of the walk's root `dir`, without a destination: a duplicate of `dir` and its
+    /// listing.
+    fn root(dir: &OwnedFd, path: &Path) -> Result<Frame> {
+        Ok(Frame {
+            fd: dir
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::new(Op::OpenDir, path, e))?,
+            path: path.to_path_buf(),
+            rel: String::new(),
+            names: list(dir, path)?,
+            dst: None,
+        })
+    }
+}
+
 /// The names in `dir` (without `.` and `..`) sorted by bytes, with their `d_type` (a hint only).
 fn list(dir: &OwnedFd, path: &Path) -> Result<std::vec::IntoIter<(OsString, FileType)>> {
     let mut d = rfs::Dir::read_from(dir).map_err(|e| Error::new(Op::ReadDir, path, errno(e)))?;
@@ -275,31 +292,28 @@ pub(crate) fn copy_tree(
     dst_path: &Path,
     durability: TreeDurability,
 ) -> Result<TreeStats> {
-    let durable = durability == TreeDurability::EachFile;
     let umask = crate::platform::umask();
     let dst_st = rfs::fstat(dst_dir).map_err(|e| Error::new(Op::OpenDir, dst_path, errno(e)))?;
-    let dst_id = (dst_st.st_dev, dst_st.st_ino);
     let src_st = rfs::fstat(src_dir).map_err(|e| Error::new(Op::OpenDir, src_path, errno(e)))?;
-    if (src_st.st_dev, src_st.st_ino) == dst_id {
+    if (src_st.st_dev, src_st.st_ino) == (dst_st.st_dev, dst_st.st_ino) {
         return Err(inside(src_path, dst_path));
     }
-    let mut stats = TreeStats::default();
-    let mut copier = Copier::new();
-    let mut stack = vec![Frame {
-        fd: src_dir
+    let mut tc = TreeCopy {
+        durable: durability == TreeDurability::EachFile,
+        umask,
+        dst_st,
+        copier: Copier::new(),
+        stats: TreeStats::default(),
+    };
+    let mut root = Frame::root(src_dir, src_path)?;
+    root.dst = Some((
+        dst_dir
             .try_clone()
-            .map_err(|e| Error::new(Op::OpenDir, src_path, e))?,
-        path: src_path.to_path_buf(),
-        rel: String::new(),
-        names: list(src_dir, src_path)?,
-        dst: Some((
-            dst_dir
-                .try_clone()
-                .map_err(|e| Error::new(Op::OpenDir, dst_path, e))?,
-            dst_path.to_path_buf(),
-            copy_mode(src_st.st_mode, umask),
-        )),
-    }];
+            .map_err(|e| Error::new(Op::OpenDir, dst_path, e))?,
+        dst_path.to_path_buf(),
+        copy_mode(src_st.st_mode, umask),
+    ));
+    let mut stack = vec![root];
     loop {
         let depth = stack.len();
         let Some(top) = stack.last_mut() else {
@@ -307,16 +321,53 @@ pub(crate) fn copy_tree(
         };
         let Some((name, ty)) = top.names.next() else {
             let done = stack.pop().expect("the stack is not empty");
-            let (dfd, dpath, mode) = done.dst.expect("every copy frame has a destination");
-            rfs::fchmod(&dfd, Mode::from_raw_mode(mode))
-                .map_err(|e| Error::new(Op::Chmod, &dpath, errno(e)))?;
-            if durable {
-                // Bottom-up: the entries of this directory (its files, links and subdirectories,
-                // all already durable) survive power loss; its parent is synced after it.
-                crate::platform::sync_dir(&dfd).map_err(|e| Error::new(Op::SyncDir, &dpath, e))?;
-            }
+            tc.finish_dir(done)?;
             continue;
         };
+        if let Some(sub) = tc.copy_entry(top, depth, name, ty)? {
+            stack.push(sub);
+        }
+    }
+    if durability == TreeDurability::Syncfs {
+        syncfs_tree(dst_dir, dst_path)?;
+    }
+    Ok(tc.stats)
+}
+
+/// The state of one [`copy_tree`] walk.
+struct TreeCopy {
+    /// [`TreeDurability::EachFile`]: every file and directory `fsync`ed.
+    durable: bool,
+    umask: u32,
+    /// The destination root, refused as a source directory (the destination inside the source).
+    dst_st: rfs::Stat,
+    copier: Copier,
+    stats: TreeStats,
+}
+
+impl TreeCopy {
+    /// Gives a completely copied directory its mode, then syncs it (bottom-up) when durable.
+    fn finish_dir(&self, done: Frame) -> Result<()> {
+        let (dfd, dpath, mode) = done.dst.expect("every copy frame has a destination");
+        rfs::fchmod(&dfd, Mode::from_raw_mode(mode))
+            .map_err(|e| Error::new(Op::Chmod, &dpath, errno(e)))?;
+        if self.durable {
+            // Bottom-up: the entries of this directory (its files, links and subdirectories,
+            // all already durable) survive power loss; its parent is synced after it.
+            crate::platform::sync_dir(&dfd).map_err(|e| Error::new(Op::SyncDir, &dpath, e))?;
+        }
+        Ok(())
+    }
+
+    /// Copies the entry `name` of the directory `top` (at `depth`); returns the frame of a
+    /// subdirectory to walk next.
+    fn copy_entry(
+        &mut self,
+        top: &Frame,
+        depth: usize,
+        name: OsString,
+        ty: FileType,
+    ) -> Result<Option<Frame>> {
         let from = top.path.join(&name);
         let (dfd, dpath, _) = top
             .dst
@@ -328,75 +379,96 @@ pub(crate) fn copy_tree(
                 if depth >= MAX_DEPTH {
                     return Err(too_deep(&from));
                 }
-                let sub = open_subdir(&top.fd, &name, &from)?;
-                let st = rfs::fstat(&sub).map_err(|e| Error::new(Op::OpenDir, &from, errno(e)))?;
-                if (st.st_dev, st.st_ino) == dst_id {
-                    return Err(inside(&from, &to));
-                }
-                rfs::mkdirat(dfd, &name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| Error::new(Op::CreateDir, &to, errno(e)))?;
-                let sub_dst = open_subdir(dfd, &name, &to)?;
-                let names = list(&sub, &from)?;
-                let rel = join_rel(&top.rel, &name);
-                stats.dirs += 1;
-                stack.push(Frame {
-                    fd: sub,
-                    path: from,
-                    rel,
-                    names,
-                    dst: Some((sub_dst, to, copy_mode(st.st_mode, umask))),
-                });
+                return self.copy_subdir(top, dfd, name, from, to).map(Some);
             }
             FileType::Symlink => {
                 let target = read_link(&top.fd, &name, &from)?;
                 rfs::symlinkat(&target, dfd, &name)
                     .map_err(|e| Error::new(Op::Symlink, &to, errno(e)))?;
-                stats.symlinks += 1;
+                self.stats.symlinks += 1;
             }
-            FileType::RegularFile => {
-                let (src, mode, size) = open_regular(&top.fd, &name, &from)?;
-                let out = rfs::openat(
-                    dfd,
-                    &name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| Error::new(Op::CreateTemp, &to, errno(e)))?;
-                let n = copier.copy(&src, &out, size, &from, &to)?;
-                rfs::fchmod(&out, Mode::from_raw_mode(copy_mode(mode, umask)))
-                    .map_err(|e| Error::new(Op::Chmod, &to, errno(e)))?;
-                if durable {
-                    // The file's data and mode must be durable before the directories above it
-                    // (and then the version) are.
-                    crate::platform::sync_file(&out)
-                        .map_err(|e| Error::new(Op::SyncFile, &to, e))?;
-                }
-                stats.files += 1;
-                stats.bytes += n;
-            }
+            FileType::RegularFile => self.copy_file(&top.fd, dfd, &name, &from, &to)?,
             other => return Err(refused(Op::Copy, &from, other)),
         }
+        Ok(None)
     }
-    if durability == TreeDurability::Syncfs {
-        // One barrier for the whole tree: every file's data and every directory entry created
-        // above are on stable storage, and a write error of any of them is reported here.
-        let covered = crate::sys::host()
-            .sync_filesystem(dst_dir.as_fd())
-            .map_err(|e| Error::new(Op::SyncFile, dst_path, e))?;
-        if !covered {
-            return Err(Error::other(
-                Op::SyncFile,
-                dst_path,
-                io::ErrorKind::Unsupported,
-                "syncfs was expected to be available and is not; nothing was published",
-            ));
+
+    /// Creates the copy of the subdirectory `name` of `top` and returns its frame.
+    fn copy_subdir(
+        &mut self,
+        top: &Frame,
+        dfd: &OwnedFd,
+        name: OsString,
+        from: PathBuf,
+        to: PathBuf,
+    ) -> Result<Frame> {
+        let sub = open_subdir(&top.fd, &name, &from)?;
+        let st = rfs::fstat(&sub).map_err(|e| Error::new(Op::OpenDir, &from, errno(e)))?;
+        if (st.st_dev, st.st_ino) == (self.dst_st.st_dev, self.dst_st.st_ino) {
+            return Err(inside(&from, &to));
         }
+        rfs::mkdirat(dfd, &name, Mode::from_raw_mode(0o700))
+            .map_err(|e| Error::new(Op::CreateDir, &to, errno(e)))?;
+        let sub_dst = open_subdir(dfd, &name, &to)?;
+        let names = list(&sub, &from)?;
+        let rel = join_rel(&top.rel, &name);
+        self.stats.dirs += 1;
+        Ok(Frame {
+            fd: sub,
+            path: from,
+            rel,
+            names,
+            dst: Some((sub_dst, to, copy_mode(st.st_mode, self.umask))),
+        })
     }
-    Ok(stats)
+
+    /// Copies the regular file `name` of `src_dir` into `dfd`, giving it its mode.
+    fn copy_file(
+        &mut self,
+        src_dir: &OwnedFd,
+        dfd: &OwnedFd,
+        name: &OsStr,
+        from: &Path,
+        to: &Path,
+    ) -> Result<()> {
+        let (src, mode, size) = open_regular(src_dir, name, from)?;
+        let out = rfs::openat(
+            dfd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::new(Op::CreateTemp, to, errno(e)))?;
+        let n = self.copier.copy(&src, &out, size, from, to)?;
+        rfs::fchmod(&out, Mode::from_raw_mode(copy_mode(mode, self.umask)))
+            .map_err(|e| Error::new(Op::Chmod, to, errno(e)))?;
+        if self.durable {
+            // The file's data and mode must be durable before the directories above it
+            // (and then the version) are.
+            crate::platform::sync_file(&out).map_err(|e| Error::new(Op::SyncFile, to, e))?;
+        }
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        Ok(())
+    }
+}
+
+/// The [`TreeDurability::Syncfs`] barrier after the whole copy into `dst_dir`.
+fn syncfs_tree(dst_dir: &OwnedFd, dst_path: &Path) -> Result<()> {
+    // One barrier for the whole tree: every file's data and every directory entry created
+    // above are on stable storage, and a write error of any of them is reported here.
+    let covered = crate::sys::host()
+        .sync_filesystem(dst_dir.as_fd())
+        .map_err(|e| Error::new(Op::SyncFile, dst_path, e))?;
+    if !covered {
+        return Err(Error::other(
+            Op::SyncFile,
+            dst_path,
+            io::ErrorKind::Unsupported,
+            "syncfs was expected to be available and is not; nothing was published",
+        ));
+    }
+    Ok(())
 }
 
 fn inside(src: &Path, dst: &Path) -> Error {
@@ -539,50 +611,11 @@ fn hash_tree_with(
     threads: usize,
 ) -> Result<(u64, String, Vec<DirEntry>)> {
     let mut entries: Vec<DirEntry> = Vec::new();
-    let mut results: Vec<Hashed> = Vec::new();
-    if threads <= 1 {
-        let mut buf = vec![0u8; BUF_SIZE];
-        walk_for_hash(dir, path, &mut entries, &mut |idx, fd, p| {
-            let r = hash_fd(&fd, &mut buf, &p);
-            let go_on = r.is_ok();
-            results.push((idx, r));
-            go_on
-        })?;
+    let mut results = if threads <= 1 {
+        hash_inline(dir, path, &mut entries)?
     } else {
-        let failed = AtomicBool::new(false);
-        let (tx, rx) = mpsc::sync_channel::<Job>(threads * 2);
-        let rx = Mutex::new(rx);
-        let hashed = Mutex::new(Vec::new());
-        let walked = std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; BUF_SIZE];
-                    loop {
-                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((idx, fd, p)) = job else { break };
-                        if failed.load(Ordering::Relaxed) {
-                            continue;
-                        }
-                        let r = hash_fd(&fd, &mut buf, &p);
-                        drop(fd);
-                        if r.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
-                        let mut g = hashed.lock().unwrap_or_else(|e| e.into_inner());
-                        g.push((idx, r));
-                    }
-                });
-            }
-            let r = walk_for_hash(dir, path, &mut entries, &mut |idx, fd, p| {
-                // Blocks while every worker is busy and the queue is full: bounded open files.
-                !failed.load(Ordering::Relaxed) && tx.send((idx, fd, p)).is_ok()
-            });
-            drop(tx);
-            r
-        });
-        walked?;
-        results = hashed.into_inner().unwrap_or_else(|e| e.into_inner());
-    }
+        hash_parallel(dir, path, threads, &mut entries)?
+    };
     // The first failure in listing order, so the error does not depend on scheduling.
     results.sort_by_key(|(idx, _)| *idx);
     for (idx, r) in results {
@@ -590,9 +623,72 @@ fn hash_tree_with(
         entries[idx].size = Some(size);
         entries[idx].sha256 = Some(sha);
     }
+    let (total, sha) = hash_listing(&entries);
+    Ok((total, sha, entries))
+}
+
+/// Walks the tree hashing each file as it is found, on this thread.
+fn hash_inline(dir: &OwnedFd, path: &Path, entries: &mut Vec<DirEntry>) -> Result<Vec<Hashed>> {
+    let mut results: Vec<Hashed> = Vec::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    walk_for_hash(dir, path, entries, &mut |idx, fd, p| {
+        let r = hash_fd(&fd, &mut buf, &p);
+        let go_on = r.is_ok();
+        results.push((idx, r));
+        go_on
+    })?;
+    Ok(results)
+}
+
+/// Walks the tree on this thread, handing each open file to one of `threads` hashing threads
+/// through a bounded queue.
+fn hash_parallel(
+    dir: &OwnedFd,
+    path: &Path,
+    threads: usize,
+    entries: &mut Vec<DirEntry>,
+) -> Result<Vec<Hashed>> {
+    let failed = AtomicBool::new(false);
+    let (tx, rx) = mpsc::sync_channel::<Job>(threads * 2);
+    let rx = Mutex::new(rx);
+    let hashed = Mutex::new(Vec::new());
+    let walked = std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u8; BUF_SIZE];
+                loop {
+                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((idx, fd, p)) = job else { break };
+                    if failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let r = hash_fd(&fd, &mut buf, &p);
+                    drop(fd);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    let mut g = hashed.lock().unwrap_or_else(|e| e.into_inner());
+                    g.push((idx, r));
+                }
+            });
+        }
+        let r = walk_for_hash(dir, path, entries, &mut |idx, fd, p| {
+            // Blocks while every worker is busy and the queue is full: bounded open files.
+            !failed.load(Ordering::Relaxed) && tx.send((idx, fd, p)).is_ok()
+        });
+        drop(tx);
+        r
+    });
+    walked?;
+    Ok(hashed.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The total size of the regular files and the sha256 of the listing of `entries` (one line
+/// per entry: `D path`, `F sha256 size path`, `L target path`).
+fn hash_listing(entries: &[DirEntry]) -> (u64, String) {
     let mut h = Sha256::new();
     let mut total = 0u64;
-    for e in &entries {
+    for e in entries {
         let line = match e.kind.as_str() {
             "dir" => format!("D {}\n", e.path),
             "symlink" => format!("L {} {}\n", e.target.as_deref().unwrap_or(""), e.path),
@@ -608,7 +704,18 @@ fn hash_tree_with(
         };
         h.update(line.as_bytes());
     }
-    Ok((total, hex::encode(h.finalize()), entries))
+    (total, hex::encode(h.finalize()))
+}
+
+/// A manifest entry without size or hash (filled in once the file is hashed).
+fn listed(path: String, kind: &str, target: Option<String>) -> DirEntry {
+    DirEntry {
+        path,
+        kind: kind.into(),
+        size: None,
+        sha256: None,
+        target,
+    }
 }
 
 /// Walks the tree appending entries; each regular file is opened (checked regular from its fd)
@@ -620,16 +727,7 @@ fn walk_for_hash(
     entries: &mut Vec<DirEntry>,
     file: &mut dyn FnMut(usize, OwnedFd, PathBuf) -> bool,
 ) -> Result<()> {
-    let mut stack = vec![Frame {
-        fd: dir
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::new(Op::OpenDir, path, e))?,
-        path: path.to_path_buf(),
-        rel: String::new(),
-        names: list(dir, path)?,
-        dst: None,
-    }];
+    let mut stack = vec![Frame::root(dir, path)?];
     loop {
         let depth = stack.len();
         let Some(top) = stack.last_mut() else {
@@ -648,13 +746,7 @@ fn walk_for_hash(
                 }
                 let sub = open_subdir(&top.fd, &name, &p)?;
                 let names = list(&sub, &p)?;
-                entries.push(DirEntry {
-                    path: rel.clone(),
-                    kind: "dir".into(),
-                    size: None,
-                    sha256: None,
-                    target: None,
-                });
+                entries.push(listed(rel.clone(), "dir", None));
                 stack.push(Frame {
                     fd: sub,
                     path: p,
@@ -665,24 +757,13 @@ fn walk_for_hash(
             }
             FileType::Symlink => {
                 let t = read_link(&top.fd, &name, &p)?;
-                entries.push(DirEntry {
-                    path: rel,
-                    kind: "symlink".into(),
-                    size: None,
-                    sha256: None,
-                    target: Some(t.to_string_lossy().into_owned()),
-                });
+                let target = t.to_string_lossy().into_owned();
+                entries.push(listed(rel, "symlink", Some(target)));
             }
             FileType::RegularFile => {
                 let (fd, _, _) = open_regular(&top.fd, &name, &p)?;
                 let idx = entries.len();
-                entries.push(DirEntry {
-                    path: rel,
-                    kind: "file".into(),
-                    size: None,
-                    sha256: None,
-                    target: None,
-                });
+                entries.push(listed(rel, "file", None));
                 if !file(idx, fd, p) {
                     return Ok(());
                 }

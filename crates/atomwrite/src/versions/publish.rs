@@ -317,6 +317,29 @@ struct Decided {
     inherit: Option<Existing>,
 }
 
+/// The compare-and-swap failure: the caller expected version `want`, `DST` is at `cur_n`.
+fn cas_lost(store: &Store, current: &Current, want: u64, cur_n: u64) -> Error {
+    let what = match current {
+        Current::Version(_) => format!("the current version is {cur_n}"),
+        Current::Regular(_) => "it is a regular file not yet published (version 0)".into(),
+        Current::Directory => "it is a directory not yet published (version 0)".into(),
+        _ => "nothing has been published yet (version 0)".to_string(),
+    };
+    let lost = crate::error::CasLost {
+        expected: want,
+        actual: cur_n,
+        message: format!(
+            "expected version {want}, but {what}; nothing was published \
+             (compare-and-swap lost)"
+        ),
+    };
+    Error::new(
+        Op::Publish,
+        &store.dst,
+        io::Error::new(io::ErrorKind::AlreadyExists, lost),
+    )
+}
+
 /// One publish, lock held: what `DST` was, the claimed number(s), what happened so far.
 #[derive(Debug)]
 struct Session {
@@ -405,27 +428,32 @@ impl Session {
         if let Some(want) = p.expect
             && want != cur_n
         {
-            let what = match current {
-                Current::Version(_) => format!("the current version is {cur_n}"),
-                Current::Regular(_) => "it is a regular file not yet published (version 0)".into(),
-                Current::Directory => "it is a directory not yet published (version 0)".into(),
-                _ => "nothing has been published yet (version 0)".to_string(),
-            };
-            let lost = crate::error::CasLost {
-                expected: want,
-                actual: cur_n,
-                message: format!(
-                    "expected version {want}, but {what}; nothing was published \
-                     (compare-and-swap lost)"
-                ),
-            };
-            return Err(Error::new(
-                Op::Publish,
-                &store.dst,
-                io::Error::new(io::ErrorKind::AlreadyExists, lost),
-            ));
+            return Err(cas_lost(store, &current, want, cur_n));
         }
-        let inherit = match &current {
+        let inherit = Session::inherited(store, &current, dir_version)?;
+        // The next number: from the hint the last publisher left (no listing: the cost of a
+        // publish does not grow with the history), else one listing.
+        let hint = match lock.next_hint() {
+            Some(h) => h,
+            None => store.max_number()? + 1,
+        };
+        let (migrate, vname) = Session::claim(store, &current, hint.max(cur_n + 1), dir_version)?;
+        lock.set_next_hint(vname.number() + 1);
+        let mut opts = p.opts.clone();
+        opts.no_create_dirs = true;
+        Ok(Decided {
+            current,
+            vname,
+            migrate,
+            opts,
+            inherit,
+        })
+    }
+
+    /// Refuses what `current` cannot be published over; returns the mode and owner a new file
+    /// version inherits (from the regular file `DST` is, or the file version it points to).
+    fn inherited(store: &Store, current: &Current, dir_version: bool) -> Result<Option<Existing>> {
+        Ok(match current {
             Current::Foreign(t) => {
                 return Err(Error::other(
                     Op::Publish,
@@ -460,14 +488,17 @@ impl Session {
                 .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
                 .map(|st| existing(&st)),
             _ => None,
-        };
-        // The next number: from the hint the last publisher left (no listing: the cost of a
-        // publish does not grow with the history), else one listing.
-        let hint = match lock.next_hint() {
-            Some(h) => h,
-            None => store.max_number()? + 1,
-        };
-        let mut start = hint.max(cur_n + 1);
+        })
+    }
+
+    /// Claims, from `start` on, the number of the version migrating an unpublished `DST` (if
+    /// any) and then the new version's; on failure no claim is left behind.
+    fn claim(
+        store: &Store,
+        current: &Current,
+        mut start: u64,
+        dir_version: bool,
+    ) -> Result<(Option<VersionName>, VersionName)> {
         let migrate = match current {
             Current::Regular(_) | Current::Directory => {
                 let m = store.claim(start, matches!(current, Current::Directory))?;
@@ -485,16 +516,7 @@ impl Session {
                 return Err(e);
             }
         };
-        lock.set_next_hint(vname.number() + 1);
-        let mut opts = p.opts.clone();
-        opts.no_create_dirs = true;
-        Ok(Decided {
-            current,
-            vname,
-            migrate,
-            opts,
-            inherit,
-        })
+        Ok((migrate, vname))
     }
 
     fn version_path(&self) -> PathBuf {
@@ -525,24 +547,9 @@ impl Session {
     /// Migration, durable versions directory, pointer swap, retention.
     fn finish(&self, m: Manifest) -> Result<Published> {
         let mut previous = self.current.number();
-        let mut migrated = None;
-        if let (Current::Regular(_), Some(mv)) = (&self.current, &self.migrate) {
-            let mname = mv.to_os_string();
-            let mpath = self.store.path_of(&mname);
-            rfs::linkat(
-                &*self.store.parent_fd,
-                &self.store.name,
-                &**self.store.vfd(),
-                &mname,
-                AtFlags::empty(),
-            )
-            .map_err(|e| Error::new2(Op::Link, &self.store.dst, &mpath, errno(e)))?;
-            let mm = self.migrated_manifest(mv)?;
-            self.store.write_manifest(&mname, &mm, &self.opts)?;
-            // The migrated version holds what `DST` holds now: it is history, not pending.
-            self.store.unlink_marker(mv.number())?;
-            previous = mv.number();
-            migrated = Some(mv.number());
+        let mut migrated = self.migrate_regular()?;
+        if let Some(n) = migrated {
+            previous = n;
         }
         if self.durability != Durability::None {
             // The version, its manifest and a migrated version must be durable before the
@@ -550,22 +557,7 @@ impl Session {
             self.store.sync_vdir()?;
         }
         test_pause("version-written");
-        // The swap and the fsync that makes it durable run as one critical section: a signal
-        // report waits for both, so "published" is only ever said of a durable swap.
-        crate::interrupt::critical(|| -> Result<()> {
-            if let (Current::Directory, Some(mv)) = (&self.current, &self.migrate) {
-                self.exchange_directory(mv)?;
-            } else {
-                self.swap_pointer()?;
-            }
-            if self.durability == Durability::Full {
-                // The swap is a rename in DST's directory: durable only once that directory is.
-                self.store.sync_parent().map_err(|e| {
-                    e.with_hint("the pointer was swapped but the swap may not survive a power loss")
-                })?;
-            }
-            Ok(())
-        })?;
+        self.swap_durably()?;
         if let (Current::Directory, Some(mv)) = (&self.current, &self.migrate) {
             self.manifest_migrated_dir(mv);
             previous = mv.number();
@@ -592,6 +584,49 @@ impl Session {
             removed_bytes,
             warnings,
             object: None,
+        })
+    }
+
+    /// When `DST` is a regular file not yet published: hard-links it into the versions
+    /// directory as its own version, with a manifest, and returns that version's number.
+    fn migrate_regular(&self) -> Result<Option<u64>> {
+        let (Current::Regular(_), Some(mv)) = (&self.current, &self.migrate) else {
+            return Ok(None);
+        };
+        let mname = mv.to_os_string();
+        let mpath = self.store.path_of(&mname);
+        rfs::linkat(
+            &*self.store.parent_fd,
+            &self.store.name,
+            &**self.store.vfd(),
+            &mname,
+            AtFlags::empty(),
+        )
+        .map_err(|e| Error::new2(Op::Link, &self.store.dst, &mpath, errno(e)))?;
+        let mm = self.migrated_manifest(mv)?;
+        self.store.write_manifest(&mname, &mm, &self.opts)?;
+        // The migrated version holds what `DST` holds now: it is history, not pending.
+        self.store.unlink_marker(mv.number())?;
+        Ok(Some(mv.number()))
+    }
+
+    /// Swaps the pointer (or exchanges an unpublished directory) and makes the swap durable.
+    fn swap_durably(&self) -> Result<()> {
+        // The swap and the fsync that makes it durable run as one critical section: a signal
+        // report waits for both, so "published" is only ever said of a durable swap.
+        crate::interrupt::critical(|| -> Result<()> {
+            if let (Current::Directory, Some(mv)) = (&self.current, &self.migrate) {
+                self.exchange_directory(mv)?;
+            } else {
+                self.swap_pointer()?;
+            }
+            if self.durability == Durability::Full {
+                // The swap is a rename in DST's directory: durable only once that directory is.
+                self.store.sync_parent().map_err(|e| {
+                    e.with_hint("the pointer was swapped but the swap may not survive a power loss")
+                })?;
+            }
+            Ok(())
         })
     }
 

@@ -121,26 +121,10 @@ fn sweep_listed(
             // current version whatever the evidence says.
             continue;
         }
-        let mut names: Vec<OsString> = Vec::new();
-        for dir in [false, true] {
-            let v = store.version_name(n, dir)?.to_os_string();
-            for x in [v.clone(), super::store::manifest_name(&v)] {
-                // A destination without an extension names its file and directory versions alike.
-                if !names.contains(&x) {
-                    names.push(x);
-                }
-            }
-        }
-        {
-            for x in names {
-                if let Some(st) = store.stat_in_vdir(&x)? {
-                    bytes += if dry_run {
-                        entry_bytes(store, &x, &st)
-                    } else {
-                        remove_entry(store.vfd(), &x, &store.path_of(&x), &st)?
-                    };
-                    removed.push(store.path_of(&x));
-                }
+        for x in version_names(store, n)? {
+            if let Some(st) = store.stat_in_vdir(&x)? {
+                bytes += remove_or_measure(store, &x, &st, dry_run)?;
+                removed.push(store.path_of(&x));
             }
         }
         if !dry_run {
@@ -159,11 +143,7 @@ fn sweep_listed(
             && ent.kind == FileType::Directory
             && let Some(st) = store.stat_in_vdir(&ent.name)?
         {
-            bytes += if dry_run {
-                entry_bytes(store, &ent.name, &st)
-            } else {
-                remove_entry(store.vfd(), &ent.name, &store.path_of(&ent.name), &st)?
-            };
+            bytes += remove_or_measure(store, &ent.name, &st, dry_run)?;
             removed.push(store.path_of(&ent.name));
         }
     }
@@ -173,6 +153,32 @@ fn sweep_listed(
         store.sync_parent()?;
     }
     Ok((removed, bytes, sw.warnings))
+}
+
+/// The names version `n` may have in the versions directory: its file and directory versions
+/// and their manifests, each once.
+fn version_names(store: &Store, n: u64) -> Result<Vec<OsString>> {
+    let mut names: Vec<OsString> = Vec::new();
+    for dir in [false, true] {
+        let v = store.version_name(n, dir)?.to_os_string();
+        for x in [v.clone(), super::store::manifest_name(&v)] {
+            // A destination without an extension names its file and directory versions alike.
+            if !names.contains(&x) {
+                names.push(x);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Removes the entry `name` (stat `st`) of the versions directory, or under `dry_run` only
+/// measures it; returns its bytes.
+fn remove_or_measure(store: &Store, name: &OsStr, st: &rfs::Stat, dry_run: bool) -> Result<u64> {
+    Ok(if dry_run {
+        entry_bytes(store, name, st)
+    } else {
+        remove_entry(store.vfd(), name, &store.path_of(name), st)?
+    })
 }
 
 /// The caller, or the owner of the versions directory.

@@ -502,6 +502,23 @@ pub(crate) fn read_manifest_at(dir: &OwnedFd, name: &OsStr, path: &Path) -> Resu
     Ok(m)
 }
 
+/// `unlinkat(d, n, flags)`; a name already gone is not an error.
+fn unlink_if_present(d: &OwnedFd, n: &OsStr, p: &Path, flags: AtFlags) -> Result<()> {
+    match rfs::unlinkat(d, n, flags) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(Error::new(Op::RemoveTemp, p, errno(e))),
+    }
+}
+
+/// Opens the directory `n` of `d` (never through a symlink); none when it is already gone.
+fn open_if_present(d: &OwnedFd, n: &OsStr, p: &Path) -> Result<Option<OwnedFd>> {
+    match rfs::openat(d, n, dir_flags(), Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(Error::new(Op::OpenDir, p, errno(e))),
+    }
+}
+
 /// Removes `name` (a file, symlink or a whole tree) relative to `dir`, never following a link;
 /// returns the bytes of regular files removed. Iterative (an explicit stack of directory fds),
 /// so a deep tree cannot overflow the thread's stack; depth is bounded by the fds it may hold.
@@ -511,23 +528,12 @@ pub(crate) fn remove_entry(
     path: &Path,
     st: &rfs::Stat,
 ) -> Result<u64> {
-    let unlink = |d: &OwnedFd, n: &OsStr, p: &Path, flags: AtFlags| match rfs::unlinkat(d, n, flags)
-    {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(Error::new(Op::RemoveTemp, p, errno(e))),
-    };
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        unlink(dir, name, path, AtFlags::empty())?;
+        unlink_if_present(dir, name, path, AtFlags::empty())?;
         let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
         return Ok(if regular { st.st_size as u64 } else { 0 });
     }
-    let open =
-        |d: &OwnedFd, n: &OsStr, p: &Path| match rfs::openat(d, n, dir_flags(), Mode::empty()) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::new(Op::OpenDir, p, errno(e))),
-        };
-    let Some(root) = open(dir, name, path)? else {
+    let Some(root) = open_if_present(dir, name, path)? else {
         return Ok(0);
     };
     // Each frame: a directory fd, its path, and the name it has in the frame below.
@@ -544,12 +550,12 @@ pub(crate) fn remove_entry(
                 Err(e) => return Err(Error::new(Op::Inspect, &ep, errno(e))),
             };
             if FileType::from_raw_mode(est.st_mode) == FileType::Directory {
-                if let Some(sub) = open(fd, &ent.name, &ep)? {
+                if let Some(sub) = open_if_present(fd, &ent.name, &ep)? {
                     descend = Some((sub, ep, ent.name));
                     break;
                 }
             } else {
-                unlink(fd, &ent.name, &ep, AtFlags::empty())?;
+                unlink_if_present(fd, &ent.name, &ep, AtFlags::empty())?;
                 if FileType::from_raw_mode(est.st_mode) == FileType::RegularFile {
                     bytes += est.st_size as u64;
                 }
@@ -561,7 +567,7 @@ pub(crate) fn remove_entry(
                 // Empty now: remove it from its parent (the frame below, or `dir`).
                 let (_, p, n) = stack.pop().expect("non-empty");
                 let parent = stack.last().map_or(dir, |(f, _, _)| f);
-                unlink(parent, &n, &p, AtFlags::REMOVEDIR)?;
+                unlink_if_present(parent, &n, &p, AtFlags::REMOVEDIR)?;
             }
         }
     }
