@@ -630,6 +630,49 @@ pub(crate) fn honoured(requested: crate::Durability, magic: u64) -> crate::Durab
     }
 }
 
+/// Filesystem types (lowercase) whose rename and fsync are a server's: [`FsClass::Network`].
+const NETWORK_FS_TYPES: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "smb",
+    "smb2",
+    "smb3",
+    "cifs",
+    "9p",
+    "ceph",
+    "lustre",
+    "gfs2",
+    "ocfs2",
+    "afs",
+    "glusterfs",
+    "beegfs",
+    "gpfs",
+];
+
+/// Filesystem types (lowercase) on a local disk: [`FsClass::Local`].
+const LOCAL_FS_TYPES: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "ext2/ext3/ext4",
+    "xfs",
+    "btrfs",
+    "zfs",
+    "f2fs",
+    "bcachefs",
+    "vfat",
+    "exfat",
+    "ntfs",
+    "ntfs3",
+    "jfs",
+    "reiserfs",
+    "nilfs2",
+    "nilfs",
+    "hfsplus",
+    "udf",
+    "ecryptfs",
+];
+
 fn classify(fs_type: &str, magic: u64) -> FsClass {
     let t = fs_type.to_ascii_lowercase();
     if t == "tmpfs" || t == "ramfs" || t == "devtmpfs" {
@@ -638,50 +681,9 @@ fn classify(fs_type: &str, magic: u64) -> FsClass {
         FsClass::Overlay
     } else if t.starts_with("fuse") || t == "virtiofs" {
         FsClass::Fuse
-    } else if [
-        "nfs",
-        "nfs4",
-        "smb",
-        "smb2",
-        "smb3",
-        "cifs",
-        "9p",
-        "ceph",
-        "lustre",
-        "gfs2",
-        "ocfs2",
-        "afs",
-        "glusterfs",
-        "beegfs",
-        "gpfs",
-    ]
-    .contains(&t.as_str())
-    {
+    } else if NETWORK_FS_TYPES.contains(&t.as_str()) {
         FsClass::Network
-    } else if [
-        "ext2",
-        "ext3",
-        "ext4",
-        "ext2/ext3/ext4",
-        "xfs",
-        "btrfs",
-        "zfs",
-        "f2fs",
-        "bcachefs",
-        "vfat",
-        "exfat",
-        "ntfs",
-        "ntfs3",
-        "jfs",
-        "reiserfs",
-        "nilfs2",
-        "nilfs",
-        "hfsplus",
-        "udf",
-        "ecryptfs",
-    ]
-    .contains(&t.as_str())
-    {
+    } else if LOCAL_FS_TYPES.contains(&t.as_str()) {
         FsClass::Local
     } else if t == "unknown" {
         match fs_magic_name(magic) {
@@ -709,6 +711,34 @@ fn assess(
     (promise(class, p, barriers_off), caveats)
 }
 
+/// The one-sentence caveat of a filesystem class, `None` for a local disk.
+fn class_caveat(class: FsClass, fs_type: &str) -> Option<String> {
+    match class {
+        FsClass::Memory => Some(format!(
+            "{fs_type} lives in memory: every file is lost at reboot or power loss; fsync is a no-op"
+        )),
+        FsClass::Network => Some(format!(
+            "{fs_type} is a network filesystem: rename atomicity and fsync durability are the \
+             server's; other clients may see a new file late (NFS: close-to-open consistency) \
+             and temp files of crashed clients may linger (sweep them with `clean`)"
+        )),
+        FsClass::Fuse => Some(format!(
+            "{fs_type} is a FUSE filesystem: atomic rename and fsync are whatever the daemon \
+             implements; many object-store mounts (s3fs, gcsfuse) copy on rename and are not atomic"
+        )),
+        FsClass::Overlay => Some(
+            "overlayfs: writes go to the upper layer and are as durable as that filesystem; \
+             a file from a lower (image) layer is copied up on first write, and renaming \
+             directories may fail with EXDEV"
+                .to_string(),
+        ),
+        FsClass::Unknown => Some(format!(
+            "atomwrite does not know the filesystem type {fs_type:?}: the probes below are all it knows"
+        )),
+        FsClass::Local => None,
+    }
+}
+
 /// What an operator should know about the filesystem (one sentence each).
 fn caveats(
     class: FsClass,
@@ -717,31 +747,7 @@ fn caveats(
     p: &Probes,
     read_only: bool,
 ) -> Vec<String> {
-    let mut caveats = Vec::new();
-    match class {
-        FsClass::Memory => caveats.push(format!(
-            "{fs_type} lives in memory: every file is lost at reboot or power loss; fsync is a no-op"
-        )),
-        FsClass::Network => caveats.push(format!(
-            "{fs_type} is a network filesystem: rename atomicity and fsync durability are the \
-             server's; other clients may see a new file late (NFS: close-to-open consistency) \
-             and temp files of crashed clients may linger (sweep them with `clean`)"
-        )),
-        FsClass::Fuse => caveats.push(format!(
-            "{fs_type} is a FUSE filesystem: atomic rename and fsync are whatever the daemon \
-             implements; many object-store mounts (s3fs, gcsfuse) copy on rename and are not atomic"
-        )),
-        FsClass::Overlay => caveats.push(
-            "overlayfs: writes go to the upper layer and are as durable as that filesystem; \
-             a file from a lower (image) layer is copied up on first write, and renaming \
-             directories may fail with EXDEV"
-                .to_string(),
-        ),
-        FsClass::Unknown => caveats.push(format!(
-            "atomwrite does not know the filesystem type {fs_type:?}: the probes below are all it knows"
-        )),
-        FsClass::Local => {}
-    }
+    let mut caveats: Vec<String> = class_caveat(class, fs_type).into_iter().collect();
     if has_option(mount, "nobarrier") || has_option(mount, "barrier=0") {
         caveats.push(
             "mounted with write barriers disabled (nobarrier): fsync may return before data \

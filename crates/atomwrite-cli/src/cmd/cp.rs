@@ -128,15 +128,7 @@ pub fn run(a: CpArgs) -> CmdResult {
         preserve: a.preserve,
         progress: Some(&seen),
     };
-    // Asked once (a `stat`), not once per source.
-    let container = dst.is_container();
-    let targets = sources
-        .iter()
-        .map(|s| match container {
-            true => dst.join(s.file_name_os()),
-            false => atomwrite::destination::open(dst_arg),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let targets = targets(&dst, dst_arg, &sources)?;
     if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
     }
@@ -145,19 +137,7 @@ pub fn run(a: CpArgs) -> CmdResult {
     for t in &targets {
         signals::target(t.path());
     }
-    let report = if many {
-        let r = dst.copy_many(&sources, &opts, attrs, &mut Observer(&bars));
-        bars.finish();
-        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, &targets)))?
-    } else {
-        Observer(&bars).copying(&targets[0]);
-        let c = targets[0].copy_from(&sources[0], &opts, attrs);
-        bars.finish();
-        CopyReport {
-            files: vec![c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?],
-            ..CopyReport::default()
-        }
-    };
+    let report = copy_all(&dst, &sources, &targets, &opts, attrs, &bars)?;
     if a.opts.manifest {
         for (c, t) in report.files.iter().zip(&targets) {
             t.write_manifest(&c.receipt, &opts)?;
@@ -165,6 +145,49 @@ pub fn run(a: CpArgs) -> CmdResult {
     }
     render::copies(&a.opts, many, &report);
     Ok(EXIT_OK)
+}
+
+/// The destination of each source: under `dst` by its last segment when `dst` is a container
+/// (a directory or a URL prefix), else `dst_arg` itself.
+fn targets(
+    dst: &Destination,
+    dst_arg: &Path,
+    sources: &[Destination],
+) -> Result<Vec<Destination>, Failure> {
+    // Asked once (a `stat`), not once per source.
+    let container = dst.is_container();
+    Ok(sources
+        .iter()
+        .map(|s| match container {
+            true => dst.join(s.file_name_os()),
+            false => atomwrite::destination::open(dst_arg),
+        })
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Copies `sources` to `targets`: several as one [`Destination::copy_many`] into `dst`, one by
+/// [`Destination::copy_from`]; a failure names the source, or what the batch replaced.
+fn copy_all(
+    dst: &Destination,
+    sources: &[Destination],
+    targets: &[Destination],
+    opts: &atomwrite::Options,
+    attrs: CopyAttrs<'_>,
+    bars: &Bars,
+) -> Result<CopyReport, Failure> {
+    Ok(if sources.len() > 1 {
+        let r = dst.copy_many(sources, opts, attrs, &mut Observer(bars));
+        bars.finish();
+        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, targets)))?
+    } else {
+        Observer(bars).copying(&targets[0]);
+        let c = targets[0].copy_from(&sources[0], opts, attrs);
+        bars.finish();
+        CopyReport {
+            files: vec![c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?],
+            ..CopyReport::default()
+        }
+    })
 }
 
 /// A batch holds every file open until its rename, and a copy of more files than the soft

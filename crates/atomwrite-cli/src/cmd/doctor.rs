@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use atomwrite::doctor::{DoctorReport, Probe, ProbeStatus};
+use atomwrite::doctor::{DoctorReport, Probe, ProbeStatus, Probes};
 
 use crate::cli::DoctorArgs;
 use crate::common::{self, CmdResult, EXIT_FAILURE, EXIT_OK};
@@ -48,9 +48,52 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+/// One `name  value  note` row of a human report.
+type Row<'a> = (&'a str, String, String);
+
+/// Appends `rows` to `s`, one indented line each, names and values in aligned columns
+/// (values wider than 24 bytes push their note right instead of widening the column).
+fn push_rows(s: &mut String, rows: &[Row<'_>]) {
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(24);
+    for (a, b, c) in rows {
+        let line = format!("  {a:<w0$}  {b:<w1$}  {c}");
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+}
+
 /// The human report: one `name  value  note` row per fact, then the promise and the caveats.
 pub fn render(r: &DoctorReport) -> String {
-    let mut rows: Vec<(&str, String, String)> = Vec::new();
+    let mut rows = fs_rows(r);
+    rows.extend(probe_rows(&r.probes));
+    let b = &r.batch_barrier;
+    rows.push((
+        "batch barrier",
+        b.barrier.to_string(),
+        match &b.kernel {
+            Some(k) => format!("{} (kernel {k}, {} backend)", b.reason, b.backend),
+            None => format!("{} ({} backend)", b.reason, b.backend),
+        },
+    ));
+    let mut s = format!("atomwrite doctor: {}\n", r.canonical.display());
+    push_rows(&mut s, &rows);
+    s.push_str(&format!(
+        "durability: {} — {}\n",
+        r.durability.level, r.durability.summary
+    ));
+    if !r.caveats.is_empty() {
+        s.push_str("caveats:\n");
+        for c in &r.caveats {
+            s.push_str(&format!("  - {c}\n"));
+        }
+    }
+    s
+}
+
+/// The rows about the filesystem and its mount: type, mount point, read-only, NAME_MAX.
+fn fs_rows(r: &DoctorReport) -> Vec<Row<'static>> {
+    let mut rows: Vec<Row<'static>> = Vec::new();
     let class = serde_json::to_value(r.class)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -83,7 +126,12 @@ pub fn render(r: &DoctorReport) -> String {
         r.name_max.to_string(),
         "bytes per file name".into(),
     ));
-    let p = &r.probes;
+    rows
+}
+
+/// One row per kernel-feature probe: its status, and its failure detail or what it buys.
+fn probe_rows(p: &Probes) -> Vec<Row<'static>> {
+    let mut rows: Vec<Row<'static>> = Vec::new();
     let probes: [(&str, &Probe, &str); 6] = [
         (
             "O_TMPFILE",
@@ -119,34 +167,7 @@ pub fn render(r: &DoctorReport) -> String {
         };
         rows.push((name, status(probe).into(), note));
     }
-    let b = &r.batch_barrier;
-    rows.push((
-        "batch barrier",
-        b.barrier.to_string(),
-        match &b.kernel {
-            Some(k) => format!("{} (kernel {k}, {} backend)", b.reason, b.backend),
-            None => format!("{} ({} backend)", b.reason, b.backend),
-        },
-    ));
-    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(24);
-    let mut s = format!("atomwrite doctor: {}\n", r.canonical.display());
-    for (a, b, c) in &rows {
-        let line = format!("  {a:<w0$}  {b:<w1$}  {c}");
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    s.push_str(&format!(
-        "durability: {} — {}\n",
-        r.durability.level, r.durability.summary
-    ));
-    if !r.caveats.is_empty() {
-        s.push_str("caveats:\n");
-        for c in &r.caveats {
-            s.push_str(&format!("  - {c}\n"));
-        }
-    }
-    s
+    rows
 }
 
 /// `doctor URL`: the store's kind, endpoint, timeouts and its conditional-write capabilities,
@@ -214,6 +235,21 @@ mod url {
     }
 
     pub fn render(url: &str, c: &StoreCapabilities, l: &NetLimits) -> String {
+        let mut s = format!("atomwrite doctor: {url}\n");
+        s.push_str("  (probe: a key under this prefix is created, overwritten and deleted)\n");
+        super::push_rows(&mut s, &rows(c, l));
+        if let Some(e) = &c.probe_error {
+            s.push_str(&format!("probe: failed: {e}\n"));
+        }
+        s.push_str(&format!("promise: {}\n", promise(c)));
+        if let Some(n) = &c.note {
+            s.push_str(&format!("caveats:\n  - {n}\n"));
+        }
+        s
+    }
+
+    /// One row per fact: the store, its endpoint, each capability and the timeouts.
+    fn rows(c: &StoreCapabilities, l: &NetLimits) -> Vec<super::Row<'static>> {
         let endpoint = match &c.endpoint {
             Some(e) => (
                 e.clone(),
@@ -221,7 +257,7 @@ mod url {
             ),
             None => ("(the cloud's own)".to_string(), String::new()),
         };
-        let rows: Vec<(&str, String, String)> = vec![
+        vec![
             ("store", c.store.to_string(), String::new()),
             ("endpoint", endpoint.0, endpoint.1),
             (
@@ -251,20 +287,12 @@ mod url {
                 "ATOMWRITE_CONNECT_TIMEOUT, ATOMWRITE_REQUEST_TIMEOUT, ATOMWRITE_RETRY_TIMEOUT"
                     .into(),
             ),
-        ];
-        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(24);
-        let mut s = format!("atomwrite doctor: {url}\n");
-        s.push_str("  (probe: a key under this prefix is created, overwritten and deleted)\n");
-        for (a, b, c) in &rows {
-            let line = format!("  {a:<w0$}  {b:<w1$}  {c}");
-            s.push_str(line.trim_end());
-            s.push('\n');
-        }
-        if let Some(e) = &c.probe_error {
-            s.push_str(&format!("probe: failed: {e}\n"));
-        }
-        let promise = if c.probe_error.is_some() {
+        ]
+    }
+
+    /// What a writer can rely on here, from the probe's outcome.
+    fn promise(c: &StoreCapabilities) -> &'static str {
+        if c.probe_error.is_some() {
             "unknown: the probe could not run (see above)"
         } else if c.concurrent.supported == Some(false) {
             "this server's conditional writes are not atomic under concurrency: concurrent \
@@ -275,11 +303,6 @@ mod url {
         } else {
             "conditional writes are not known to work here: create-only writes and publish are \
              refused (plain writes still replace objects atomically)"
-        };
-        s.push_str(&format!("promise: {promise}\n"));
-        if let Some(n) = &c.note {
-            s.push_str(&format!("caveats:\n  - {n}\n"));
         }
-        s
     }
 }

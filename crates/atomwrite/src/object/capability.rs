@@ -317,26 +317,7 @@ async fn probe_inner(t: &Target, race_writers: bool) -> Result<StoreCapabilities
     };
     let mut out = assumed(t);
 
-    // Create-only: first create must succeed, the second must be refused.
-    let create = match put(b"1", PutMode::Create).await {
-        Ok(_) => match put(b"2", PutMode::Create).await {
-            Err(e) if refused(&e) => {
-                Capability::probed(Some(true), "a second If-None-Match: * PUT was refused")
-            }
-            Ok(_) => Capability::probed(
-                Some(false),
-                "a second create-only PUT of the same key overwrote it (If-None-Match ignored)",
-            ),
-            Err(e) if unsupported(&e) => {
-                Capability::probed(Some(false), format!("create-only PUT not supported: {e}"))
-            }
-            Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe create on", e)).await),
-        },
-        Err(e) if unsupported(&e) || refused(&e) => {
-            Capability::probed(Some(false), format!("create-only PUT refused: {e}"))
-        }
-        Err(e) => return Err(fail("probe create on", e)),
-    };
+    let create = probe_create(store, &key, &mp_key, &fail, &put).await?;
 
     // Compare-and-swap: the current ETag updates, the same (now stale) ETag is refused.
     // `file://` has no conditional update in object_store: its pointer moves under
@@ -355,38 +336,96 @@ async fn probe_inner(t: &Target, race_writers: bool) -> Result<StoreCapabilities
     } else if create.supported != Some(true) {
         Capability::probed(Some(false), "no conditional create to race")
     } else {
-        match race(store, &race_key(&key)).await {
-            Ok((c_wins, u_wins)) => {
-                let u_bad = cas.supported == Some(true) && u_wins.is_some_and(|u| u != 1);
-                if c_wins != 1 || u_bad {
-                    Capability::probed(
-                        Some(false),
-                        format!(
-                            "not atomic: {c_wins} of {RACERS} simultaneous create-only PUTs of one \
-                             key succeeded, {} of {RACERS} simultaneous updates carrying one ETag",
-                            u_wins.map_or("no".to_string(), |u| u.to_string())
-                        ),
-                    )
-                } else {
-                    Capability::probed(
-                        Some(true),
-                        format!(
-                            "one of {RACERS} simultaneous create-only PUTs and one of {RACERS} \
-                             updates won (a race that did not interleave proves nothing)"
-                        ),
-                    )
-                }
-            }
-            Err(e) => return Err(cleanup(store, &key, &mp_key, fail("probe race on", e)).await),
-        }
+        probe_race(store, &key, &mp_key, &fail, cas.supported == Some(true)).await?
     };
 
-    // Multipart: one small part, completed, must read back whole.
-    let multipart = match async {
-        let mut up = store.put_multipart(&mp_key).await?;
+    let multipart = probe_multipart(store, &mp_key).await;
+
+    if let Some(e) = delete_probe(store, &key, &mp_key).await {
+        return Err(fail("delete probe object", e));
+    }
+    out.conditional_create = create;
+    out.compare_and_swap = cas;
+    out.multipart = multipart;
+    out.concurrent = concurrent;
+    Ok(out)
+}
+
+/// Create-only: the first create must succeed, the second must be refused.
+async fn probe_create<F, Fut>(
+    store: &dyn ObjectStore,
+    key: &Path,
+    mp_key: &Path,
+    fail: &(dyn Fn(&'static str, object_store::Error) -> Error + Sync),
+    put: &F,
+) -> Result<Capability>
+where
+    F: Fn(&'static [u8], PutMode) -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<object_store::PutResult>>,
+{
+    Ok(match put(b"1", PutMode::Create).await {
+        Ok(_) => match put(b"2", PutMode::Create).await {
+            Err(e) if refused(&e) => {
+                Capability::probed(Some(true), "a second If-None-Match: * PUT was refused")
+            }
+            Ok(_) => Capability::probed(
+                Some(false),
+                "a second create-only PUT of the same key overwrote it (If-None-Match ignored)",
+            ),
+            Err(e) if unsupported(&e) => {
+                Capability::probed(Some(false), format!("create-only PUT not supported: {e}"))
+            }
+            Err(e) => return Err(cleanup(store, key, mp_key, fail("probe create on", e)).await),
+        },
+        Err(e) if unsupported(&e) || refused(&e) => {
+            Capability::probed(Some(false), format!("create-only PUT refused: {e}"))
+        }
+        Err(e) => return Err(fail("probe create on", e)),
+    })
+}
+
+/// Atomicity: one of [`RACERS`] simultaneous create-only PUTs (and, when `cas_works`, one of
+/// as many updates carrying one ETag) must win.
+async fn probe_race(
+    store: &dyn ObjectStore,
+    key: &Path,
+    mp_key: &Path,
+    fail: &(dyn Fn(&'static str, object_store::Error) -> Error + Sync),
+    cas_works: bool,
+) -> Result<Capability> {
+    Ok(match race(store, &race_key(key)).await {
+        Ok((c_wins, u_wins)) => {
+            let u_bad = cas_works && u_wins.is_some_and(|u| u != 1);
+            if c_wins != 1 || u_bad {
+                Capability::probed(
+                    Some(false),
+                    format!(
+                        "not atomic: {c_wins} of {RACERS} simultaneous create-only PUTs of one \
+                         key succeeded, {} of {RACERS} simultaneous updates carrying one ETag",
+                        u_wins.map_or("no".to_string(), |u| u.to_string())
+                    ),
+                )
+            } else {
+                Capability::probed(
+                    Some(true),
+                    format!(
+                        "one of {RACERS} simultaneous create-only PUTs and one of {RACERS} \
+                         updates won (a race that did not interleave proves nothing)"
+                    ),
+                )
+            }
+        }
+        Err(e) => return Err(cleanup(store, key, mp_key, fail("probe race on", e)).await),
+    })
+}
+
+/// Multipart: one small part, completed, must read back whole.
+async fn probe_multipart(store: &dyn ObjectStore, mp_key: &Path) -> Capability {
+    match async {
+        let mut up = store.put_multipart(mp_key).await?;
         up.put_part(PutPayload::from_static(b"multipart")).await?;
         up.complete().await?;
-        store.head(&mp_key).await
+        store.head(mp_key).await
     }
     .await
     {
@@ -397,16 +436,7 @@ async fn probe_inner(t: &Target, race_writers: bool) -> Result<StoreCapabilities
         ),
         Err(e) if unsupported(&e) => Capability::probed(Some(false), format!("not supported: {e}")),
         Err(e) => Capability::probed(None, format!("probe failed: {}", one_line(&e))),
-    };
-
-    if let Some(e) = delete_probe(store, &key, &mp_key).await {
-        return Err(fail("delete probe object", e));
     }
-    out.conditional_create = create;
-    out.compare_and_swap = cas;
-    out.multipart = multipart;
-    out.concurrent = concurrent;
-    Ok(out)
 }
 
 async fn probe_cas<F, Fut>(
