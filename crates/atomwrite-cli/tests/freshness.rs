@@ -582,7 +582,7 @@ fn run_publish_and_its_compare_and_swap() {
         .unwrap()
         .versions;
     assert_eq!(v[0].run_id.as_deref(), Some("P1"));
-    // Lost CAS: atomwrite's own failure (125), checked before CMD runs.
+    // Lost CAS: a conflict (exit 3), checked before CMD runs.
     let o = aw(
         d.path(),
         &[
@@ -597,7 +597,8 @@ fn run_publish_and_its_compare_and_swap() {
         ],
         b"",
     );
-    assert_eq!(code(&o), 125);
+    // A lost compare-and-swap is a conflict (exit 3), as for `publish --expect`.
+    assert_eq!(code(&o), 3);
     assert!(one_line_error(&o).contains("compare-and-swap lost"));
     assert!(!d.path().join("ran").exists());
     // CMD fails under --publish: nothing published.

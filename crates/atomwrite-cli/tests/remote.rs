@@ -379,7 +379,7 @@ mod local_urls {
             ],
             b"",
         );
-        assert_eq!(code, 125, "{err}");
+        assert_eq!(code, 3, "a lost --expect is a conflict: {err}");
         assert!(!marker.exists(), "CMD ran although --expect had lost");
     }
 

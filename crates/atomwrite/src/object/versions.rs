@@ -663,14 +663,25 @@ pub async fn retain_target(t: &Target, keep: usize) -> Result<RetentionReport> {
     })
 }
 
-async fn hash_object(t: &Target, key: &Path) -> Result<(u64, String)> {
+/// Starts reading the object at `key`: its URL (for errors) and its byte stream.
+async fn get_stream(
+    t: &Target,
+    key: &Path,
+) -> Result<(
+    String,
+    futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+)> {
     let url = t.url_of(key);
     let r = t
         .store
         .get(key)
         .await
         .map_err(|e| Error::store("read", &url, e))?;
-    let mut s = r.into_stream();
+    Ok((url, r.into_stream()))
+}
+
+async fn hash_object(t: &Target, key: &Path) -> Result<(u64, String)> {
+    let (url, mut s) = get_stream(t, key).await?;
     let mut h = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = s.next().await {
@@ -855,13 +866,7 @@ pub(crate) async fn read_into<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<u64> {
     use tokio::io::AsyncWriteExt;
-    let url = t.url_of(key);
-    let r = t
-        .store
-        .get(key)
-        .await
-        .map_err(|e| Error::store("read", &url, e))?;
-    let mut s = r.into_stream();
+    let (url, mut s) = get_stream(t, key).await?;
     let mut size = 0u64;
     while let Some(chunk) = s.next().await {
         let chunk = chunk.map_err(|e| Error::store("read", &url, e))?;
