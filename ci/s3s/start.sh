@@ -84,6 +84,11 @@ export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
 export ATOMWRITE_S3B_TEST_URL=s3://$bucket/t
+# Known, not sampled: s3s-fs checks a precondition and then writes, without a lock, so racing
+# conditional PUTs can all succeed (observed: 2-8 of 8 create-only PUTs won). A race probe only
+# sees that when the timing cooperates, so the suite must not depend on it: the racing rows are
+# reported NOT SUPPORTED on this server, and what atomwrite does there is checked instead.
+export ATOMWRITE_S3B_NOT_ATOMIC="s3s-fs $version checks a precondition, then writes without a lock (2-8 of 8 racing create-only PUTs observed to win)"
 ENV
 echo "start.sh: s3s-fs $version on $endpoint (pid $(cat "$state/s3s.pid")), bucket $bucket; env in $state/env.sh" >&2
 cat "$state/env.sh"

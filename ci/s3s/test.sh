@@ -39,6 +39,6 @@ if [ "$skipped" -ne 0 ]; then
 fi
 if [ "$passed" -eq 0 ]; then failed=$((failed + 1)); fi
 refused=$(grep -c '^NOT SUPPORTED ' "$log" || true)
-echo "s3-second: $refused row(s) NOT SUPPORTED by this server (its conditional writes were observed not to be atomic)"
+echo "s3-second: $refused row(s) NOT SUPPORTED by this server (its conditional writes are not atomic: ci/s3s/start.sh says why)"
 echo "s3-second: $passed passed, $failed failed"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
