@@ -129,6 +129,14 @@ impl ObjectReader {
                 Ok(rt) => rt,
                 Err(e) => return drop(tx.send(Err(e))),
             };
+            // A client of its own, made inside this runtime: an HTTP connection pooled by the
+            // caller's client belongs to the runtime that opened it (the blocking runtime), whose
+            // connection task nobody drives while this thread streams, so a GET that reused it
+            // stalled until the request timeout (seen on Azurite and s3s-fs).
+            let t = match rt.block_on(async { Target::parse(t.url()) }) {
+                Ok(fresh) => fresh,
+                Err(e) => return drop(tx.send(Err(io::Error::new(e.kind(), e.to_string())))),
+            };
             rt.block_on(stream_into(&t, &key, &tx));
         });
         ObjectReader {
