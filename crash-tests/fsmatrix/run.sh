@@ -82,7 +82,12 @@ for fs in "${FILESYSTEMS[@]}"; do
   actual=$(stat -f -c %T "$mnt")
   echo "fsmatrix: $fs mounted at $mnt (statfs type: $actual)"
   log="$WORK/$fs-tests.log"
-  if TEST_DIR="$mnt" cargo test -q --all-features -p atomwrite -p atomwrite-cli --tests >"$log" 2>&1; then
+  # The object-store rows talk to servers, not to this filesystem: the workspace suite runs them
+  # once; here they would only repeat (minutes per filesystem).
+  if TEST_DIR="$mnt" cargo test -q --all-features -p atomwrite -p atomwrite-cli --tests -- \
+      --skip s3:: --skip s3b:: --skip az:: --skip gs:: --skip s3_url:: --skip s3b_url:: \
+      --skip azure_url:: --skip gcs_url:: --skip silent_endpoint --skip unroutable_endpoint \
+      >"$log" 2>&1; then
     pass "$fs: integration tests ($(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}') tests)"
   else
     grep -E "^(test .*FAILED|---- |thread .* panicked)" "$log" | head -20
