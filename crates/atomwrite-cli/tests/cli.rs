@@ -113,7 +113,7 @@ fn json_prints_the_receipt() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
     assert_eq!(v["run_id"], "nightly-42");
-    assert_eq!(v["durability"], "full");
+    assert_eq!(v["durability"], full_honoured_in(p.parent().unwrap()));
     assert_eq!(v["path"], p.to_str().unwrap());
     assert!(v["written_at"].as_str().unwrap().ends_with('Z'));
     assert!(
@@ -727,7 +727,20 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
     let (big, big_err) = cp_syscall_counts(220);
     let total = |m: &std::collections::HashMap<String, u64>| m.values().sum::<u64>() as f64;
     let marginal = (total(&big) - total(&small)) / 200.0;
-    assert!(marginal <= 9.0, "{marginal} syscalls per file: {big:?}");
+    // The limit is the 9 where a new file takes the anonymous-temp path with one
+    // kernel copy (ext4, tmpfs: the CI default). crash-tests/fsmatrix runs this test on other
+    // filesystems too: on xfs a reflink that succeeds costs FICLONE + lseek instead of one
+    // copy_file_range (+1); btrfs keeps the named-temp path (flock, getpid, rename: +3).
+    let magic = cp_test_fs_magic();
+    let limit = match magic {
+        0x5846_5342 => 10.5, // xfs
+        0x9123_683e => 12.5, // btrfs
+        _ => 9.0,
+    };
+    assert!(
+        marginal <= limit,
+        "{marginal} syscalls per file (limit {limit}): {big:?}"
+    );
     // Nothing that fails per file: a refused FICLONE or copy_file_range is tried once per
     // filesystem pair, a new destination is published by one linkat.
     let failing = (total(&big_err) - total(&small_err)) / 200.0;
@@ -743,8 +756,14 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
         big_err.get("copy_file_range").copied().unwrap_or(0) <= 1,
         "{big_err:?}"
     );
-    // No per-file getpid, umask read, fchmod or second stat of the source.
-    for k in ["getpid", "fchmod", "read", "statx"] {
+    // No per-file getpid, umask read, fchmod or second stat of the source (btrfs's named-temp
+    // path takes a lock whose owner record names the pid: getpid stays there).
+    let checked: &[&str] = if magic == 0x9123_683e {
+        &["fchmod", "read", "statx"]
+    } else {
+        &["getpid", "fchmod", "read", "statx"]
+    };
+    for &k in checked {
         let n = big.get(k).copied().unwrap_or(0) as i64 - small.get(k).copied().unwrap_or(0) as i64;
         assert!(n <= 2, "{k}: {n} more calls for 200 more files: {big:?}");
     }
@@ -1997,4 +2016,28 @@ mod paused {
         assert_eq!(contents(&dst), ["new 1\n", "new 2\n", "theirs", "-", "-"]);
         assert!(temps_in(&dst).is_empty());
     }
+}
+
+/// The durability a receipt reports for a `full` write in `dir`: `full`, except on a filesystem
+/// that promises crash safety only (tmpfs, ramfs), where the receipt says `none` (the
+/// classification `doctor` uses; crash-tests/fsmatrix runs these tests on tmpfs too).
+fn full_honoured_in(dir: &std::path::Path) -> &'static str {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let magic = rustix::fs::statfs(dir)
+        .map(|s| s.f_type as u64)
+        .unwrap_or(0);
+    if magic == TMPFS_MAGIC || magic == RAMFS_MAGIC {
+        "none"
+    } else {
+        "full"
+    }
+}
+
+/// The filesystem type (statfs magic) of the directory the cp syscall test runs in.
+fn cp_test_fs_magic() -> u64 {
+    let d = tmp();
+    rustix::fs::statfs(d.path())
+        .map(|s| s.f_type as u64)
+        .unwrap_or(0)
 }
