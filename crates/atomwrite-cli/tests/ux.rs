@@ -743,10 +743,15 @@ impl Tmux {
 
     fn pane(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            // -J: a line the terminal wrapped (a long TEST_DIR path) comes back as one line;
+            // it also keeps trailing blanks, which are trimmed here.
+            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-t", "t"])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect()
     }
 
     /// Polls the pane until `pred` holds. The deadline only bounds a hung test; nothing is
