@@ -2041,3 +2041,91 @@ fn cp_test_fs_magic() -> u64 {
         .map(|s| s.f_type as u64)
         .unwrap_or(0)
 }
+
+/// `atomwrite write --durability D` of `mib` MiB from a pipe under strace: the lines of the
+/// `fadvise64`, `fsync`, `linkat` and `renameat` calls, and the bytes that arrived.
+fn trace_stream(durability: &str, env: &[(&str, &str)], mib: usize) -> (Vec<String>, bool) {
+    let d = tmp();
+    let dst = d.path().join("stream");
+    let log = d.path().join("strace.log");
+    let data: Vec<u8> = (0..mib << 20).map(|i| (i % 251) as u8).collect();
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o"]).arg(&log);
+    c.args([
+        "-e",
+        "trace=fadvise64,fsync,fdatasync,linkat,renameat,renameat2",
+    ]);
+    c.arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+        .args(["write", "--durability", durability])
+        .arg(&dst);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = {
+        let data = data.clone();
+        std::thread::spawn(move || stdin.write_all(&data).unwrap())
+    };
+    assert!(child.wait().unwrap().success());
+    feeder.join().unwrap();
+    let lines = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map_or(l, |(_, r)| r)
+                .trim_start()
+                .to_string()
+        })
+        .filter(|l| !l.starts_with("+++") && !l.starts_with("---"))
+        .collect();
+    (lines, fs::read(&dst).unwrap() == data)
+}
+
+/// A long stream asks the kernel to start writing back every 8 MiB as it goes, so the device
+/// works while the pipe is read; that hint never replaces the flush: the file's `fsync` still
+/// comes after the last of them and before the name appears. Nothing is asked where nothing
+/// will be flushed (`--durability none`) or where no such hint exists (the portable path).
+#[test]
+fn a_long_stream_starts_writeback_as_it_goes_and_still_fsyncs_before_publishing() {
+    if !strace_available() {
+        return;
+    }
+    let (t, same) = trace_stream("full", &[], 40);
+    assert!(same, "the stream arrived changed");
+    let kicks: Vec<usize> = t
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("fadvise64(") && l.contains("POSIX_FADV_DONTNEED"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        kicks.len() >= 4,
+        "40 MiB should start writeback at least 4 times: {t:?}"
+    );
+    let fsync = t
+        .iter()
+        .position(|l| l.starts_with("fsync("))
+        .expect("an fsync");
+    let publish = t
+        .iter()
+        .position(|l| l.starts_with("linkat(") || l.starts_with("rename"))
+        .expect("a publish");
+    assert!(kicks.iter().all(|&k| k < fsync) && fsync < publish, "{t:?}");
+    for (durability, env) in [
+        ("none", &[][..]),
+        ("full", &[("ATOMWRITE_PORTABLE", "1")][..]),
+    ] {
+        let (t, same) = trace_stream(durability, env, 20);
+        assert!(same, "the stream arrived changed ({durability} {env:?})");
+        assert!(
+            !t.iter().any(|l| l.starts_with("fadvise64(")),
+            "{durability} {env:?}: {t:?}"
+        );
+    }
+}

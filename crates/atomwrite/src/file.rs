@@ -32,6 +32,15 @@ const COPY_CHUNK: usize = 1 << 20;
 /// Streams longer than this hash on a helper thread.
 const PARALLEL_HASH_AFTER: u64 = 8 << 20;
 
+/// A stream that will be flushed asks for writeback of every this many bytes as it goes
+/// (`Backend::start_writeback`), so device writes overlap the copy and the commit's `fsync`
+/// waits only for the tail. Measured on a 1 GiB pipe (ext4, virtio disk): 8 MiB took the
+/// median from 3.3 s to 2.95 s; 32 MiB was in between.
+const WRITE_BEHIND: u64 = 8 << 20;
+
+/// Buffers rotating between the reader and the hasher thread.
+const HASH_BUFFERS: usize = 3;
+
 /// Set-uid and set-gid: kept only with the owner and group they were granted with.
 const SETID: u32 = 0o6000;
 
@@ -313,6 +322,7 @@ impl AtomicFile {
     pub fn copy_from(&mut self, reader: &mut dyn io::Read, source_name: &Path) -> Result<u64> {
         let mut buf = vec![0u8; COPY_CHUNK];
         let mut total = 0u64;
+        let mut kicked = self.pos;
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => return Ok(total),
@@ -322,13 +332,14 @@ impl AtomicFile {
             };
             self.write_all_bytes(&buf[..n])?;
             total += n as u64;
+            self.write_behind(&mut kicked);
             // A long stream: hash on a second core while this one reads and writes.
             if total >= PARALLEL_HASH_AFTER
                 && self.hasher.is_some()
                 && !self.hash_dirty
                 && self.pos == self.hashed
             {
-                return self.copy_from_hashing_aside(reader, source_name, total);
+                return self.copy_from_hashing_aside(reader, source_name, total, kicked);
             }
         }
     }
@@ -341,11 +352,12 @@ impl AtomicFile {
         reader: &mut dyn io::Read,
         source_name: &Path,
         mut total: u64,
+        mut kicked: u64,
     ) -> Result<u64> {
         let mut hasher = self.hasher.take().expect("checked by the caller");
         let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..3 {
+        for _ in 0..HASH_BUFFERS {
             free_tx.send(vec![0u8; COPY_CHUNK]).expect("receiver alive");
         }
         let (result, hasher) = std::thread::scope(|s| {
@@ -375,6 +387,7 @@ impl AtomicFile {
                 self.len = self.len.max(self.pos);
                 self.hashed += n as u64;
                 total += n as u64;
+                self.write_behind(&mut kicked);
                 to_hash
                     .send((buf, n))
                     .expect("the hasher runs until the channel closes");
@@ -384,6 +397,18 @@ impl AtomicFile {
         });
         self.hasher = Some(hasher);
         result
+    }
+
+    /// Starts writeback of what was written since `kicked` once that is [`WRITE_BEHIND`] bytes,
+    /// if this file will be flushed at all: the commit's `fsync` then waits for the tail only.
+    fn write_behind(&self, kicked: &mut u64) {
+        if self.pos.saturating_sub(*kicked) >= WRITE_BEHIND
+            && self.opts.durability != Durability::None
+        {
+            self.sys
+                .start_writeback(self.file.as_fd(), *kicked, self.pos - *kicked);
+            *kicked = self.pos;
+        }
     }
 
     /// Copies the whole of `src` (from its start) into this file, by the fastest means the

@@ -175,6 +175,20 @@ impl Backend for Linux {
         }
     }
 
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)`: starts asynchronous writeback of the range
+    /// (`WB_SYNC_NONE`) and then drops only the pages of the range that are already clean, so
+    /// the pages just written, dirty or under writeback, stay cached. (`sync_file_range` would
+    /// say it more directly, but rustix does not offer it and this crate has no `unsafe`.)
+    /// Errors are ignored: it is a hint, and a real I/O error surfaces at the commit's `fsync`.
+    fn start_writeback(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) {
+        let _ = fs::fadvise(
+            fd,
+            offset,
+            std::num::NonZeroU64::new(len),
+            fs::Advice::DontNeed,
+        );
+    }
+
     /// The process umask, read from `/proc/self/status` (Linux 4.7+) without changing it;
     /// falls back to the portable set-and-restore.
     fn umask(&self) -> u32 {

@@ -157,6 +157,12 @@ pub(crate) trait Backend: Debug + Send + Sync {
         old.as_raw_mode()
     }
 
+    /// Asks the kernel to start writing `len` bytes at `offset` of `fd` back to the device now,
+    /// without waiting, so a long stream's device writes overlap its copying and the final
+    /// flush has only the tail left. A hint, not a flush: durability still comes from the
+    /// `fsync` at commit. The portable path has no such hint and does nothing.
+    fn start_writeback(&self, _fd: BorrowedFd<'_>, _offset: u64, _len: u64) {}
+
     /// Shares `src`'s extents with `dst`. `Ok(false)`: not available; the caller copies.
     fn reflink(&self, _src: BorrowedFd<'_>, _dst: BorrowedFd<'_>) -> io::Result<bool> {
         Ok(false)
