@@ -291,6 +291,71 @@ fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result
     Ok(())
 }
 
+/// Builds a tree of `n` 4 KiB files, 100 per directory, under `root/src`.
+fn make_tree(root: &Path, n: usize) -> io::Result<()> {
+    for i in 0..n {
+        let d = root.join("src").join(format!("d{:03}", i / 100));
+        if i % 100 == 0 {
+            fs::create_dir_all(&d)?;
+        }
+        fs::write(d.join(format!("f{i}")), payload(i as u64, 4096))?;
+    }
+    Ok(())
+}
+
+/// `verify` of a published tree of N files (parallel hashing) beside a serial floor that
+/// hashes the same files (`find | xargs sha256sum`), warm cache, interleaved.
+fn verify_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
+    *o += "### verify of a published tree of N 4 KiB files (warm cache)\n\n";
+    *o += "| files | atomwrite verify | per file | floor: find + xargs sha256sum (serial) | per file | × floor | peak RSS (verify) |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+    for &n in &plan.trees {
+        let root = base.join(format!("verify-{n}"));
+        rmrf(&root);
+        make_tree(&root, n)?;
+        let mut c = Command::new(cli);
+        c.args(["publish", "-q", "--dir", "src", "site"])
+            .current_dir(&root);
+        run_child(c, None, false).map_err(io::Error::other)?;
+        let (mut aw, mut fl, mut rss) = (Vec::new(), Vec::new(), 0u64);
+        for r in 0..plan.reps.max(3) {
+            for k in [r % 2, 1 - r % 2] {
+                let mut c = if k == 0 {
+                    let mut c = Command::new(cli);
+                    c.args(["verify", "-q", "site"]);
+                    c
+                } else {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg("find \"$0/\" -type f -print0 | xargs -0 sha256sum >/dev/null")
+                        .arg("site");
+                    c
+                };
+                c.current_dir(&root);
+                let run = run_child(c, None, k == 0).map_err(io::Error::other)?;
+                if k == 0 {
+                    aw.push(run.wall);
+                    rss = rss.max(run.maxrss_kib.unwrap_or(0));
+                } else {
+                    fl.push(run.wall);
+                }
+            }
+        }
+        let (a, f) = (median(&aw), median(&fl));
+        *o += &format!(
+            "| {n} | {} | {} | {} | {} | {:.2}× | {:.1} MiB |\n",
+            fmt_us(a),
+            fmt_us(a / n as f64),
+            fmt_us(f),
+            fmt_us(f / n as f64),
+            a / f,
+            rss as f64 / 1024.0
+        );
+        rmrf(&root);
+    }
+    *o += "\n";
+    Ok(())
+}
+
 /// A destination with `v` versions, laid out as earlier publishers leave it.
 fn make_history(dir: &Path, v: usize) -> io::Result<()> {
     let vd = dir.join("site.txt.versions");
@@ -425,6 +490,8 @@ pub fn run(base: &Path, cli: &Path, plan: &Plan) -> io::Result<()> {
     }
     if !plan.trees.is_empty() {
         tree_part(&base, cli, plan, &mut o)?;
+        emit(&mut o);
+        verify_part(&base, cli, plan, &mut o)?;
         emit(&mut o);
     }
     if !plan.versions.is_empty() {

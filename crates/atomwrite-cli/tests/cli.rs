@@ -2129,3 +2129,50 @@ fn a_long_stream_starts_writeback_as_it_goes_and_still_fsyncs_before_publishing(
         );
     }
 }
+
+/// `verify` of a published tree hashes its files on several threads: under `strace -f`, the
+/// reads of the files' contents come from at least two threads (the walker only opens).
+#[test]
+fn verify_of_a_published_tree_hashes_files_on_several_threads() {
+    if !strace_available() {
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIP: one CPU: the tree is hashed inline");
+        return;
+    }
+    let d = tmp();
+    for i in 0..300 {
+        let sub = d.path().join("build").join(format!("d{}", i / 50));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i}")), format!("tree-file-{i}\n")).unwrap();
+    }
+    let st = bin()
+        .current_dir(d.path())
+        .args(["publish", "-q", "--dir", "build", "site"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let log = d.path().join("verify.strace");
+    let st = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=read", "-o"])
+        .arg(&log)
+        .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+        .args(["verify", "-q", "site"])
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "verify failed");
+    let text = fs::read_to_string(&log).unwrap();
+    let readers: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"tree-file-"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let reads = text.lines().filter(|l| l.contains("\"tree-file-")).count();
+    assert_eq!(reads, 300, "every file read once:\n{text}");
+    assert!(
+        readers.len() >= 2,
+        "one thread read every file: {readers:?}"
+    );
+}
