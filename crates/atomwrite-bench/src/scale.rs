@@ -232,13 +232,7 @@ fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result
     for &n in &plan.trees {
         let root = base.join(format!("tree-{n}"));
         rmrf(&root);
-        for i in 0..n {
-            let d = root.join("src").join(format!("d{:03}", i / 100));
-            if i % 100 == 0 {
-                fs::create_dir_all(&d)?;
-            }
-            fs::write(d.join(format!("f{i}")), payload(i as u64, 4096))?;
-        }
+        make_tree(&root, n)?;
         let (mut aw, mut fl) = (Vec::new(), Vec::new());
         let mut rss = 0u64;
         for r in 0..plan.reps {
