@@ -669,21 +669,30 @@ fn finish_source(fd: OwnedFd, full: &Path, asked: &Path, want: Want) -> Result<O
 }
 
 /// A FIFO was opened without blocking (so a planted one cannot hang us); a reader of a FIFO it
-/// was asked to read wants the ordinary semantics: reopen it through `/proc/self/fd`, which
-/// waits for a writer like a plain `open` (reading a non-blocking FIFO before its writer is
-/// there would see an early end of input).
+/// was asked to read wants the ordinary semantics. The descriptor already held is made
+/// blocking and then waits, in `poll`, for a writer the way a blocking `open` would. No second
+/// open: a writer that came, wrote and closed since the first open left its bytes in the pipe
+/// (it had a reader: us), which `poll` sees at once, where a reopen would wait for another
+/// writer forever. A writer that came and went without writing is a hangup, which the kernel
+/// reports only once a writer was seen, so the first read then ends the input; reading before
+/// any writer came would see an end of input that is not one.
 fn blocking_if_fifo(fd: OwnedFd, shown: &Path) -> Result<OwnedFd> {
+    use rustix::event::{PollFd, PollFlags, poll};
     let st = fs::fstat(&fd).map_err(|e| Error::new(Op::Inspect, shown, errno(e)))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         return Ok(fd);
     }
-    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    fs::open(
-        again.as_str(),
-        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::new(Op::Read, shown, errno(e)))
+    let read_err = |e: Errno| Error::new(Op::Read, shown, errno(e));
+    let flags = fs::fcntl_getfl(&fd).map_err(read_err)?;
+    fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(read_err)?;
+    loop {
+        match poll(&mut [PollFd::new(&fd, PollFlags::IN)], None) {
+            Ok(_) => return Ok(fd),
+            // A signal: the CLI's handler thread decides; keep waiting like `open` would.
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(read_err(e)),
+        }
+    }
 }
 
 /// Opens `path` for reading (a file, or with `want_dir` a directory) the way `cat` or `cp` would
@@ -757,4 +766,69 @@ fn open_source_inner(path: &Path, want: Want) -> Result<OwnedFd> {
         };
     }
     Err(Error::new(Op::Read, path, errno(Errno::LOOP)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A FIFO in a fresh directory, and its read end opened the way `open_source` does.
+    fn fifo() -> (tempfile::TempDir, PathBuf, OwnedFd) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        fs::mkfifoat(fs::CWD, &p, Mode::from_raw_mode(0o600)).unwrap();
+        let fd = fs::open(&p, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+        (d, p, fd)
+    }
+
+    /// `blocking_if_fifo` then reading to the end, on a thread; `None` if that did not finish
+    /// within a minute (the hang this guards against).
+    fn read_all_within(fd: OwnedFd, p: &Path) -> Option<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        let p = p.to_path_buf();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(blocking_if_fifo(fd, &p).unwrap());
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).unwrap();
+            let _ = tx.send(v);
+        });
+        rx.recv_timeout(Duration::from_secs(60)).ok()
+    }
+
+    #[test]
+    fn a_fifo_writer_that_came_and_went_before_the_wait_is_read_not_waited_for() {
+        let (_d, p, fd) = fifo();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        w.write_all(b"written and gone").unwrap();
+        drop(w);
+        assert_eq!(
+            read_all_within(fd, &p).as_deref(),
+            Some(&b"written and gone"[..])
+        );
+    }
+
+    #[test]
+    fn a_fifo_writer_that_came_and_went_without_writing_is_an_empty_input() {
+        let (_d, p, fd) = fifo();
+        drop(std::fs::OpenOptions::new().write(true).open(&p).unwrap());
+        assert_eq!(read_all_within(fd, &p).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn a_fifo_without_a_writer_yet_waits_for_one_instead_of_ending() {
+        let (_d, p, fd) = fifo();
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                w.write_all(b"late").unwrap();
+            })
+        };
+        assert_eq!(read_all_within(fd, &p).as_deref(), Some(&b"late"[..]));
+        writer.join().unwrap();
+    }
 }

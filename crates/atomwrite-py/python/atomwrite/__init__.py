@@ -359,7 +359,38 @@ def copy(
     )
 
 
-class AtomicWriter(_io.BufferedIOBase):
+class _CommitOnExit:
+    """What both writers do at the end of a ``with`` block and when collected: a normal exit
+    commits (``close()``); an exception, or garbage collection of a writer never closed,
+    discards, so a half-written file is never published. Listed before the ``io`` base so
+    these win over ``IOBase``'s (whose ``__del__`` would ``close()``, i.e. commit). Each writer
+    class defines ``close()`` and ``discard()``, which come first in its MRO."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def __del__(self) -> None:
+        try:
+            self.discard()
+        except Exception:
+            pass
+
+
+class AtomicWriter(_CommitOnExit, _io.BufferedIOBase):
     """The binary file object returned by ``atomwrite.open(path, "wb")``.
 
     Bytes go to a temporary file in the destination's directory (an anonymous ``O_TMPFILE``
@@ -491,29 +522,12 @@ class AtomicWriter(_io.BufferedIOBase):
         self._check()
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        try:
-            self.discard()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         state = "committed" if self._receipt else ("closed" if self._done else "open")
         return f"<atomwrite.AtomicWriter name={self._name!r} {state}>"
 
 
-class AtomicTextWriter(_io.TextIOWrapper):
+class AtomicTextWriter(_CommitOnExit, _io.TextIOWrapper):
     """The text file object returned by ``atomwrite.open(path, "w")``: an
     ``io.TextIOWrapper`` over an ``AtomicWriter``, with the same commit/discard rules
     (commit on ``close()`` or a normal ``with`` exit, discard on an exception or garbage
@@ -554,23 +568,6 @@ class AtomicTextWriter(_io.TextIOWrapper):
 
     def __enter__(self) -> "AtomicTextWriter":
         return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def __del__(self) -> None:
-        try:
-            self.discard()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return f"<atomwrite.AtomicTextWriter name={self.name!r} encoding={self.encoding!r}>"
