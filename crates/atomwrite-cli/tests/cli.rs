@@ -2130,8 +2130,11 @@ fn a_long_stream_starts_writeback_as_it_goes_and_still_fsyncs_before_publishing(
     }
 }
 
-/// `verify` of a published tree hashes its files on several threads: under `strace -f`, the
-/// reads of the files' contents come from at least two threads (the walker only opens).
+/// `verify` of a published tree hashes its files on a pool of threads: under `strace -f`, no
+/// file's contents are read by the main thread (the walker only opens them), and the reads come
+/// from at least two threads. Which worker takes which file is up to the scheduler, and on a
+/// loaded machine one worker may take them all in one run: the second fact is asked of any of
+/// five runs, the first of every run.
 #[test]
 fn verify_of_a_published_tree_hashes_files_on_several_threads() {
     if !strace_available() {
@@ -2153,26 +2156,38 @@ fn verify_of_a_published_tree_hashes_files_on_several_threads() {
         .status()
         .unwrap();
     assert!(st.success());
-    let log = d.path().join("verify.strace");
-    let st = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=read", "-o"])
-        .arg(&log)
-        .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
-        .args(["verify", "-q", "site"])
-        .current_dir(d.path())
-        .status()
-        .unwrap();
-    assert!(st.success(), "verify failed");
-    let text = fs::read_to_string(&log).unwrap();
-    let readers: std::collections::HashSet<&str> = text
-        .lines()
-        .filter(|l| l.contains("\"tree-file-"))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    let reads = text.lines().filter(|l| l.contains("\"tree-file-")).count();
-    assert_eq!(reads, 300, "every file read once:\n{text}");
-    assert!(
-        readers.len() >= 2,
-        "one thread read every file: {readers:?}"
-    );
+    let mut most = 0;
+    for _ in 0..5 {
+        let log = d.path().join("verify.strace");
+        let mut child = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=read", "-o"])
+            .arg(&log)
+            .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+            .args(["verify", "-q", "site"])
+            .current_dir(d.path())
+            .spawn()
+            .unwrap();
+        let main_pid = child.id().to_string();
+        assert!(child.wait().unwrap().success(), "verify failed");
+        let text = fs::read_to_string(&log).unwrap();
+        let reads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("\"tree-file-"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(reads.len(), 300, "every file read once:\n{text}");
+        // strace -f runs the program as its child: the main thread's id is that child's pid,
+        // which is not ours to know; it is the first pid in the log.
+        let first = text.split_whitespace().next().unwrap_or(&main_pid);
+        assert!(
+            !reads.contains(&first),
+            "the walker thread hashed files:\n{text}"
+        );
+        let readers: std::collections::HashSet<&str> = reads.into_iter().collect();
+        most = most.max(readers.len());
+        if most >= 2 {
+            break;
+        }
+    }
+    assert!(most >= 2, "one thread read every file in five runs");
 }
