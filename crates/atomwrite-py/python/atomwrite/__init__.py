@@ -37,7 +37,7 @@ import io as _io
 import os as _os
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, List, Literal, Optional, Tuple, Type, Union, overload
+from typing import TYPE_CHECKING, Any, List, Literal, Optional, Tuple, Type, Union, overload
 
 from . import _native
 
@@ -364,13 +364,14 @@ class _CommitOnExit:
     commits (``close()``); an exception, or garbage collection of a writer never closed,
     discards, so a half-written file is never published. Listed before the ``io`` base so
     these win over ``IOBase``'s (whose ``__del__`` would ``close()``, i.e. commit). Each writer
-    class defines ``close()`` and ``discard()``, which come first in its MRO."""
+    class defines ``close()`` and ``discard()``; they are declared here for type checkers only,
+    so that a writer's ``super().close()`` still reaches the ``io`` base at run time."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
 
-    def discard(self) -> None:
-        raise NotImplementedError
+        def close(self) -> None: ...
+
+        def discard(self) -> None: ...
 
     def __exit__(
         self,
