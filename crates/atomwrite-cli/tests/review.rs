@@ -681,3 +681,54 @@ fn a_version_manifest_is_as_private_as_its_version() {
         }
     }
 }
+
+/// `write --manifest`'s `DST.manifest.json` is as private as DST, like a version's manifest:
+/// mode = DST's mode & 0666 (a 0600 secret's hash is not world-readable, a 0755 tool's
+/// manifest is not executable), owner and group DST's.
+#[test]
+fn a_write_manifest_is_as_private_as_its_file() {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tmp();
+    let write = |args: &[&str], dst: &Path| {
+        let mut c = bin();
+        c.arg("write").args(args).arg("--manifest").arg(dst);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"data\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let m = fs::symlink_metadata(d.path().join(format!(
+            "{}.manifest.json",
+            dst.file_name().unwrap().to_string_lossy()
+        )))
+        .unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    let secret = d.path().join("secret.key");
+    fs::write(&secret, "old\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    assert_eq!(write(&[], &secret), (0o600, me.0, me.1));
+    let tool = d.path().join("tool");
+    assert_eq!(write(&["--mode", "0750"], &tool).0, 0o640);
+
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a file owned by uid 65534)",
+    ) {
+        return;
+    }
+    let theirs = d.path().join("theirs.csv");
+    fs::write(&theirs, "old\n").unwrap();
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    assert_eq!(write(&[], &theirs), (0o640, 65534, 65534));
+}

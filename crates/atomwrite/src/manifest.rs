@@ -223,7 +223,15 @@ pub fn write_manifest(dst: &Path, receipt: &Receipt, opts: &Options) -> Result<M
         None => hash_file(&receipt.path)?.1,
     };
     let m = Manifest::for_receipt(dst, receipt, sha);
-    write_manifest_file(&manifest_path(dst), &m, opts)?;
+    // The manifest names the data's size and hash: it is exactly as private as the data file
+    // (its owner, group and mode without exec or set-id bits), never the default mode.
+    let mut o = opts.clone();
+    if let Ok(st) = std::fs::metadata(&receipt.path) {
+        use std::os::unix::fs::MetadataExt;
+        o = o.preserve_source(st.mode() & 0o666, st.uid(), st.gid());
+        o.preserve_owner_strict = false;
+    }
+    write_manifest_file(&manifest_path(dst), &m, &o)?;
     Ok(m)
 }
 
