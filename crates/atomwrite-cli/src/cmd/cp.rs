@@ -190,9 +190,10 @@ fn copy_all(
     })
 }
 
-/// A batch holds every file open until its rename, and a copy of more files than the soft
-/// `RLIMIT_NOFILE` allows is split into windows, each with its own flush: raise the soft limit to
-/// the hard one, as many servers do at startup, so a large copy needs fewer windows.
+/// A batch holds its files open until its rename, up to the soft `RLIMIT_NOFILE`; beyond that it
+/// parks the oldest (named and closed early: two more syscalls each, and a temp protected from
+/// `clean` by its age instead of its lock). Raise the soft limit to the hard one, as many servers
+/// do at startup, so a large copy parks fewer files.
 fn raise_nofile_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut l = getrlimit(Resource::Nofile);
