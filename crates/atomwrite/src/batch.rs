@@ -133,6 +133,9 @@ pub struct Batch {
     max_open: usize,
     /// `fsync`s paid when parking (no barrier covers those files).
     park_syncs: usize,
+    /// Directories whose shared "parked temps here" lock this batch took (see
+    /// [`lock_dir_for_parking`]); held until their descriptors close with the batch.
+    locked_dirs: HashSet<usize>,
 }
 
 /// A file of a batch: still open, or parked (finished and closed, see [`Batch`]). Boxed, so
@@ -194,6 +197,26 @@ impl Entry {
     }
 }
 
+/// Takes a shared `flock` on the directory `dir` before the batch parks a temp in it: a parked
+/// temp is closed, so it holds no lock of its own, and [`clean`](crate::clean) leaves every
+/// temp of a directory alone while someone holds this lock (it takes it exclusively for its
+/// sweep). Waits up to ~2 s for a sweep to end; if the lock is still refused (a hostile holder,
+/// a filesystem without directory locks), parks anyway: the temps are then protected from
+/// `clean` only by their age, and one removed anyway fails its rename (not replaced).
+fn lock_dir_for_parking(dir: &OwnedFd) {
+    let mut wait = std::time::Duration::from_millis(1);
+    for _ in 0..50 {
+        match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            _ => return,
+        }
+        if interrupt::sleep_unless_cancelled(wait) {
+            return;
+        }
+        wait = (wait * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Temps a batch may hold open: the soft `RLIMIT_NOFILE` less a margin of 64 for directories,
 /// sources and the process's own descriptors; at least 16.
 fn max_open() -> usize {
@@ -213,6 +236,7 @@ impl Batch {
             parked: 0,
             max_open: max_open(),
             park_syncs: 0,
+            locked_dirs: HashSet::new(),
         }
     }
 
@@ -285,6 +309,10 @@ impl Batch {
         // The commit's barrier covers this file only if it is one syncfs that reports errors.
         let covered = self.wants_syncfs(self.files.len())
             && self.files[i].sys().sync_filesystem_support().available;
+        let dir = Arc::clone(self.files[i].dir_fd());
+        if self.locked_dirs.insert(Arc::as_ptr(&dir) as usize) {
+            lock_dir_for_parking(&dir);
+        }
         let Entry::Open(f) = &mut self.files[i] else {
             unreachable!("files from `parked` on are open")
         };
@@ -294,6 +322,7 @@ impl Batch {
         // Dropping the open file closes its descriptor; its temp now belongs to `p`.
         self.files[i] = Entry::Parked(Box::new(p));
         self.parked += 1;
+        interrupt::test_point("batch-parked", self.parked);
         Ok(())
     }
 
