@@ -812,7 +812,9 @@ impl LimitedCp {
             None => c.arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")),
         };
         c.arg(assert_cmd::cargo::cargo_bin("atomwrite")).arg("cp");
-        c.args(args).args(&self.srcs).arg(format!("{}/", self.dst.display()));
+        c.args(args)
+            .args(&self.srcs)
+            .arg(format!("{}/", self.dst.display()));
         c.stdin(Stdio::null()).env_remove("ATOMWRITE_PORTABLE");
         c
     }
@@ -887,7 +889,12 @@ fn cp_of_more_files_than_may_be_open_at_once_pays_one_flush_barrier() {
     assert!(renames >= 284, "{renames} renames");
     if syncfs_barrier(c.d.path()) {
         // One barrier for all 300 files (parked ones included), one directory fsync.
-        assert_eq!((syncfs, fsyncs), (1, 1), "{}", fs::read_to_string(&log).unwrap());
+        assert_eq!(
+            (syncfs, fsyncs),
+            (1, 1),
+            "{}",
+            fs::read_to_string(&log).unwrap()
+        );
         assert_eq!(v["data_syncs"], 1, "{v}");
     } else {
         // No trustworthy syncfs: every file is fsynced (a parked one before it is closed).
@@ -2154,7 +2161,9 @@ mod paused {
             let (got, out, err) = p.finish();
             assert_eq!(got, code, "{err}");
             assert!(
-                err.contains(&format!("interrupted by signal {signal}; nothing was replaced")),
+                err.contains(&format!(
+                    "interrupted by signal {signal}; nothing was replaced"
+                )),
                 "{err}"
             );
             let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -2212,7 +2221,12 @@ mod paused {
         temps.sort();
         let victim = temps
             .iter()
-            .find(|t| t.file_name().unwrap().to_string_lossy().starts_with(".f010."))
+            .find(|t| {
+                t.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".f010.")
+            })
             .expect("f010 is parked")
             .clone();
         fs::remove_file(&victim).unwrap();
@@ -2227,7 +2241,11 @@ mod paused {
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["error"]["replaced"].as_array().unwrap().len(), 10, "{v}");
         assert_eq!(v["error"]["not_replaced"][0], f010.as_str(), "{v}");
-        assert_eq!(v["error"]["not_replaced"].as_array().unwrap().len(), 50, "{v}");
+        assert_eq!(
+            v["error"]["not_replaced"].as_array().unwrap().len(),
+            50,
+            "{v}"
+        );
         c.assert_contents(60, Some(10));
         assert_eq!(c.strays(), Vec::<String>::new());
     }

@@ -13,8 +13,8 @@ use crate::dest::DirCache;
 use crate::error::errno;
 use crate::file::Parked;
 use crate::interrupt;
-use crate::sys::Sys;
 use crate::options::{Durability, Options};
+use crate::sys::Sys;
 use crate::{AtomicFile, Error, Op, Receipt, Result};
 
 /// How a [`Batch`] makes the data of all its files durable before renaming them.
@@ -92,9 +92,10 @@ impl BatchOutcome {
 /// and closed; it is renamed in step 3 like the others. Where the barrier of step 2 is one
 /// `syncfs` that reports errors, that `syncfs` covers a parked file too; elsewhere a parked
 /// file is `fsync`ed before it is closed (so more flushes, never fewer guarantees). A parked
-/// temp is no longer `flock`ed (it has no descriptor): [`clean`](crate::clean) leaves it alone
-/// because it is younger than `clean`'s `older_than`, and if it is removed anyway its rename
-/// fails and that file is reported not replaced.
+/// temp has no descriptor, so no `flock` of its own: before its first park in a directory the
+/// batch takes a shared `flock` on that directory, held until the batch ends, and
+/// [`clean`](crate::clean) touches no temp of a directory so locked. If a parked temp is
+/// removed anyway, its rename fails and that file is reported not replaced.
 ///
 /// Guarantees: every file is atomic on its own (old or new, complete, whatever happens). If
 /// anything fails before step 3, no file is published and every temp is removed. After
@@ -134,7 +135,8 @@ pub struct Batch {
     /// `fsync`s paid when parking (no barrier covers those files).
     park_syncs: usize,
     /// Directories whose shared "parked temps here" lock this batch took (see
-    /// [`lock_dir_for_parking`]); held until their descriptors close with the batch.
+    /// [`lock_dir_for_parking`]); held until their descriptors close with the batch. Keyed by
+    /// the address of the batch's own directory fd, which it holds until it ends (never reused).
     locked_dirs: HashSet<usize>,
 }
 
@@ -337,7 +339,19 @@ impl Batch {
 
     /// Publishes every file (see the type docs for the sequence and what a crash or an error
     /// can leave). Every error carries a [`BatchOutcome`].
-    pub fn commit(mut self) -> Result<BatchReceipt> {
+    pub fn commit(self) -> Result<BatchReceipt> {
+        let mut files = Vec::with_capacity(self.files.len());
+        let (dir_syncs, data_syncs) = self.commit_each(|r| files.push(r))?;
+        Ok(BatchReceipt {
+            files,
+            dir_syncs,
+            data_syncs,
+        })
+    }
+
+    /// [`commit`](Batch::commit), handing each receipt to `each` in insertion order instead of
+    /// collecting them; returns `(dir_syncs, data_syncs)`.
+    pub(crate) fn commit_each(mut self, mut each: impl FnMut(Receipt)) -> Result<(usize, usize)> {
         let durability = self.opts.durability;
         let mut hashes = Vec::with_capacity(self.files.len());
         if let Err(e) = self.stage(&mut hashes) {
@@ -361,17 +375,10 @@ impl Batch {
         // directory was not yet flushed.
         let dir_syncs = interrupt::critical(|| self.rename_all())?;
         // Each file's record is freed as its receipt is made: the two never both grow whole.
-        let files = self
-            .files
-            .drain(..)
-            .zip(hashes)
-            .map(|(f, h)| f.receipt(h))
-            .collect();
-        Ok(BatchReceipt {
-            files,
-            dir_syncs,
-            data_syncs,
-        })
+        for (f, h) in self.files.drain(..).zip(hashes) {
+            each(f.receipt(h));
+        }
+        Ok((dir_syncs, data_syncs))
     }
 
     /// Phase 1: hash, owner and mode of every open file (parked ones were finished when they
@@ -482,10 +489,7 @@ impl Batch {
 
     /// One file per distinct directory fd among those `pick` selects (files opened through the
     /// batch share them), so per-directory work costs one `fstat` per directory, not per file.
-    fn one_per_directory_of(
-        &self,
-        pick: impl Fn(&Entry) -> bool,
-    ) -> impl Iterator<Item = &Entry> {
+    fn one_per_directory_of(&self, pick: impl Fn(&Entry) -> bool) -> impl Iterator<Item = &Entry> {
         let mut seen = HashSet::new();
         self.files
             .iter()

@@ -117,8 +117,8 @@ fn clean_dir(
     // their own) holds a shared lock on the directory until it ends: then no temp of this
     // directory is touched. Held exclusively for the sweep, so no batch parks one meanwhile.
     // Any other refusal (a filesystem without directory locks) leaves the per-temp locks.
-    let batch_parked = fs::flock(&**fd, FlockOperation::NonBlockingLockExclusive)
-        == Err(Errno::WOULDBLOCK);
+    let batch_parked =
+        fs::flock(&**fd, FlockOperation::NonBlockingLockExclusive) == Err(Errno::WOULDBLOCK);
     let entries = fs::Dir::read_from(&**fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
     let mut removed_any = false;
     for entry in entries {

@@ -929,10 +929,18 @@ impl AtomicFile {
     /// Gives the anonymous inode a temporary name, `flock`ed before it exists (so `clean` never
     /// sees it unlocked) and registered with [`interrupt`] as it is created.
     fn link_anonymous_to_temp(&self) -> Result<(OsString, TempToken)> {
-        // Tells `clean` that a live writer owns the name about to appear. Cannot block: the
-        // inode is ours alone.
-        rfs::flock(self.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::new(Op::Lock, self.temp_display(), errno(e)))?;
+        self.link_anonymous_named(true)
+    }
+
+    /// [`link_anonymous_to_temp`](Self::link_anonymous_to_temp); without `lock` for a temp
+    /// about to be parked (closed at once: its directory's batch lock keeps `clean` away).
+    fn link_anonymous_named(&self, lock: bool) -> Result<(OsString, TempToken)> {
+        if lock {
+            // Tells `clean` that a live writer owns the name about to appear. Cannot block: the
+            // inode is ours alone.
+            rfs::flock(self.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| Error::new(Op::Lock, self.temp_display(), errno(e)))?;
+        }
         let ((), tmp, token) = interrupt::create_registered(&self.dir, &self.dir_path, || {
             for _ in 0..NAME_ATTEMPTS {
                 let tmp = tempname::temp_name(&self.name, self.fs.name_max);
@@ -1018,9 +1026,9 @@ impl AtomicFile {
 /// until it is published or removed), its hash, owner and mode are final.
 ///
 /// Without its descriptor the temp is no longer `flock`ed: [`clean`](crate::clean) leaves it
-/// alone because it is young (never older than its batch; `clean` removes only temps older
-/// than its `older_than`), not because of a lock. A parked temp removed anyway makes its
-/// publish fail (`ENOENT`): that destination is reported not replaced, never half-written.
+/// alone because the batch holds a shared lock on its directory (see `Batch`). A parked temp
+/// removed anyway makes its publish fail (`ENOENT`): that destination is reported not
+/// replaced, never half-written.
 #[derive(Debug)]
 pub(crate) struct Parked {
     dir: Arc<OwnedFd>,
@@ -1050,7 +1058,8 @@ impl AtomicFile {
     pub(crate) fn park(&mut self, sync: bool) -> Result<Parked> {
         let sha256 = self.prepare()?;
         if matches!(self.temp, Temp::Anonymous) {
-            let (tmp, token) = self.link_anonymous_to_temp()?;
+            // No flock: it would last only until the close below (see `Parked`).
+            let (tmp, token) = self.link_anonymous_named(false)?;
             self.temp = Temp::Named(tmp, token);
         }
         if sync && self.opts.durability != Durability::None {
@@ -1155,8 +1164,14 @@ impl Parked {
 
     /// Create-only publish; `Ok(true)` when it was a `linkat` (the temp name still exists).
     fn rename_noreplace(&self, tmp: &OsString, shown: &Path) -> Result<bool> {
-        if !self.sys.known_refused(self.fs_type, Feature::RenameNoreplace) {
-            match self.sys.rename_noreplace(self.dir.as_fd(), tmp, self.name()) {
+        if !self
+            .sys
+            .known_refused(self.fs_type, Feature::RenameNoreplace)
+        {
+            match self
+                .sys
+                .rename_noreplace(self.dir.as_fd(), tmp, self.name())
+            {
                 Ok(true) => return Ok(false),
                 Ok(false) => self
                     .sys

@@ -249,27 +249,27 @@ impl Backend for Local {
             observer.copying(dst);
             methods.push(copy_into(f, &file, !opts.no_checksum, attrs)?);
         }
+        // Each receipt becomes its report entry as the batch hands it over (no second list).
+        let mut files = Vec::with_capacity(items.len());
         let mut out = None;
         let mut batch = Some(batch);
         observer.commit(&mut || {
-            out = batch.take().map(Batch::commit);
+            out = batch.take().map(|b| {
+                b.commit_each(|receipt| {
+                    let i = files.len();
+                    files.push(Copied {
+                        receipt,
+                        method: Some(methods[i]),
+                        source: items[i].0.display().to_string(),
+                    });
+                })
+            });
         });
-        let receipts = out.expect("the observer ran the commit")?;
-        let files = receipts
-            .files
-            .into_iter()
-            .zip(methods)
-            .zip(items)
-            .map(|((receipt, m), (src, _))| Copied {
-                receipt,
-                method: Some(m),
-                source: src.display().to_string(),
-            })
-            .collect();
+        let (dir_syncs, data_syncs) = out.expect("the observer ran the commit")?;
         Ok(CopyReport {
             files,
-            dir_syncs: Some(receipts.dir_syncs),
-            data_syncs: Some(receipts.data_syncs),
+            dir_syncs: Some(dir_syncs),
+            data_syncs: Some(data_syncs),
         })
     }
 }
