@@ -769,37 +769,195 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
     }
 }
 
-#[test]
-fn cp_of_more_files_than_may_be_open_at_once_commits_in_durable_windows() {
-    let d = tmp();
-    let out_dir = d.path().join("out");
-    fs::create_dir(&out_dir).unwrap();
-    // RLIMIT_NOFILE 80 (soft and hard): windows of 80 - 64 = 16 files.
-    let mut script = String::from("ulimit -n 80 && exec \"$0\" cp --json");
-    for i in 0..50 {
-        let p = d.path().join(format!("p{i:02}"));
-        fs::write(&p, format!("row {i}\n")).unwrap();
-        script.push_str(&format!(" '{}'", p.display()));
+/// A `cp` of many files under a descriptor limit (soft and hard `RLIMIT_NOFILE`, so `cp` cannot
+/// raise it): `s/f000 …` into `d/`, the first `old` of them already there with `old`.
+struct LimitedCp {
+    d: tempfile::TempDir,
+    srcs: Vec<PathBuf>,
+    dst: PathBuf,
+}
+
+impl LimitedCp {
+    fn new(n: usize, old: usize) -> LimitedCp {
+        let d = tmp();
+        let (s, dst) = (d.path().join("s"), d.path().join("d"));
+        fs::create_dir(&s).unwrap();
+        fs::create_dir(&dst).unwrap();
+        let mut srcs = Vec::new();
+        for i in 0..n {
+            let p = s.join(format!("f{i:03}"));
+            fs::write(&p, Self::new_bytes(i)).unwrap();
+            srcs.push(p);
+            if i < old {
+                fs::write(dst.join(format!("f{i:03}")), b"old\n").unwrap();
+            }
+        }
+        LimitedCp { d, srcs, dst }
     }
-    script.push_str(&format!(" '{}/'", out_dir.display()));
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+
+    fn new_bytes(i: usize) -> Vec<u8> {
+        format!("new {i}\n").repeat(i % 7 + 1).into_bytes()
+    }
+
+    /// `sh -c 'ulimit -n NOFILE && exec [strace -o LOG] atomwrite cp ARGS... SRCS... d/'`.
+    fn command(&self, nofile: u32, strace_log: Option<&Path>, args: &[&str]) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c");
+        match strace_log {
+            Some(log) => c.arg(format!(
+                "ulimit -n {nofile} && exec strace -f -qq -e \
+                 trace=fsync,fdatasync,syncfs,renameat,renameat2,linkat -o '{}' \"$0\" \"$@\"",
+                log.display()
+            )),
+            None => c.arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")),
+        };
+        c.arg(assert_cmd::cargo::cargo_bin("atomwrite")).arg("cp");
+        c.args(args)
+            .args(&self.srcs)
+            .arg(format!("{}/", self.dst.display()));
+        c.stdin(Stdio::null()).env_remove("ATOMWRITE_PORTABLE");
+        c
+    }
+
+    /// Every destination holds its source's bytes (`Some(n)`: only the first `n` were copied,
+    /// the others hold what they held before: `old` or nothing).
+    fn assert_contents(&self, old: usize, copied: Option<usize>) {
+        for i in 0..self.srcs.len() {
+            let got = fs::read(self.dst.join(format!("f{i:03}"))).ok();
+            let want = match copied {
+                Some(n) if i >= n => (i < old).then(|| b"old\n".to_vec()),
+                _ => Some(Self::new_bytes(i)),
+            };
+            assert_eq!(got, want, "f{i:03}");
+        }
+    }
+
+    /// The names in the destination directory (`ls -a`) that are not destinations.
+    fn strays(&self) -> Vec<String> {
+        fs::read_dir(&self.dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !(n.len() == 4 && n.starts_with('f')))
+            .collect()
+    }
+}
+
+/// Calls of each traced syscall in an `strace -f -qq -o` log.
+fn strace_calls(log: &Path, call: &str) -> usize {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let c = l.split_once(' ').map_or(*l, |(_, r)| r).trim_start();
+            c.starts_with(&format!("{call}("))
+        })
+        .count()
+}
+
+/// Whether this machine's batch barrier is one `syncfs` (Linux ≥ 5.17), per `atomwrite doctor`.
+fn syncfs_barrier(dir: &Path) -> bool {
+    let (code, out) = doctor_out(dir, true, None);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["batch_barrier"]["barrier"] == "syncfs"
+}
+
+#[test]
+fn cp_of_more_files_than_may_be_open_at_once_pays_one_flush_barrier() {
+    if !strace_available() {
+        return;
+    }
+    // RLIMIT_NOFILE 80: at most 16 temps open, so 284 of the 300 files are parked (named,
+    // closed) before the commit. Half replace an existing file, half are new.
+    let c = LimitedCp::new(300, 150);
+    let log = c.d.path().join("strace.log");
+    let o = c.command(80, Some(&log), &["--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["files"].as_array().unwrap().len(), 300, "{v}");
+    assert_eq!(v["files"][299]["path"], format!("{}/f299", c.dst.display()));
+    assert_eq!(v["dir_syncs"], 1, "{v}");
+    c.assert_contents(150, None);
+    assert_eq!(c.strays(), Vec::<String>::new());
+    let (syncfs, fsyncs) = (
+        strace_calls(&log, "syncfs"),
+        strace_calls(&log, "fsync") + strace_calls(&log, "fdatasync"),
+    );
+    // A parked new file is renamed from its temp name (an open one is linked in place): the
+    // renames prove that parking happened.
+    let renames = strace_calls(&log, "renameat") + strace_calls(&log, "renameat2");
+    assert!(renames >= 284, "{renames} renames");
+    if syncfs_barrier(c.d.path()) {
+        // One barrier for all 300 files (parked ones included), one directory fsync.
+        assert_eq!(
+            (syncfs, fsyncs),
+            (1, 1),
+            "{}",
+            fs::read_to_string(&log).unwrap()
+        );
+        assert_eq!(v["data_syncs"], 1, "{v}");
+    } else {
+        // No trustworthy syncfs: every file is fsynced (a parked one before it is closed).
+        assert_eq!((syncfs, fsyncs), (0, 301));
+        assert_eq!(v["data_syncs"], 300, "{v}");
+    }
+}
+
+#[test]
+fn cp_portable_under_a_small_descriptor_limit_fsyncs_each_parked_file() {
+    if !strace_available() {
+        return;
+    }
+    let c = LimitedCp::new(100, 30);
+    let log = c.d.path().join("strace.log");
+    let o = c
+        .command(80, Some(&log), &["--json"])
+        .env("ATOMWRITE_PORTABLE", "1")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["files"].as_array().unwrap().len(), 50, "{v}");
-    // 16 + 16 + 16 + 2: one directory fsync per window, each window durable before the next.
-    assert_eq!(v["dir_syncs"], 4, "{v}");
-    for i in 0..50 {
-        assert_eq!(
-            fs::read_to_string(out_dir.join(format!("p{i:02}"))).unwrap(),
-            format!("row {i}\n")
+    assert_eq!(v["files"].as_array().unwrap().len(), 100, "{v}");
+    c.assert_contents(30, None);
+    assert_eq!(c.strays(), Vec::<String>::new());
+    // The portable path has no barrier that reports errors: each file's own fsync (84 of
+    // them when parked, 16 at the commit), then the directory's.
+    assert_eq!(strace_calls(&log, "syncfs"), 0);
+    assert_eq!(strace_calls(&log, "fsync"), 101);
+    assert_eq!(v["data_syncs"], 100, "{v}");
+    assert_eq!(v["dir_syncs"], 1, "{v}");
+}
+
+#[test]
+fn cp_failing_after_files_were_parked_replaces_nothing_and_leaves_no_temp() {
+    // The 200th source vanishes: 180-odd temps are parked by then (limit 80).
+    for portable in [false, true] {
+        let c = LimitedCp::new(300, 300);
+        fs::remove_file(&c.srcs[200]).unwrap();
+        let mut cmd = c.command(80, None, &["--json"]);
+        if portable {
+            cmd.env("ATOMWRITE_PORTABLE", "1");
+        }
+        let o = cmd.output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
         );
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let first = err.lines().next().unwrap();
+        assert!(
+            first.contains(&c.srcs[200].display().to_string())
+                && first.contains("No such file or directory")
+                && first.contains("none of the 300 files of the batch was replaced"),
+            "{first}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+        assert_eq!(v["error"]["not_replaced"].as_array().unwrap().len(), 300);
+        // Every destination still `old`, nothing else in the directory.
+        c.assert_contents(300, Some(0));
+        assert_eq!(c.strays(), Vec::<String>::new(), "portable: {portable}");
     }
-    assert!(temps_in(&out_dir).is_empty());
 }
 
 #[test]
@@ -1776,15 +1934,21 @@ mod paused {
             }
             None => Command::new(&bin),
         };
-        c.args(args)
-            .env("ATOMWRITE_TEST_PAUSE", point)
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        start_command(c, point, marker)
+    }
+
+    /// Starts `c` (an atomwrite process, perhaps behind wrappers that `exec` it) paused at
+    /// `point`; returns once it is there.
+    pub fn start_command(mut c: Command, point: &str, marker: &Path) -> Paused {
+        c.env("ATOMWRITE_TEST_PAUSE", point)
             .env("ATOMWRITE_TEST_PAUSE_FILE", marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
         let mut child = c.spawn().unwrap();
         for _ in 0..6000 {
             if let Ok(s) = fs::read_to_string(marker)
@@ -1983,6 +2147,107 @@ mod paused {
             );
             assert!(temps_in(&dst).is_empty());
         }
+    }
+
+    #[test]
+    fn cp_sigterm_while_temps_are_parked_removes_them_and_replaces_nothing() {
+        for (signal, code) in [(15, 143), (2, 130)] {
+            // Limit 80: 16 temps open; paused right after the 40th was parked (named, closed).
+            let c = super::LimitedCp::new(120, 60);
+            let marker = c.d.path().join("pause");
+            let p = start_command(c.command(80, None, &["--json"]), "batch-parked:40", &marker);
+            assert_eq!(temps_in(&c.dst).len(), 40);
+            p.signal(signal);
+            let (got, out, err) = p.finish();
+            assert_eq!(got, code, "{err}");
+            assert!(
+                err.contains(&format!(
+                    "interrupted by signal {signal}; nothing was replaced"
+                )),
+                "{err}"
+            );
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+            assert_eq!(v["error"]["not_replaced"].as_array().unwrap().len(), 120);
+            c.assert_contents(60, Some(0));
+            assert_eq!(c.strays(), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn clean_concurrent_with_a_cp_batch_that_parked_temps_removes_none_of_them() {
+        for env in MODES {
+            let c = super::LimitedCp::new(120, 60);
+            let marker = c.d.path().join("pause");
+            let mut cmd = c.command(80, None, &[]);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            // Every parked temp is closed (no lock of its own): the batch's shared lock on
+            // the directory is what keeps a concurrent `clean --older-than 0s` away.
+            let p = start_command(cmd, "batch-parked:50", &marker);
+            let parked = temps_in(&c.dst).len();
+            assert!(parked >= 50, "{env:?}: {parked}");
+            let dst = c.dst.to_str().unwrap();
+            let (code, out, err) = run(&["clean", "--older-than", "0s", "--json", dst], b"", &[]);
+            assert_eq!(code, 0, "{err}");
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(v["removed"], serde_json::json!([]), "{env:?} {v}");
+            assert_eq!(v["locked"].as_array().unwrap().len(), parked, "{env:?} {v}");
+            assert_eq!(temps_in(&c.dst).len(), parked, "{env:?}");
+            p.resume();
+            let (code, _, err) = p.finish();
+            assert_eq!(code, 0, "{env:?} {err}");
+            c.assert_contents(60, None);
+            assert_eq!(c.strays(), Vec::<String>::new());
+        }
+        // Once the batch is over, a leftover temp of a crashed writer is removed again.
+        let d = tmp();
+        fs::write(d.path().join(".f000.aaaaaaaaaaaaaaaa.tmp"), b"x").unwrap();
+        let dst = d.path().to_str().unwrap();
+        let (code, out, _) = run(&["clean", "--older-than", "0s", "--json", dst], b"", &[]);
+        assert_eq!(code, 0);
+        assert!(out.contains(".f000.aaaaaaaaaaaaaaaa.tmp"), "{out}");
+    }
+
+    #[test]
+    fn cp_parked_temp_removed_behind_its_back_is_reported_not_replaced() {
+        // Something (not `clean`) removes a parked temp: its rename fails, the files before it
+        // stay replaced (and durable), the others old, and no temp is left.
+        let c = super::LimitedCp::new(60, 60);
+        let marker = c.d.path().join("pause");
+        let p = start_command(c.command(80, None, &["--json"]), "batch-linked", &marker);
+        let mut temps = temps_in(&c.dst);
+        temps.sort();
+        let victim = temps
+            .iter()
+            .find(|t| {
+                t.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".f010.")
+            })
+            .expect("f010 is parked")
+            .clone();
+        fs::remove_file(&victim).unwrap();
+        p.resume();
+        let (code, out, err) = p.finish();
+        assert_eq!(code, 1, "{err}");
+        let f010 = format!("{}/f010", c.dst.display());
+        assert!(
+            err.contains("rename") && err.contains("No such file or directory"),
+            "{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"].as_array().unwrap().len(), 10, "{v}");
+        assert_eq!(v["error"]["not_replaced"][0], f010.as_str(), "{v}");
+        assert_eq!(
+            v["error"]["not_replaced"].as_array().unwrap().len(),
+            50,
+            "{v}"
+        );
+        c.assert_contents(60, Some(10));
+        assert_eq!(c.strays(), Vec::<String>::new());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,8 +11,10 @@ use serde::Serialize;
 
 use crate::dest::DirCache;
 use crate::error::errno;
+use crate::file::Parked;
 use crate::interrupt;
 use crate::options::{Durability, Options};
+use crate::sys::Sys;
 use crate::{AtomicFile, Error, Op, Receipt, Result};
 
 /// How a [`Batch`] makes the data of all its files durable before renaming them.
@@ -82,7 +84,18 @@ impl BatchOutcome {
 /// `commit` (1) finishes every temp (hash, owner, mode), (2) makes all their data durable
 /// together ([`BatchSync`]), (3) renames each into place, (4) `fsync`s each distinct parent
 /// directory once (under [`Durability::Full`]). Four barriers for a thousand files instead of
-/// two thousand.
+/// two thousand, and for a hundred thousand.
+///
+/// Any number of files: a batch keeps at most as many temps open as the soft `RLIMIT_NOFILE`
+/// allows (less a margin of 64 descriptors, read when the batch is created). When a new file
+/// would exceed that, the oldest open one is *parked*: finished (step 1), given its temp name,
+/// and closed; it is renamed in step 3 like the others. Where the barrier of step 2 is one
+/// `syncfs` that reports errors, that `syncfs` covers a parked file too; elsewhere a parked
+/// file is `fsync`ed before it is closed (so more flushes, never fewer guarantees). A parked
+/// temp has no descriptor, so no `flock` of its own: before its first park in a directory the
+/// batch takes a shared `flock` on that directory, held until the batch ends, and
+/// [`clean`](crate::clean) touches no temp of a directory so locked. If a parked temp is
+/// removed anyway, its rename fails and that file is reported not replaced.
 ///
 /// Guarantees: every file is atomic on its own (old or new, complete, whatever happens). If
 /// anything fails before step 3, no file is published and every temp is removed. After
@@ -94,8 +107,9 @@ impl BatchOutcome {
 /// leaves some files new, some old); publish a directory for that.
 ///
 /// Every named temp of a batch (including the names the `O_TMPFILE` inodes get before the
-/// data flush) is `flock`ed, so [`clean`](crate::clean) leaves it alone, and registered with
-/// [`interrupt`], so a signal handler's [`interrupt::remove_temps`] removes it.
+/// data flush or when they are parked) is `flock`ed while it is open, so [`clean`](crate::clean)
+/// leaves it alone, and registered with [`interrupt`], so a signal handler's
+/// [`interrupt::remove_temps`] removes it.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -112,8 +126,105 @@ impl BatchOutcome {
 pub struct Batch {
     opts: Options,
     sync: BatchSync,
-    files: Vec<AtomicFile>,
+    files: Vec<Entry>,
     dirs: DirCache,
+    /// Files `..parked` are parked (parking goes oldest first).
+    parked: usize,
+    /// Most temps held open at once.
+    max_open: usize,
+    /// `fsync`s paid when parking (no barrier covers those files).
+    park_syncs: usize,
+    /// Directories whose shared "parked temps here" lock this batch took (see
+    /// [`lock_dir_for_parking`]); held until their descriptors close with the batch. Keyed by
+    /// the address of the batch's own directory fd, which it holds until it ends (never reused).
+    locked_dirs: HashSet<usize>,
+}
+
+/// A file of a batch: still open, or parked (finished and closed, see [`Batch`]). Boxed, so
+/// the list costs a pointer per file and a parked file only its compact record.
+#[derive(Debug)]
+enum Entry {
+    Open(Box<AtomicFile>),
+    Parked(Box<Parked>),
+}
+
+impl Entry {
+    fn destination(&self) -> &Path {
+        match self {
+            Entry::Open(f) => f.destination(),
+            Entry::Parked(p) => p.destination(),
+        }
+    }
+
+    fn dir_fd(&self) -> &Arc<OwnedFd> {
+        match self {
+            Entry::Open(f) => f.dir_fd(),
+            Entry::Parked(p) => p.dir_fd(),
+        }
+    }
+
+    fn sys(&self) -> Sys {
+        match self {
+            Entry::Open(f) => f.sys(),
+            Entry::Parked(p) => p.sys(),
+        }
+    }
+
+    fn is_visible(&self) -> bool {
+        match self {
+            Entry::Open(f) => f.is_visible(),
+            Entry::Parked(p) => p.is_visible(),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        match self {
+            Entry::Open(f) => f.sync_dir(),
+            Entry::Parked(p) => p.sync_dir(),
+        }
+    }
+
+    fn publish(&mut self) -> Result<()> {
+        match self {
+            Entry::Open(f) => f.publish_now(),
+            Entry::Parked(p) => interrupt::critical(|| p.publish()),
+        }
+    }
+
+    fn receipt(&self, sha256: Option<String>) -> Receipt {
+        match self {
+            Entry::Open(f) => f.receipt(sha256),
+            Entry::Parked(p) => p.receipt(),
+        }
+    }
+}
+
+/// Takes a shared `flock` on the directory `dir` before the batch parks a temp in it: a parked
+/// temp is closed, so it holds no lock of its own, and [`clean`](crate::clean) leaves every
+/// temp of a directory alone while someone holds this lock (it takes it exclusively for its
+/// sweep). Waits up to ~2 s for a sweep to end; if the lock is still refused (a hostile holder,
+/// a filesystem without directory locks), parks anyway: the temps are then protected from
+/// `clean` only by their age, and one removed anyway fails its rename (not replaced).
+fn lock_dir_for_parking(dir: &OwnedFd) {
+    let mut wait = std::time::Duration::from_millis(1);
+    for _ in 0..50 {
+        match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            _ => return,
+        }
+        if interrupt::sleep_unless_cancelled(wait) {
+            return;
+        }
+        wait = (wait * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Temps a batch may hold open: the soft `RLIMIT_NOFILE` less a margin of 64 for directories,
+/// sources and the process's own descriptors; at least 16.
+fn max_open() -> usize {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let soft = l.current.unwrap_or(1 << 20);
+    (soft.saturating_sub(64) as usize).clamp(16, 1 << 20)
 }
 
 impl Batch {
@@ -124,6 +235,10 @@ impl Batch {
             sync: BatchSync::Auto,
             files: Vec::new(),
             dirs: DirCache::default(),
+            parked: 0,
+            max_open: max_open(),
+            park_syncs: 0,
+            locked_dirs: HashSet::new(),
         }
     }
 
@@ -147,10 +262,7 @@ impl Batch {
     pub fn add(&mut self, path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         let mut opts = self.opts.clone();
         opts.size_hint = Some(bytes.len() as u64);
-        let mut f = AtomicFile::open_cached(path.as_ref(), &opts, Some(&mut self.dirs))?;
-        f.write_all_bytes(bytes)?;
-        self.files.push(f);
-        Ok(())
+        self.push(path.as_ref(), &opts)?.write_all_bytes(bytes)
     }
 
     /// Adds a file whose contents are read from `reader` until EOF.
@@ -160,31 +272,86 @@ impl Batch {
         reader: &mut dyn io::Read,
         source: &Path,
     ) -> Result<()> {
-        let mut f = AtomicFile::open_cached(path.as_ref(), &self.opts, Some(&mut self.dirs))?;
-        f.copy_from(reader, source)?;
-        self.files.push(f);
+        let opts = self.opts.clone();
+        self.push(path.as_ref(), &opts)?.copy_from(reader, source)?;
         Ok(())
     }
 
-    /// Opens a file to stream into; it is committed with the batch.
+    /// Opens a file to stream into; it is committed with the batch. The file returned is open
+    /// until the next file is added (which may park it, see the type docs).
     pub fn open(&mut self, path: impl AsRef<Path>) -> Result<&mut AtomicFile> {
-        let f = AtomicFile::open_cached(path.as_ref(), &self.opts, Some(&mut self.dirs))?;
-        self.files.push(f);
-        Ok(self.files.last_mut().expect("just pushed"))
+        let opts = self.opts.clone();
+        self.push(path.as_ref(), &opts)
     }
 
     /// Opens a file with its own options (its durability is the batch's: the batch decides the
     /// flushes). Used by `cp` to give each copy its source's mode.
     pub fn open_with(&mut self, path: impl AsRef<Path>, opts: Options) -> Result<&mut AtomicFile> {
         let opts = opts.durability(self.opts.durability);
-        let f = AtomicFile::open_cached(path.as_ref(), &opts, Some(&mut self.dirs))?;
-        self.files.push(f);
-        Ok(self.files.last_mut().expect("just pushed"))
+        self.push(path.as_ref(), &opts)
+    }
+
+    /// Parks the oldest open files until one more may be opened, then opens it.
+    fn push(&mut self, path: &Path, opts: &Options) -> Result<&mut AtomicFile> {
+        while self.files.len() - self.parked >= self.max_open {
+            self.park_oldest()?;
+        }
+        let f = AtomicFile::open_cached(path, opts, Some(&mut self.dirs))?;
+        self.files.push(Entry::Open(Box::new(f)));
+        match self.files.last_mut() {
+            Some(Entry::Open(f)) => Ok(f),
+            _ => unreachable!("just pushed an open file"),
+        }
+    }
+
+    /// Parks the oldest open file (see the type docs). On error it stays open and the batch
+    /// fails as a whole when the caller drops it (every temp removed).
+    fn park_oldest(&mut self) -> Result<()> {
+        let i = self.parked;
+        // The commit's barrier covers this file only if it is one syncfs that reports errors.
+        let covered = self.wants_syncfs(self.files.len())
+            && self.files[i].sys().sync_filesystem_support().available;
+        let dir = Arc::clone(self.files[i].dir_fd());
+        if self.locked_dirs.insert(Arc::as_ptr(&dir) as usize) {
+            lock_dir_for_parking(&dir);
+        }
+        let Entry::Open(f) = &mut self.files[i] else {
+            unreachable!("files from `parked` on are open")
+        };
+        let sync = !covered && self.opts.durability != Durability::None;
+        let p = f.park(sync)?;
+        self.park_syncs += usize::from(sync);
+        // Dropping the open file closes its descriptor; its temp now belongs to `p`.
+        self.files[i] = Entry::Parked(Box::new(p));
+        self.parked += 1;
+        interrupt::test_point("batch-parked", self.parked);
+        Ok(())
+    }
+
+    /// Whether the data flush is meant to be `syncfs` for a batch of (at least) `n` files.
+    fn wants_syncfs(&self, n: usize) -> bool {
+        match self.sync {
+            BatchSync::Syncfs => true,
+            BatchSync::ParallelFsync => false,
+            BatchSync::Auto => n >= 8,
+        }
     }
 
     /// Publishes every file (see the type docs for the sequence and what a crash or an error
     /// can leave). Every error carries a [`BatchOutcome`].
-    pub fn commit(mut self) -> Result<BatchReceipt> {
+    pub fn commit(self) -> Result<BatchReceipt> {
+        let mut files = Vec::with_capacity(self.files.len());
+        let (dir_syncs, data_syncs) = self.commit_each(|r| files.push(r))?;
+        Ok(BatchReceipt {
+            files,
+            dir_syncs,
+            data_syncs,
+        })
+    }
+
+    /// [`commit`](Batch::commit), handing each receipt to `each` in insertion order instead of
+    /// collecting them; returns `(dir_syncs, data_syncs)`.
+    pub(crate) fn commit_each(mut self, mut each: impl FnMut(Receipt)) -> Result<(usize, usize)> {
         let durability = self.opts.durability;
         let mut hashes = Vec::with_capacity(self.files.len());
         if let Err(e) = self.stage(&mut hashes) {
@@ -195,10 +362,10 @@ impl Batch {
             let e = self.cancelled(0);
             return Err(self.nothing_replaced(e));
         }
-        let mut data_syncs = 0;
+        let mut data_syncs = self.park_syncs;
         if durability != Durability::None && !self.files.is_empty() {
             match self.sync_data() {
-                Ok(n) => data_syncs = n,
+                Ok(n) => data_syncs += n,
                 Err(e) => return Err(self.nothing_replaced(e)),
             }
         }
@@ -207,23 +374,22 @@ impl Batch {
         // (`interrupt::quiesce`) sees either none of it or all of it, never a rename whose
         // directory was not yet flushed.
         let dir_syncs = interrupt::critical(|| self.rename_all())?;
-        let files = self
-            .files
-            .iter()
-            .zip(hashes)
-            .map(|(f, h)| f.receipt(h))
-            .collect();
-        Ok(BatchReceipt {
-            files,
-            dir_syncs,
-            data_syncs,
-        })
+        // Each file's record is freed as its receipt is made: the two never both grow whole.
+        for (f, h) in self.files.drain(..).zip(hashes) {
+            each(f.receipt(h));
+        }
+        Ok((dir_syncs, data_syncs))
     }
 
-    /// Phase 1: hash, owner and mode of every file; anonymous temps get their (locked,
-    /// registered) names, so the data flush covers linked inodes.
+    /// Phase 1: hash, owner and mode of every open file (parked ones were finished when they
+    /// were parked); anonymous temps get their (locked, registered) names, so the data flush
+    /// covers linked inodes.
     fn stage(&mut self, hashes: &mut Vec<Option<String>>) -> Result<()> {
-        for f in &mut self.files {
+        hashes.resize(self.parked, None);
+        for e in &mut self.files[self.parked..] {
+            let Entry::Open(f) = e else {
+                unreachable!("files from `parked` on are open")
+            };
             hashes.push(f.prepare()?);
             f.link_early()?;
         }
@@ -240,7 +406,7 @@ impl Batch {
                 stop = Some(self.cancelled(i));
                 break;
             }
-            if let Err(e) = self.files[i].publish_now() {
+            if let Err(e) = self.files[i].publish() {
                 stop = Some(e);
                 break;
             }
@@ -254,7 +420,7 @@ impl Batch {
                 Ok(0)
             };
         };
-        if durable && let Err(sync_err) = self.sync_dirs(AtomicFile::is_visible) {
+        if durable && let Err(sync_err) = self.sync_dirs(Entry::is_visible) {
             let hint = match e.hint() {
                 Some(h) => format!("{h}; "),
                 None => String::new(),
@@ -272,7 +438,7 @@ impl Batch {
     }
 
     /// One `fsync` per distinct directory among the files `pick` selects.
-    fn sync_dirs(&self, pick: impl Fn(&AtomicFile) -> bool) -> Result<usize> {
+    fn sync_dirs(&self, pick: impl Fn(&Entry) -> bool) -> Result<usize> {
         let mut seen = HashSet::new();
         let mut n = 0;
         for f in self.one_per_directory_of(pick) {
@@ -323,10 +489,7 @@ impl Batch {
 
     /// One file per distinct directory fd among those `pick` selects (files opened through the
     /// batch share them), so per-directory work costs one `fstat` per directory, not per file.
-    fn one_per_directory_of(
-        &self,
-        pick: impl Fn(&AtomicFile) -> bool,
-    ) -> impl Iterator<Item = &AtomicFile> {
+    fn one_per_directory_of(&self, pick: impl Fn(&Entry) -> bool) -> impl Iterator<Item = &Entry> {
         let mut seen = HashSet::new();
         self.files
             .iter()
@@ -334,39 +497,31 @@ impl Batch {
     }
 
     /// Step 2 of `commit`: makes the data of every file durable before any is renamed, and
-    /// returns the number of flushes made. A file is covered either by its own `fsync` or by a
-    /// `syncfs` of its filesystem that reports errors (`Backend::sync_filesystem`
-    /// returns `Ok(true)` only then); a filesystem whose backend or kernel has no such barrier
-    /// (the portable path, Linux before 5.17) gets an `fsync` of every file instead, even when
-    /// [`BatchSync::Syncfs`] was asked for.
+    /// returns the number of flushes made. A file is covered either by its own `fsync` (now, or
+    /// when it was parked) or by a `syncfs` of its filesystem that reports errors
+    /// (`Backend::sync_filesystem` returns `Ok(true)` only then); a filesystem whose backend or
+    /// kernel has no such barrier (the portable path, Linux before 5.17) gets an `fsync` of
+    /// every file instead, even when [`BatchSync::Syncfs`] was asked for.
     fn sync_data(&self) -> Result<usize> {
-        let want_syncfs = match self.sync {
-            BatchSync::Syncfs => true,
-            BatchSync::ParallelFsync => false,
-            BatchSync::Auto => self.files.len() >= 8,
-        };
         let mut n = 0;
         let mut each: Vec<&AtomicFile> = Vec::new();
-        if want_syncfs {
-            for (_, group) in self.by_filesystem()? {
-                // The group's earliest-opened file: syncfs reports writeback errors of the whole
-                // filesystem since the fd it is given was opened (per-superblock errseq), so
-                // that fd covers the errors of every file in the group.
-                let first = group[0];
-                // One journal commit + device flush covers every temp on this filesystem, and
-                // reports a write error of any of them (the backend says no where it would not).
-                let covered = first
-                    .sys()
-                    .sync_filesystem(first.file().as_fd())
-                    .map_err(|e| Error::new(Op::SyncFile, first.destination(), e))?;
-                if covered {
-                    n += 1;
-                } else {
-                    each.extend(group);
+        let groups = match self.wants_syncfs(self.files.len()) {
+            true => self.by_filesystem()?,
+            false => vec![((0, ""), self.files.iter().collect())],
+        };
+        for (_, group) in groups {
+            if self.wants_syncfs(self.files.len()) && sync_filesystem(group[0])? {
+                n += 1;
+                continue;
+            }
+            for e in group {
+                match e {
+                    Entry::Open(f) => each.push(f),
+                    // Closed: only its fsync when it was parked can have covered it.
+                    Entry::Parked(p) if !p.synced() => return Err(unsynced(p.destination())),
+                    Entry::Parked(_) => {}
                 }
             }
-        } else {
-            each.extend(&self.files);
         }
         if each.is_empty() {
             return Ok(n);
@@ -400,8 +555,33 @@ impl Batch {
     }
 }
 
+/// One `syncfs` of the filesystem of `first`, the earliest-added file of its group; whether it
+/// covers the group (`false`: no barrier that reports errors here, fsync each file).
+fn sync_filesystem(first: &Entry) -> Result<bool> {
+    // Through the directory fd of the group's earliest file: syncfs reports the writeback errors
+    // of the whole filesystem since the fd it is given was opened (per-superblock errseq), and
+    // that directory was opened before the group's first temp was created, so before any write
+    // of the group; parked (closed) files are covered too. One journal commit + device flush
+    // covers every temp on this filesystem (the backend says no where it would not report).
+    first
+        .sys()
+        .sync_filesystem(first.dir_fd().as_fd())
+        .map_err(|e| Error::new(Op::SyncFile, first.destination(), e))
+}
+
+/// The error for a parked file no flush can cover (not reached: a file is parked unsynced only
+/// where the commit's `syncfs` covers it).
+fn unsynced(dest: &Path) -> Error {
+    Error::other(
+        Op::SyncFile,
+        dest,
+        io::ErrorKind::Other,
+        "closed before the batch's flush and not covered by it; nothing was replaced",
+    )
+}
+
 /// Files on one filesystem: `(device, backend name)` and the files, in order of opening.
-type FsGroup<'a> = ((u64, &'static str), Vec<&'a AtomicFile>);
+type FsGroup<'a> = ((u64, &'static str), Vec<&'a Entry>);
 
 /// `fsync`s every file of `each` (again with `fdatasync` where the backend needs it after a
 /// link), on up to 16 threads.

@@ -113,6 +113,12 @@ fn clean_dir(
     report: &mut CleanReport,
     now: SystemTime,
 ) -> Result<()> {
+    // A batch that parked temps here (closed them before its commit, so they carry no lock of
+    // their own) holds a shared lock on the directory until it ends: then no temp of this
+    // directory is touched. Held exclusively for the sweep, so no batch parks one meanwhile.
+    // Any other refusal (a filesystem without directory locks) leaves the per-temp locks.
+    let batch_parked =
+        fs::flock(&**fd, FlockOperation::NonBlockingLockExclusive) == Err(Errno::WOULDBLOCK);
     let entries = fs::Dir::read_from(&**fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
     let mut removed_any = false;
     for entry in entries {
@@ -139,7 +145,9 @@ fn clean_dir(
             let dst = std::ffi::OsStr::from_bytes(dst);
             clean_versions_of(fd, dir, dst, &path, opts, report);
         }
-        if is_temp_name(name) {
+        if is_temp_name(name) && batch_parked {
+            report.locked.push(path);
+        } else if is_temp_name(name) {
             match clean_one(fd, name, &path, opts, report, now) {
                 Ok(true) => removed_any = true,
                 Ok(false) => {}

@@ -929,10 +929,18 @@ impl AtomicFile {
     /// Gives the anonymous inode a temporary name, `flock`ed before it exists (so `clean` never
     /// sees it unlocked) and registered with [`interrupt`] as it is created.
     fn link_anonymous_to_temp(&self) -> Result<(OsString, TempToken)> {
-        // Tells `clean` that a live writer owns the name about to appear. Cannot block: the
-        // inode is ours alone.
-        rfs::flock(self.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::new(Op::Lock, self.temp_display(), errno(e)))?;
+        self.link_anonymous_named(true)
+    }
+
+    /// [`link_anonymous_to_temp`](Self::link_anonymous_to_temp); without `lock` for a temp
+    /// about to be parked (closed at once: its directory's batch lock keeps `clean` away).
+    fn link_anonymous_named(&self, lock: bool) -> Result<(OsString, TempToken)> {
+        if lock {
+            // Tells `clean` that a live writer owns the name about to appear. Cannot block: the
+            // inode is ours alone.
+            rfs::flock(self.file.as_fd(), FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| Error::new(Op::Lock, self.temp_display(), errno(e)))?;
+        }
         let ((), tmp, token) = interrupt::create_registered(&self.dir, &self.dir_path, || {
             for _ in 0..NAME_ATTEMPTS {
                 let tmp = tempname::temp_name(&self.name, self.fs.name_max);
@@ -1009,6 +1017,227 @@ impl AtomicFile {
             Temp::Named(n, _token) => rfs::unlinkat(&self.dir, &n, AtFlags::empty())
                 .map_err(|e| Error::new(Op::RemoveTemp, self.dir_path.join(&n), errno(e))),
             _ => Ok(()),
+        }
+    }
+}
+
+/// A finished batch file that holds no descriptor until its publish ([`AtomicFile::park`]):
+/// its data sits in a named temp (`flock`ed while it was open, registered with [`interrupt`]
+/// until it is published or removed), its hash, owner and mode are final.
+///
+/// Without its descriptor the temp is no longer `flock`ed: [`clean`](crate::clean) leaves it
+/// alone because the batch holds a shared lock on its directory (see `Batch`). A parked temp
+/// removed anyway makes its publish fail (`ENOENT`): that destination is reported not
+/// replaced, never half-written.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    dir: Arc<OwnedFd>,
+    dest: PathBuf,
+    /// The temp's name and registration; `None` once published or removed.
+    tmp: Option<(OsString, TempToken)>,
+    sys: Sys,
+    fs_type: u64,
+    no_clobber: bool,
+    internal: bool,
+    durability: Durability,
+    run_id: Option<String>,
+    size: u64,
+    sha256: Option<String>,
+    owner_changed: Option<OwnerChange>,
+    /// `fsync`ed when parked (the batch's barrier does not cover it).
+    synced: bool,
+    visible: bool,
+}
+
+impl AtomicFile {
+    /// Batch parking (frees the descriptor of a finished file before its batch commits): hash,
+    /// owner and mode are finished now, an anonymous temp gets its locked, registered temp name,
+    /// and with `sync` the file is `fsync`ed. The caller then drops `self`, which closes the
+    /// descriptor and leaves the temp to the returned [`Parked`]. On error `self` still owns its
+    /// temp (removed when it drops).
+    pub(crate) fn park(&mut self, sync: bool) -> Result<Parked> {
+        let sha256 = self.prepare()?;
+        if matches!(self.temp, Temp::Anonymous) {
+            // No flock: it would last only until the close below (see `Parked`).
+            let (tmp, token) = self.link_anonymous_named(false)?;
+            self.temp = Temp::Named(tmp, token);
+        }
+        if sync && self.opts.durability != Durability::None {
+            // The batch's barrier will not cover this file (no syncfs that reports errors
+            // here) and after the close no fsync can: make its data durable, and see any write
+            // error, while it is still open.
+            self.sys
+                .sync_file(self.file.as_fd())
+                .map_err(|e| Error::new(Op::SyncFile, &self.dest, e))?;
+            // btrfs: the data of an inode linked after its writes is synced once more.
+            self.sync_after_link()?;
+        }
+        let Temp::Named(tmp, token) = std::mem::replace(&mut self.temp, Temp::Gone) else {
+            unreachable!("an unpublished temp is anonymous or named")
+        };
+        Ok(Parked {
+            dir: Arc::clone(&self.dir),
+            dest: std::mem::take(&mut self.dest),
+            tmp: Some((tmp, token)),
+            sys: self.sys,
+            fs_type: self.fs.fs_type,
+            no_clobber: self.opts.no_clobber,
+            internal: self.opts.internal,
+            durability: self.opts.durability,
+            run_id: self.opts.run_id.take(),
+            size: self.len,
+            sha256,
+            owner_changed: self.owner_changed,
+            synced: sync,
+            visible: false,
+        })
+    }
+}
+
+impl Parked {
+    pub(crate) fn destination(&self) -> &Path {
+        &self.dest
+    }
+
+    pub(crate) fn dir_fd(&self) -> &Arc<OwnedFd> {
+        &self.dir
+    }
+
+    pub(crate) fn sys(&self) -> Sys {
+        self.sys
+    }
+
+    pub(crate) fn is_visible(&self) -> bool {
+        self.visible
+    }
+
+    /// Whether its data was made durable when it was parked.
+    pub(crate) fn synced(&self) -> bool {
+        self.synced
+    }
+
+    fn name(&self) -> &std::ffi::OsStr {
+        self.dest.file_name().unwrap_or_default()
+    }
+
+    /// Renames the temp over the destination (create-only: `renameat2(RENAME_NOREPLACE)`, or
+    /// `linkat` + `unlinkat` where the filesystem refuses it), as [`AtomicFile`] publishes a
+    /// named temp. Runs inside the batch's critical section.
+    pub(crate) fn publish(&mut self) -> Result<()> {
+        let Some((tmp, token)) = self.tmp.take() else {
+            unreachable!("publish called twice")
+        };
+        if interrupt::closed() {
+            self.tmp = Some((tmp, token));
+            return Err(Error::other(
+                Op::Rename,
+                &self.dest,
+                io::ErrorKind::Interrupted,
+                "interrupted: the process is stopping; the destination was not replaced",
+            ));
+        }
+        let shown = self.dest.with_file_name(&tmp);
+        let r = if self.no_clobber {
+            self.rename_noreplace(&tmp, &shown)
+        } else {
+            rfs::renameat(&self.dir, &tmp, &self.dir, self.name())
+                .map(|()| false)
+                .map_err(|e| Error::new2(Op::Rename, &shown, &self.dest, errno(e)))
+        };
+        match r {
+            Ok(linked) => {
+                self.now_visible();
+                if linked {
+                    // Portable create-only: the temp name is a second link to the published
+                    // file; drop it (Drop retries once, `clean` later).
+                    self.tmp = Some((tmp, token));
+                    self.remove_second_name(&shown)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.tmp = Some((tmp, token));
+                Err(e)
+            }
+        }
+    }
+
+    /// Create-only publish; `Ok(true)` when it was a `linkat` (the temp name still exists).
+    fn rename_noreplace(&self, tmp: &OsString, shown: &Path) -> Result<bool> {
+        if !self
+            .sys
+            .known_refused(self.fs_type, Feature::RenameNoreplace)
+        {
+            match self
+                .sys
+                .rename_noreplace(self.dir.as_fd(), tmp, self.name())
+            {
+                Ok(true) => return Ok(false),
+                Ok(false) => self
+                    .sys
+                    .remember_refused(self.fs_type, Feature::RenameNoreplace),
+                Err(e) => return Err(Error::new2(Op::Rename, shown, &self.dest, e)),
+            }
+        }
+        rfs::linkat(&self.dir, tmp, &self.dir, self.name(), AtFlags::empty())
+            .map_err(|e| Error::new2(Op::Link, shown, &self.dest, errno(e)))?;
+        Ok(true)
+    }
+
+    fn remove_second_name(&mut self, shown: &Path) -> Result<()> {
+        let Some((tmp, _)) = &self.tmp else {
+            return Ok(());
+        };
+        rfs::unlinkat(&self.dir, tmp, AtFlags::empty()).map_err(|e| {
+            Error::new(Op::RemoveTemp, shown, errno(e)).with_hint(
+                "the new contents are visible at the destination; the leftover name is a second \
+                 link to it, removed on drop or by a temp sweep (`clean`)",
+            )
+        })?;
+        self.tmp = None;
+        Ok(())
+    }
+
+    fn now_visible(&mut self) {
+        self.visible = true;
+        if !self.internal {
+            interrupt::note_replaced(&self.dest);
+        }
+    }
+
+    /// `fsync` of the destination's directory (makes its publish durable).
+    pub(crate) fn sync_dir(&self) -> Result<()> {
+        let dir = self.dest.parent().unwrap_or(Path::new("."));
+        self.sys.sync_dir(self.dir.as_fd()).map_err(|e| {
+            Error::new(Op::SyncDir, dir, e).with_hint(
+                "the new contents are visible but are not promised to survive a power loss; \
+                 write them again",
+            )
+        })
+    }
+
+    pub(crate) fn receipt(&self) -> Receipt {
+        Receipt {
+            path: self.dest.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            written_at: SystemTime::now(),
+            run_id: self
+                .run_id
+                .clone()
+                .unwrap_or_else(|| receipt::process_run_id().to_string()),
+            durability: crate::doctor::honoured(self.durability, self.fs_type),
+            owner_changed: self.owner_changed,
+            object: None,
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        // Unlinked first, deregistered after (the token drops at the end of the block).
+        if let Some((tmp, _token)) = self.tmp.take() {
+            let _ = rfs::unlinkat(&self.dir, &tmp, AtFlags::empty());
         }
     }
 }

@@ -49,10 +49,15 @@ pub struct CpArgs {
 struct Bars {
     bar: Mutex<(Progress, u64)>,
     flags: progress::Flags,
+    /// [`progress::Flags::allowed`], asked once (it checks the terminal: a syscall), not per file.
+    allowed: bool,
 }
 
 impl Bars {
     fn next(&self, dst: &Destination) {
+        if !self.allowed {
+            return;
+        }
         let mut b = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         b.0.finish();
         *b = (Progress::bytes(None, self.flags, &dst.file_name()), 0);
@@ -116,12 +121,14 @@ pub fn run(a: CpArgs) -> CmdResult {
         raise_nofile_limit();
     }
     let opts = a.opts.to_options().checksum(a.checksum || a.opts.manifest);
+    let flags = progress::Flags {
+        force: a.opts.progress,
+        quiet: a.opts.quiet,
+    };
     let bars = Bars {
         bar: Mutex::new((Progress::hidden(), 0)),
-        flags: progress::Flags {
-            force: a.opts.progress,
-            quiet: a.opts.quiet,
-        },
+        flags,
+        allowed: flags.allowed(),
     };
     let seen = |n: u64| bars.seen(n);
     let attrs = CopyAttrs {
@@ -190,9 +197,10 @@ fn copy_all(
     })
 }
 
-/// A batch holds every file open until its rename, and a copy of more files than the soft
-/// `RLIMIT_NOFILE` allows is split into windows, each with its own flush: raise the soft limit to
-/// the hard one, as many servers do at startup, so a large copy needs fewer windows.
+/// A batch holds its files open until its rename, up to the soft `RLIMIT_NOFILE`; beyond that it
+/// parks the oldest (named and closed early: two more syscalls each, and a temp protected from
+/// `clean` by its age instead of its lock). Raise the soft limit to the hard one, as many servers
+/// do at startup, so a large copy parks fewer files.
 fn raise_nofile_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut l = getrlimit(Resource::Nofile);

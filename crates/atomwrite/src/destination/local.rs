@@ -103,37 +103,6 @@ fn copy_into(
     Ok(m)
 }
 
-/// Files one batch of a many-file copy holds open at once: the soft `RLIMIT_NOFILE` less a
-/// margin for directories, sources and the process's own descriptors. More files are copied in
-/// windows of this many, each a complete batch (one data flush, one directory `fsync`), each
-/// durable before the next starts.
-fn batch_window() -> usize {
-    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let soft = l.current.unwrap_or(1 << 20);
-    (soft.saturating_sub(64) as usize).clamp(16, 1 << 20)
-}
-
-/// An error of window `start..end` of a many-file copy, with the outcome over every file: the
-/// earlier windows were replaced (and are durable), the later ones were not.
-fn across_windows(e: Error, items: &[(&Path, Destination)], start: usize, end: usize) -> Error {
-    if start == 0 && e.batch_outcome().is_none() {
-        // The first window failed before its commit: nothing was replaced (the caller says so).
-        return e;
-    }
-    let path = |d: &Destination| d.0.path().to_path_buf();
-    let mut replaced: Vec<PathBuf> = items[..start].iter().map(|(_, d)| path(d)).collect();
-    let mut not_replaced = Vec::new();
-    match e.batch_outcome() {
-        Some(o) => {
-            replaced.extend_from_slice(o.replaced());
-            not_replaced.extend_from_slice(o.not_replaced());
-        }
-        None => not_replaced.extend(items[start..end].iter().map(|(_, d)| path(d))),
-    }
-    not_replaced.extend(items[end..].iter().map(|(_, d)| path(d)));
-    e.with_batch_outcome(crate::BatchOutcome::new(replaced, not_replaced))
-}
-
 impl Backend for Local {
     fn display(&self) -> &str {
         &self.shown
@@ -260,6 +229,9 @@ impl Backend for Local {
         })
     }
 
+    /// One [`Batch`] for every file, whatever their number (the batch parks the oldest temps
+    /// when it would exceed the descriptor limit): one data flush per filesystem, one `fsync`
+    /// per directory, and an error names what was replaced and what not.
     fn copy_many_local(
         &self,
         items: &[(&Path, Destination)],
@@ -268,42 +240,32 @@ impl Backend for Local {
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
         let mut opener = SourceOpener::default();
-        let mut files = Vec::with_capacity(items.len());
-        let (mut dir_syncs, mut data_syncs) = (0, 0);
-        let window = batch_window();
-        let mut start = 0;
-        while start < items.len() {
-            let end = (start + window).min(items.len());
-            let part = &items[start..end];
-            let fail = |e: Error| across_windows(e, items, start, end);
-            let mut batch = Batch::new(opts.clone());
-            let mut methods = Vec::with_capacity(part.len());
-            for (src, dst) in part {
-                let path = dst.0.local_path().expect("a local join is local");
-                let file = open_source_file(&mut opener, src).map_err(fail)?;
-                let f = batch
-                    .open_with(path, copy_options(opts, &file, attrs))
-                    .map_err(fail)?;
-                observer.copying(dst);
-                methods.push(copy_into(f, &file, !opts.no_checksum, attrs).map_err(fail)?);
-            }
-            let mut out = None;
-            let mut batch = Some(batch);
-            observer.commit(&mut || {
-                out = batch.take().map(Batch::commit);
-            });
-            let receipts = out.expect("the observer ran the commit").map_err(fail)?;
-            dir_syncs += receipts.dir_syncs;
-            data_syncs += receipts.data_syncs;
-            files.extend(receipts.files.into_iter().zip(methods).zip(part).map(
-                |((receipt, m), (src, _))| Copied {
-                    receipt,
-                    method: Some(m),
-                    source: src.display().to_string(),
-                },
-            ));
-            start = end;
+        let mut batch = Batch::new(opts.clone());
+        let mut methods = Vec::with_capacity(items.len());
+        for (src, dst) in items {
+            let path = dst.0.local_path().expect("a local join is local");
+            let file = open_source_file(&mut opener, src)?;
+            let f = batch.open_with(path, copy_options(opts, &file, attrs))?;
+            observer.copying(dst);
+            methods.push(copy_into(f, &file, !opts.no_checksum, attrs)?);
         }
+        // Each receipt becomes its report entry as the batch hands it over (no second list).
+        let mut files = Vec::with_capacity(items.len());
+        let mut out = None;
+        let mut batch = Some(batch);
+        observer.commit(&mut || {
+            out = batch.take().map(|b| {
+                b.commit_each(|receipt| {
+                    let i = files.len();
+                    files.push(Copied {
+                        receipt,
+                        method: Some(methods[i]),
+                        source: items[i].0.display().to_string(),
+                    });
+                })
+            });
+        });
+        let (dir_syncs, data_syncs) = out.expect("the observer ran the commit")?;
         Ok(CopyReport {
             files,
             dir_syncs: Some(dir_syncs),
