@@ -732,3 +732,90 @@ fn a_write_manifest_is_as_private_as_its_file() {
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
     assert_eq!(write(&[], &theirs), (0o640, 65534, 65534));
 }
+
+/// A `file://` destination goes through object_store, which opens by path and follows links:
+/// it is refused where another user could redirect it (a link they planted on the way, a
+/// directory they may write), with one line naming why and the plain path to use instead, and
+/// nothing is written anywhere; in a directory only the caller or root can write (a link of
+/// the caller's own on the way included) it works as before.
+#[test]
+fn a_file_url_destination_where_others_can_redirect_it_is_refused() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::os::unix::process::CommandExt;
+    let d = tmp();
+    let src = d.path().join("src");
+    fs::write(&src, "payload\n").unwrap();
+    let private = d.path().join("private");
+    fs::create_dir(&private).unwrap();
+    symlink(&private, d.path().join("mylink")).unwrap();
+    for url in [
+        format!("file://{}/a", private.display()),
+        format!("file://{}/mylink/b", d.path().display()),
+    ] {
+        let o = bin().arg("cp").arg(&src).arg(&url).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(fs::read(private.join("b")).unwrap(), b"payload\n");
+
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a link planted by uid 65534)",
+    ) {
+        return;
+    }
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let st = Command::new("ln")
+        .arg("-s")
+        .arg(&private)
+        .arg(shared.join("report"))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = fs::read_dir(&private).unwrap().count();
+    for (args, url) in [
+        (
+            vec!["cp", src.to_str().unwrap()],
+            format!("file://{}/report/x", shared.display()),
+        ),
+        (
+            vec!["cp", src.to_str().unwrap()],
+            format!("file://{}/new", shared.display()),
+        ),
+        (
+            vec!["publish", "--from", src.to_str().unwrap()],
+            format!("file://{}/q", shared.display()),
+        ),
+    ] {
+        let o = bin().args(&args).arg(&url).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{url}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("writable by") || stderr.contains("replaced by another user"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("name the path itself"), "{stderr}");
+    }
+    assert_eq!(
+        fs::read_dir(&private).unwrap().count(),
+        before,
+        "something was written through the link"
+    );
+    let left: Vec<_> = fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("report")],
+        "something was created in the shared dir"
+    );
+}

@@ -40,7 +40,16 @@ impl Remote {
         })
     }
 
+    /// The target of every operation but reading an object, which has its own rules
+    /// ([`open_read`](Backend::open_read)): a `file://` target must be private
+    /// ([`Target::check_private`]).
     fn t(&self) -> Result<&Target> {
+        let t = self.t_any()?;
+        t.check_private()?;
+        Ok(t)
+    }
+
+    fn t_any(&self) -> Result<&Target> {
         self.target.as_ref().ok_or_else(|| {
             Error::other(
                 Op::OpenStore,
@@ -77,7 +86,7 @@ impl Remote {
 
     /// The key a read starts from: the current version of a published target, else the key.
     fn read_key(&self) -> Result<(Target, Key)> {
-        let t = self.t()?;
+        let t = self.t_any()?;
         let key = match block_on(os::latest_target(t))? {
             Some(v) => Key::from(v.key.as_str()),
             None => t.key.clone(),
