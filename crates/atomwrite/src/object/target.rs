@@ -512,6 +512,78 @@ fn build_azure(url: &str) -> Result<(Arc<dyn ObjectStore>, Option<String>)> {
     Ok((Arc::new(s), endpoint))
 }
 
+/// Whether `path` (a `file://` object) lives where nobody but this user and root can change what
+/// its name, its directory or its siblings (`.versions/`, `.latest.json`, staging files) point
+/// at: `object_store`'s `LocalFileSystem` opens by path and follows links, so it cannot apply
+/// the perimeter rules the local backend applies through held directory fds. Walking from `/`:
+/// a directory that others may write is passed only if it is sticky and the next component
+/// belongs to this user or root (others cannot replace it); a symlink is followed only if it
+/// belongs to this user or root; the directory that holds the object (or its nearest existing
+/// ancestor, under which the store creates the rest) must not be writable by group or others.
+/// `Err` is the reason, one phrase.
+fn local_path_is_private(path: &std::path::Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, Path};
+    let me = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    let shared = |m: &std::fs::Metadata| m.mode() & 0o022 != 0;
+    let sticky = |m: &std::fs::Metadata| m.mode() & 0o1000 != 0;
+    let lstat = |p: &Path| std::fs::symlink_metadata(p);
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    for c in path.parent().unwrap_or(Path::new("/")).components().rev() {
+        match c {
+            Component::Normal(n) => todo.push(n.to_os_string()),
+            Component::ParentDir => return Err("`..` in the path".into()),
+            _ => {}
+        }
+    }
+    let (mut cur, mut hops) = (PathBuf::from("/"), 0);
+    while let Some(name) = todo.pop() {
+        let here = lstat(&cur).map_err(|e| format!("{}: {e}", cur.display()))?;
+        let next = cur.join(&name);
+        let md = match lstat(&next) {
+            Ok(md) => md,
+            // The store creates the rest inside `cur`: only its writers matter.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(format!("{}: {e}", next.display())),
+        };
+        if shared(&here) && !(sticky(&here) && trusted(md.uid())) {
+            return Err(format!(
+                "{} may be replaced by another user ({} is writable by others)",
+                next.display(),
+                cur.display()
+            ));
+        }
+        if md.file_type().is_symlink() {
+            hops += 1;
+            if !trusted(md.uid()) || hops > 40 {
+                return Err(format!("{} is a link of uid {}", next.display(), md.uid()));
+            }
+            let target = std::fs::read_link(&next).map_err(|e| e.to_string())?;
+            let full = cur.join(target);
+            for c in full.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push(n.to_os_string()),
+                    Component::ParentDir => {
+                        return Err(format!("{} leads through `..`", next.display()));
+                    }
+                    _ => {}
+                }
+            }
+            cur = PathBuf::from("/");
+        } else if md.is_dir() {
+            cur = next;
+        } else {
+            return Err(format!("{} is not a directory", next.display()));
+        }
+    }
+    let here = lstat(&cur).map_err(|e| format!("{}: {e}", cur.display()))?;
+    if shared(&here) {
+        return Err(format!("{} is writable by other users", cur.display()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,76 +670,4 @@ mod tests {
         assert_eq!(t.backend(), Backend::S3);
         assert_eq!(t.key(), "dir/key.parquet");
     }
-}
-
-/// Whether `path` (a `file://` object) lives where nobody but this user and root can change what
-/// its name, its directory or its siblings (`.versions/`, `.latest.json`, staging files) point
-/// at: `object_store`'s `LocalFileSystem` opens by path and follows links, so it cannot apply
-/// the perimeter rules the local backend applies through held directory fds. Walking from `/`:
-/// a directory that others may write is passed only if it is sticky and the next component
-/// belongs to this user or root (others cannot replace it); a symlink is followed only if it
-/// belongs to this user or root; the directory that holds the object (or its nearest existing
-/// ancestor, under which the store creates the rest) must not be writable by group or others.
-/// `Err` is the reason, one phrase.
-fn local_path_is_private(path: &std::path::Path) -> std::result::Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    use std::path::{Component, Path};
-    let me = rustix::process::geteuid().as_raw();
-    let trusted = |uid: u32| uid == 0 || uid == me;
-    let shared = |m: &std::fs::Metadata| m.mode() & 0o022 != 0;
-    let sticky = |m: &std::fs::Metadata| m.mode() & 0o1000 != 0;
-    let lstat = |p: &Path| std::fs::symlink_metadata(p);
-    let mut todo: Vec<std::ffi::OsString> = Vec::new();
-    for c in path.parent().unwrap_or(Path::new("/")).components().rev() {
-        match c {
-            Component::Normal(n) => todo.push(n.to_os_string()),
-            Component::ParentDir => return Err("`..` in the path".into()),
-            _ => {}
-        }
-    }
-    let (mut cur, mut hops) = (PathBuf::from("/"), 0);
-    while let Some(name) = todo.pop() {
-        let here = lstat(&cur).map_err(|e| format!("{}: {e}", cur.display()))?;
-        let next = cur.join(&name);
-        let md = match lstat(&next) {
-            Ok(md) => md,
-            // The store creates the rest inside `cur`: only its writers matter.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(format!("{}: {e}", next.display())),
-        };
-        if shared(&here) && !(sticky(&here) && trusted(md.uid())) {
-            return Err(format!(
-                "{} may be replaced by another user ({} is writable by others)",
-                next.display(),
-                cur.display()
-            ));
-        }
-        if md.file_type().is_symlink() {
-            hops += 1;
-            if !trusted(md.uid()) || hops > 40 {
-                return Err(format!("{} is a link of uid {}", next.display(), md.uid()));
-            }
-            let target = std::fs::read_link(&next).map_err(|e| e.to_string())?;
-            let full = cur.join(target);
-            for c in full.components().rev() {
-                match c {
-                    Component::Normal(n) => todo.push(n.to_os_string()),
-                    Component::ParentDir => {
-                        return Err(format!("{} leads through `..`", next.display()));
-                    }
-                    _ => {}
-                }
-            }
-            cur = PathBuf::from("/");
-        } else if md.is_dir() {
-            cur = next;
-        } else {
-            return Err(format!("{} is not a directory", next.display()));
-        }
-    }
-    let here = lstat(&cur).map_err(|e| format!("{}: {e}", cur.display()))?;
-    if shared(&here) {
-        return Err(format!("{} is writable by other users", cur.display()));
-    }
-    Ok(())
 }
