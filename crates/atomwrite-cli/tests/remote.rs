@@ -283,6 +283,37 @@ mod local_urls {
         assert_eq!(code, 0, "{out}");
     }
 
+    /// Retention that fails after the pointer swap (a version's manifest is not one) does not
+    /// turn a publish that happened into a failure: exit 0, the new version is current, and a
+    /// warning says retention failed and why. (Exit 1 here made a retrying script publish
+    /// twice.)
+    #[test]
+    fn a_retention_failure_after_the_swap_is_a_warning_not_a_failed_publish() {
+        let d = tempfile::tempdir().unwrap();
+        let url = file_url(&d.path().join("q"));
+        assert_eq!(run(&["publish", &url], b"a\n").0, 0);
+        let bad = d.path().join("q.versions/v0000000001.manifest.json");
+        fs::write(&bad, "{}").unwrap();
+        let (code, out, err) = run(&["publish", "--json", "--keep", "1", &url], b"b\n");
+        assert_eq!(code, 0, "{err}");
+        let v = json(&out);
+        assert_eq!(v["version"], 2);
+        let w = v["warnings"][0].as_str().unwrap_or_default();
+        assert!(
+            w.contains("retention") && w.contains("v0000000001.manifest.json"),
+            "{v}"
+        );
+        let (code, _, err) = run(&["publish", "--keep", "1", &url], b"c\n");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("warning") && err.contains("retention"),
+            "{err}"
+        );
+        let (code, out, err) = run(&["latest", &url], b"");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("v0000000003"), "{out}");
+    }
+
     #[test]
     fn cp_local_to_url_to_url_to_local() {
         let d = tempfile::tempdir().unwrap();

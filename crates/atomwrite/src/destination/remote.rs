@@ -490,7 +490,7 @@ fn published_of(t: &Target, o: os::versions::Outcome) -> Published {
         migrated: None,
         removed,
         removed_bytes,
-        warnings: Vec::new(),
+        warnings: o.retention_error.into_iter().collect(),
         object: Some(ObjectFacts {
             key: r.key,
             e_tag: r.e_tag,

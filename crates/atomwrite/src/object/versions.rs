@@ -371,6 +371,9 @@ pub(crate) struct Outcome {
     pub manifest: Manifest,
     pub previous: u64,
     pub retention: Option<RetentionReport>,
+    /// Retention failed after the pointer was swapped: the publish stands (the new version is
+    /// current), so this is reported as a warning, never as the publish's failure.
+    pub retention_error: Option<String>,
 }
 
 /// The bytes to publish: buffered whole when small, else a head and the rest of the reader.
@@ -432,15 +435,26 @@ pub(crate) async fn publish_outcome<R: AsyncRead + Unpin>(
     loop {
         match publish_once(t, cur, state.as_ref(), &mut input, &opts.write, &run_id).await {
             Ok((receipt, manifest)) => {
-                let retention = match opts.keep {
-                    Some(keep) => Some(retain_target(t, keep).await?),
-                    None => None,
+                let (retention, retention_error) = match opts.keep {
+                    Some(keep) => match retain_target(t, keep).await {
+                        Ok(r) => (Some(r), None),
+                        Err(e) => (
+                            None,
+                            Some(format!(
+                                "published version {} (it is current), but retention \
+                                 (keep {keep}) failed: {e}",
+                                receipt.version.unwrap_or(0)
+                            )),
+                        ),
+                    },
+                    None => (None, None),
                 };
                 return Ok(Outcome {
                     receipt,
                     manifest,
                     previous: cur,
                     retention,
+                    retention_error,
                 });
             }
             Err(e)
