@@ -819,3 +819,89 @@ fn a_file_url_destination_where_others_can_redirect_it_is_refused() {
         "something was created in the shared dir"
     );
 }
+
+/// `--manifest` never leaves a replaced destination behind an error that reads as if nothing
+/// happened: a manifest name that cannot exist (NAME_MAX) is refused before any byte is
+/// written; a manifest refused after the data's commit (another user's file planted under the
+/// manifest's name in a sticky directory) says the data was replaced.
+#[test]
+fn a_manifest_failure_never_hides_that_the_data_was_replaced() {
+    use std::io::Write;
+    let d = tmp();
+    let write = |dst: &Path| {
+        let mut child = bin()
+            .arg("write")
+            .arg("--manifest")
+            .arg(dst)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"NEW\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let long = d.path().join("a".repeat(255));
+    fs::write(&long, "old\n").unwrap();
+    let (code, err) = write(&long);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(fs::read(&long).unwrap(), b"old\n");
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "a temp was left"
+    );
+    // The same refusal for cp, before the first copy.
+    let src = d.path().join("src");
+    fs::write(&src, "NEW\n").unwrap();
+    let o = bin()
+        .arg("cp")
+        .arg("--manifest")
+        .arg(&src)
+        .arg(&long)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(fs::read(&long).unwrap(), b"old\n");
+
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a manifest name taken by uid 65534 in a sticky directory)",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo theirs > {}/e.manifest.json",
+            shared.display()
+        ))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, err) = write(&shared.join("e"));
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("was replaced") && err.contains("no manifest"),
+        "{err}"
+    );
+    assert_eq!(fs::read(shared.join("e")).unwrap(), b"NEW\n");
+    assert_eq!(
+        fs::read(shared.join("e.manifest.json")).unwrap(),
+        b"theirs\n"
+    );
+}

@@ -139,6 +139,9 @@ pub fn run(a: CpArgs) -> CmdResult {
     if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
     }
+    if a.opts.manifest {
+        super::manifest_name_fits(&targets.iter().collect::<Vec<_>>())?;
+    }
     // Every destination is announced before the first copy: a signal report names those not
     // reached yet as not replaced (copies that are no batch run one after another).
     for t in &targets {
@@ -146,8 +149,16 @@ pub fn run(a: CpArgs) -> CmdResult {
     }
     let report = copy_all(&dst, &sources, &targets, &opts, attrs, &bars)?;
     if a.opts.manifest {
-        for (c, t) in report.files.iter().zip(&targets) {
-            t.write_manifest(&c.receipt, &opts)?;
+        for (i, (c, t)) in report.files.iter().zip(&targets).enumerate() {
+            t.write_manifest(&c.receipt, &opts).map_err(|e| {
+                let n = report.files.len();
+                super::manifest_failed(
+                    e,
+                    &format!(
+                        "all {n} file(s) were replaced; manifests were written for {i} of them"
+                    ),
+                )
+            })?;
         }
     }
     render::copies(&a.opts, many, &report);

@@ -12,6 +12,9 @@ pub fn run(a: WriteArgs) -> CmdResult {
     let dst = super::open_dest(&a.dst)?;
     super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
     let mut opts = a.opts.to_options();
+    if a.opts.manifest {
+        super::manifest_name_fits(&[&dst])?;
+    }
     let input = super::open_input(a.from.as_deref(), "")?;
     if let Some(n) = input.size {
         opts = opts.size_hint(n);
@@ -35,7 +38,16 @@ pub fn run(a: WriteArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     if a.opts.manifest {
-        dst.write_manifest(&receipt, &opts)?;
+        dst.write_manifest(&receipt, &opts).map_err(|e| {
+            super::manifest_failed(
+                e,
+                &format!(
+                    "`{}` was replaced ({} bytes) but has no manifest",
+                    dst.display(),
+                    receipt.size
+                ),
+            )
+        })?;
     }
     render::receipt(&a.opts, &receipt);
     Ok(EXIT_OK)
