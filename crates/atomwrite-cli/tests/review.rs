@@ -905,3 +905,30 @@ fn a_manifest_failure_never_hides_that_the_data_was_replaced() {
         b"theirs\n"
     );
 }
+
+/// A planted manifest cannot hang `verify` or make it read without bound: a FIFO is refused
+/// without blocking, a 3 GiB (sparse) file after at most 64 MiB; both are BAD-MANIFEST, exit 1.
+#[test]
+fn verify_refuses_a_fifo_or_huge_manifest_without_hanging() {
+    let d = tmp();
+    fs::write(d.path().join("m"), "d\n").unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        d.path().join("m.manifest.json"),
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    fs::write(d.path().join("big"), "q\n").unwrap();
+    fs::File::create(d.path().join("big.manifest.json"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    for name in ["m", "big"] {
+        let mut c = bin();
+        c.arg("verify").arg(d.path().join(name));
+        let o = output_within(c, 120).expect("verify hung on a planted manifest");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{name}: {out}");
+        assert!(out.contains("BAD-MANIFEST"), "{name}: {out}");
+    }
+}

@@ -41,6 +41,9 @@ pub const MANIFEST_FORMAT: &str = "atomwrite-manifest/1";
 /// Suffix appended to a file name to name its manifest.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
+/// The most bytes [`Manifest::read`] reads: far above any real manifest.
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// What a manifest describes (its `kind` field): serialized as `"file"` or `"directory"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,7 +176,29 @@ impl Manifest {
 
     /// Reads and parses a manifest file with [`Manifest::from_json`].
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path).map_err(|e| Error::new(Op::ReadManifest, path, e))?;
+        // Opened like a source (a link planted in a shared sticky directory is not followed,
+        // a FIFO or device is refused without blocking) and read up to 64 MiB: a manifest is
+        // a few hundred bytes, and a planted one must not hang or exhaust the reader.
+        let fd = crate::dest::open_source(path, crate::dest::Want::Regular).map_err(|e| {
+            Error::new(
+                Op::ReadManifest,
+                path,
+                io::Error::new(e.kind(), e.io_error().to_string()),
+            )
+        })?;
+        let mut text = Vec::new();
+        File::from(fd)
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::new(Op::ReadManifest, path, e))?;
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Error::other(
+                Op::ReadManifest,
+                path,
+                io::ErrorKind::InvalidData,
+                "is larger than 64 MiB: not a manifest",
+            ));
+        }
         Manifest::from_json(&text)
             .map_err(|e| Error::other(Op::ReadManifest, path, io::ErrorKind::InvalidData, e.0))
     }
