@@ -932,3 +932,29 @@ fn verify_refuses_a_fifo_or_huge_manifest_without_hanging() {
         assert!(out.contains("BAD-MANIFEST"), "{name}: {out}");
     }
 }
+
+/// `cp a/x b/x DIR/`: both would land on `DIR/x`, the second silently replacing the first in
+/// the same run. Refused before anything is written, naming both sources; exit 1.
+#[test]
+fn cp_of_two_sources_onto_one_target_is_refused_before_writing() {
+    let d = tmp();
+    for (dir, body) in [("a", "A\n"), ("b", "B\n")] {
+        fs::create_dir(d.path().join(dir)).unwrap();
+        fs::write(d.path().join(dir).join("x"), body).unwrap();
+    }
+    let out = d.path().join("d");
+    fs::create_dir(&out).unwrap();
+    let o = bin()
+        .current_dir(d.path())
+        .args(["cp", "a/x", "b/x", "d/"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a/x") && err.contains("b/x") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+}

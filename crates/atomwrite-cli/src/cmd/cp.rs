@@ -136,6 +136,7 @@ pub fn run(a: CpArgs) -> CmdResult {
         progress: Some(&seen),
     };
     let targets = targets(&dst, dst_arg, &sources)?;
+    one_source_per_target(&sources, &targets)?;
     if a.opts.no_clobber && many {
         no_clobber_precheck(&targets)?;
     }
@@ -221,6 +222,25 @@ fn raise_nofile_limit() {
         l.current = Some(max);
         let _ = setrlimit(Resource::Nofile, l);
     }
+}
+
+/// Two sources with the same last name would land on one target, the second silently
+/// replacing the first in the same run (GNU cp: "will not overwrite just-created"): refuse
+/// before anything is written, naming both.
+fn one_source_per_target(sources: &[Destination], targets: &[Destination]) -> Result<(), Failure> {
+    let mut seen = std::collections::HashMap::new();
+    for (s, t) in sources.iter().zip(targets) {
+        if let Some(first) = seen.insert(t.path().to_path_buf(), s) {
+            return Err(Failure::failed(format!(
+                "failed to copy `{}`: `{}` is copied to `{}` too; nothing was written \
+                 (copy them to different directories)",
+                s.display(),
+                first.display(),
+                t.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--no-clobber` with several sources: refuse before writing anything if any destination
