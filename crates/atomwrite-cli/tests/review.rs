@@ -958,3 +958,36 @@ fn cp_of_two_sources_onto_one_target_is_refused_before_writing() {
     );
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
 }
+
+/// A planted `v0000000002.old` beside the current `v0000000002` is listed, but only the entry
+/// the pointer names is current.
+#[test]
+fn versions_marks_only_the_pointed_entry_current() {
+    let d = tmp();
+    for body in ["1\n", "2\n"] {
+        let mut child = bin()
+            .current_dir(d.path())
+            .args(["publish", "-q", "r"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    fs::write(d.path().join("r.versions/v0000000002.old"), "j\n").unwrap();
+    let o = bin()
+        .current_dir(d.path())
+        .args(["versions", "--json", "r"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let current: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["current"] == true)
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(current, ["r.versions/v0000000002"], "{v}");
+}

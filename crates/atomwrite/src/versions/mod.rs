@@ -258,7 +258,14 @@ pub fn latest(dst: impl AsRef<Path>) -> Result<Option<VersionRef>> {
 /// empty list.
 pub fn versions(dst: impl AsRef<Path>) -> Result<VersionList> {
     let store = Store::open(dst.as_ref(), false, false, Durability::None)?;
-    let cur = inspect_current(&store)?.number();
+    let current = inspect_current(&store)?;
+    let cur = current.number();
+    // The one entry the pointer names, by its whole name: a planted `v0000000002.old` has the
+    // current number but is not the current version.
+    let cur_name = match &current {
+        Current::Version(v) => Some(v.clone()),
+        _ => None,
+    };
     let mut out = VersionList {
         current: cur,
         ..VersionList::default()
@@ -282,7 +289,7 @@ pub fn versions(dst: impl AsRef<Path>) -> Result<VersionList> {
         out.versions.push(VersionInfo {
             version: v.number(),
             path: store.path_of(&ent.name),
-            current: v.number() == cur,
+            current: cur_name.as_ref() == Some(&v),
             pending: pending.contains_key(&v.number()),
             kind: if ent.kind == rustix::fs::FileType::Directory {
                 VersionKind::Directory
