@@ -991,3 +991,55 @@ fn versions_marks_only_the_pointed_entry_current() {
         .collect();
     assert_eq!(current, ["r.versions/v0000000002"], "{v}");
 }
+
+/// SIGINT or SIGTERM during a publish (reading its input) removes the pending marker with the
+/// temps: nothing of the interrupted publish is left beside `DST`, which is unchanged.
+#[test]
+fn an_interrupted_publish_leaves_no_pending_marker() {
+    use std::io::Write;
+    for (sig, code) in [
+        (rustix::process::Signal::INT, 130),
+        (rustix::process::Signal::TERM, 143),
+    ] {
+        let d = tmp();
+        let publish = |input: &[u8]| {
+            let mut c = bin()
+                .current_dir(d.path())
+                .args(["publish", "p"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = c.stdin.take().unwrap();
+            stdin.write_all(input).unwrap();
+            (c, stdin)
+        };
+        let (c, stdin) = publish(b"one\n");
+        drop(stdin);
+        assert!(c.wait_with_output().unwrap().status.success());
+        let (c, _stdin) = publish(&[7u8; 1 << 16]);
+        let marker = d.path().join(".p.v0000000002.pending");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // (A symlink to the version-to-be, which does not exist yet: lstat, not exists().)
+        while fs::symlink_metadata(&marker).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pending marker appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = rustix::process::Pid::from_raw(c.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(err.contains("not replaced"), "{err}");
+        let mut names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["p", "p.versions"], "{sig:?}");
+        assert_eq!(fs::read(d.path().join("p")).unwrap(), b"one\n");
+    }
+}

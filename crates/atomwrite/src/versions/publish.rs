@@ -354,6 +354,9 @@ struct Session {
     run_id: String,
     inherit: Option<Existing>,
     swapped: Cell<bool>,
+    /// The pending markers, registered with [`interrupt`](crate::interrupt): a signal that ends
+    /// the process (the CLI's) removes them with the temps, as `Drop` does on an error.
+    _markers: Vec<crate::interrupt::TempToken>,
     // Last: released after `Drop` removed the pending markers.
     _lock: Lock,
 }
@@ -398,6 +401,16 @@ impl Session {
     ) -> std::result::Result<Session, (Store, Error)> {
         match Session::decide(p, &store, &lock, dir_version) {
             Ok(d) => Ok(Session {
+                _markers: d
+                    .migrate
+                    .iter()
+                    .chain([&d.vname])
+                    .map(|v| {
+                        let m = store.marker(v.number());
+                        let shown = store.parent.join(&m);
+                        crate::interrupt::register_temp(store.parent_fd.clone(), m, shown)
+                    })
+                    .collect(),
                 store,
                 current: d.current,
                 vname: d.vname,
