@@ -1043,3 +1043,26 @@ fn an_interrupted_publish_leaves_no_pending_marker() {
         assert_eq!(fs::read(d.path().join("p")).unwrap(), b"one\n");
     }
 }
+
+/// `cp` of a source others may not read to a `file://` URL is refused before anything is
+/// written (object_store would create the copy with the default mode, readable by others);
+/// a source as readable as the default is copied.
+#[test]
+fn a_private_source_is_not_copied_readable_through_file_urls() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp();
+    let src = d.path().join("p");
+    fs::write(&src, "secret\n").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o600)).unwrap();
+    let url = format!("file://{}/copy", d.path().display());
+    let o = bin().arg("cp").arg(&src).arg(&url).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("mode 600"), "{err}");
+    assert!(!d.path().join("copy").exists());
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = bin().arg("cp").arg(&src).arg(&url).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(d.path().join("copy")).unwrap(), b"secret\n");
+}

@@ -60,6 +60,31 @@ impl Remote {
         })
     }
 
+    /// A `file://` object is created with the process's default mode (object_store sets no
+    /// permission bits): a source that others may not read would become readable by them.
+    /// Refused before anything is written; a plain path keeps the source's mode.
+    fn refuse_exposing(&self, src: &Path, md: &std::fs::Metadata) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if self.target.as_ref().is_none_or(|t| t.local_root.is_none()) {
+            return Ok(());
+        }
+        let default = 0o666 & !crate::sys::host().umask();
+        let exposed = default & !md.permissions().mode() & 0o066;
+        if exposed == 0 {
+            return Ok(());
+        }
+        Err(Error::other(
+            Op::Read,
+            src,
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "has mode {:o}, but a file:// copy would get {default:o} (object_store sets no \
+                 permission bits): copy to the plain path instead, which keeps the source's mode",
+                md.permissions().mode() & 0o7777
+            ),
+        ))
+    }
+
     fn unsupported(&self, op: Op, what: &str) -> Error {
         Error::other(op, &self.url, io::ErrorKind::Unsupported, what.to_string())
     }
@@ -412,6 +437,7 @@ impl Backend for Remote {
                 "is not a regular file",
             ));
         }
+        self.refuse_exposing(src, &md)?;
         let mut r = super::Counting::new(file, attrs.progress);
         Ok(Copied {
             receipt: self.write(&mut r, src, opts)?,
