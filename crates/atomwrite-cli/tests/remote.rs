@@ -511,6 +511,48 @@ mod s3 {
         assert_eq!(v["versions"][1]["current"], true);
     }
 
+    /// A multipart upload whose input fails (`run` whose CMD exits 1 after 60 MiB) is aborted
+    /// before the process exits: no upload is left on the server holding its parts. (The abort
+    /// used to be spawned from `Drop` on a runtime that never ran it again.) Listing uploads
+    /// needs an unsigned request, which only an emulator (`AWS_ENDPOINT_URL`) accepts.
+    #[test]
+    fn s3_a_failed_multipart_upload_is_aborted() {
+        let Some(p) = s3_prefix("abort") else {
+            return;
+        };
+        let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
+            println!("SKIP: no AWS_ENDPOINT_URL (uploads are listed unsigned, on an emulator)");
+            return;
+        };
+        let url = format!("{p}/big");
+        let (code, _, err) = run(
+            &[
+                "run",
+                &url,
+                "--",
+                "sh",
+                "-c",
+                "head -c 60000000 /dev/zero; exit 1",
+            ],
+            b"",
+        );
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("nothing was committed"), "{err}");
+        let rest = url.strip_prefix("s3://").unwrap();
+        let (bucket, key) = rest.split_once('/').unwrap();
+        let o = Command::new("curl")
+            .args(["-sf", &format!("{endpoint}/{bucket}?uploads")])
+            .output()
+            .expect("curl (installed by .ci/run)");
+        assert!(o.status.success(), "listing uploads failed");
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(listing.contains("ListMultipartUploadsResult"), "{listing}");
+        assert!(
+            !listing.contains(&format!("<Key>{key}</Key>")),
+            "upload left: {listing}"
+        );
+    }
+
     #[test]
     fn s3_no_clobber_is_exit_3_and_keeps_the_object() {
         let Some(p) = s3_prefix("noclobber") else {

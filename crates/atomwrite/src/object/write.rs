@@ -251,21 +251,32 @@ pub(crate) async fn put_multipart<R: AsyncRead + Unpin>(
         w.put(Bytes::from(head));
     }
     let mut chunk = vec![0u8; opts.part_size.clamp(64 * 1024, 8 << 20)];
-    loop {
-        let w = guard.0.as_mut().expect("present");
-        w.wait_for_capacity(opts.max_concurrency.max(1))
-            .await
-            .map_err(|e| Error::store("upload part of", &url, e))?;
-        let n = reader
-            .read(&mut chunk)
-            .await
-            .map_err(|e| Error::new("read input for", &url, ErrorKind::Input, e))?;
-        if n == 0 {
-            break;
+    let streamed: Result<()> = async {
+        loop {
+            let w = guard.0.as_mut().expect("present");
+            w.wait_for_capacity(opts.max_concurrency.max(1))
+                .await
+                .map_err(|e| Error::store("upload part of", &url, e))?;
+            let n = reader
+                .read(&mut chunk)
+                .await
+                .map_err(|e| Error::new("read input for", &url, ErrorKind::Input, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            hasher.update(&chunk[..n]);
+            size += n as u64;
+            w.write(&chunk[..n]);
         }
-        hasher.update(&chunk[..n]);
-        size += n as u64;
-        w.write(&chunk[..n]);
+    }
+    .await;
+    if let Err(e) = streamed {
+        // Aborted here, awaited: a task spawned from `Drop` would never run once the caller's
+        // `block_on` returns, and the parts would stay on the server.
+        if let Some(w) = guard.0.take() {
+            let _ = w.abort().await;
+        }
+        return Err(e);
     }
     let w = guard.0.take().expect("present");
     // On failure `finish` aborts the upload itself: nothing becomes visible.
