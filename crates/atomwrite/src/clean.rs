@@ -214,6 +214,9 @@ fn clean_subdir(
     Ok(())
 }
 
+/// How long an empty, unlocked temp is left after its creation (see [`clean_one`]).
+const LOCK_GRACE: Duration = Duration::from_secs(2);
+
 fn clean_one(
     dir: &OwnedFd,
     name: &std::ffi::OsStr,
@@ -236,7 +239,14 @@ fn clean_one(
     }
     let mtime =
         SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
-    if now.duration_since(mtime).unwrap_or(Duration::ZERO) < opts.older_than {
+    // An empty temp whose inode was made in the last LOCK_GRACE is left whatever `older_than`
+    // says: a writer on the named-temp path creates its temp and then locks it, and in that
+    // instant the lock cannot speak for it (ctime is set by the kernel: no utimes backdates it).
+    let ctime =
+        SystemTime::UNIX_EPOCH + Duration::new(st.st_ctime.max(0) as u64, st.st_ctime_nsec as u32);
+    let just_made =
+        st.st_size == 0 && now.duration_since(ctime).unwrap_or(Duration::ZERO) < LOCK_GRACE;
+    if now.duration_since(mtime).unwrap_or(Duration::ZERO) < opts.older_than || just_made {
         report.young.push(path.to_path_buf());
         return Ok(false);
     }
