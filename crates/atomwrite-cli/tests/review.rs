@@ -1066,3 +1066,46 @@ fn a_private_source_is_not_copied_readable_through_file_urls() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read(d.path().join("copy")).unwrap(), b"secret\n");
 }
+
+/// `clean` in a sticky directory others may write removes only the caller's own temps: a file
+/// of uid 65534 shaped like a temp, old and unlocked, is kept with a warning (its name, age
+/// and missing lock can all be forged), while the caller's own stale temp is removed.
+#[test]
+fn clean_in_a_shared_sticky_directory_removes_only_the_callers_temps() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (a temp-shaped file of uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = shared.join(".z.abcdefghijklmnop.tmp");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo x > {0} && touch -d '2 days ago' {0}",
+            theirs.display()
+        ))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mine = shared.join(".m.abcdefghijklmnop.tmp");
+    fs::write(&mine, "stale\n").unwrap();
+    let o = bin()
+        .args(["clean", "--older-than", "0s"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(theirs.exists(), "another user's file was removed");
+    assert!(err.contains("uid 65534"), "{err}");
+    assert!(!mine.exists(), "the caller's own stale temp was kept");
+}

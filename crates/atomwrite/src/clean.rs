@@ -64,7 +64,12 @@ pub struct CleanReport {
 ///
 /// Guarantees: only regular files whose names have the exact shape of atomwrite's temps are
 /// touched; a temp whose `flock` is held (every live writer holds one on its named temp) is
-/// never removed, whatever its age; symlinks are never followed; every step is relative to a
+/// never removed, whatever its age, nor an empty one made in the last 2 seconds (a writer on
+/// the named-temp path creates its temp before it locks it); in a sticky directory that others
+/// may write, only the caller's own temps are removed (another user's file is reported in
+/// `warnings`: a name, an age and a missing lock can all be forged, so they are no evidence
+/// there); temps of a directory where a batch has parked files (its shared `flock` on the
+/// directory) are left; symlinks are never followed; every step is relative to a
 /// directory fd opened once; nothing is created (a dry run works on a read-only filesystem).
 /// What cannot be examined (a foreign symlink beside a versions directory, an unreadable
 /// subdirectory) is skipped with a warning in the report, not an error. Does not guarantee
@@ -119,6 +124,12 @@ fn clean_dir(
     // Any other refusal (a filesystem without directory locks) leaves the per-temp locks.
     let batch_parked =
         fs::flock(&**fd, FlockOperation::NonBlockingLockExclusive) == Err(Errno::WOULDBLOCK);
+    // In a sticky directory others may write, a file of another user is theirs to remove: its
+    // name, age and missing lock are no evidence that atomwrite made it (they can all be made).
+    let only_owner = fs::fstat(&**fd)
+        .ok()
+        .filter(|st| st.st_mode & 0o1002 == 0o1002)
+        .map(|_| rustix::process::geteuid().as_raw());
     let entries = fs::Dir::read_from(&**fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
     let mut removed_any = false;
     for entry in entries {
@@ -148,7 +159,7 @@ fn clean_dir(
         if is_temp_name(name) && batch_parked {
             report.locked.push(path);
         } else if is_temp_name(name) {
-            match clean_one(fd, name, &path, opts, report, now) {
+            match clean_one(fd, name, &path, opts, report, (now, only_owner)) {
                 Ok(true) => removed_any = true,
                 Ok(false) => {}
                 Err(e) => report.warnings.push(e.to_string()),
@@ -223,7 +234,7 @@ fn clean_one(
     path: &Path,
     opts: &CleanOptions,
     report: &mut CleanReport,
-    now: SystemTime,
+    (now, only_owner): (SystemTime, Option<u32>),
 ) -> Result<bool> {
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
@@ -235,6 +246,14 @@ fn clean_one(
     };
     let st = fs::fstat(&f).map_err(|e| Error::new(Op::Inspect, path, errno(e)))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(false);
+    }
+    if only_owner.is_some_and(|me| st.st_uid != me) {
+        report.warnings.push(format!(
+            "kept `{}`: it belongs to uid {} in a shared sticky directory",
+            path.display(),
+            st.st_uid
+        ));
         return Ok(false);
     }
     let mtime =
