@@ -64,8 +64,7 @@ pub struct CleanReport {
 ///
 /// Guarantees: only regular files whose names have the exact shape of atomwrite's temps are
 /// touched; a temp whose `flock` is held (every live writer holds one on its named temp) is
-/// never removed, whatever its age, nor an empty one made in the last 2 seconds (a writer on
-/// the named-temp path creates its temp before it locks it); in a sticky directory that others
+/// never removed, whatever its age; in a sticky directory that others
 /// may write, only the caller's own temps are removed (another user's file is reported in
 /// `warnings`: a name, an age and a missing lock can all be forged, so they are no evidence
 /// there); temps of a directory where a batch has parked files (its shared `flock` on the
@@ -225,9 +224,6 @@ fn clean_subdir(
     Ok(())
 }
 
-/// How long an empty, unlocked temp is left after its creation (see [`clean_one`]).
-const LOCK_GRACE: Duration = Duration::from_secs(2);
-
 fn clean_one(
     dir: &OwnedFd,
     name: &std::ffi::OsStr,
@@ -258,14 +254,7 @@ fn clean_one(
     }
     let mtime =
         SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
-    // An empty temp whose inode was made in the last LOCK_GRACE is left whatever `older_than`
-    // says: a writer on the named-temp path creates its temp and then locks it, and in that
-    // instant the lock cannot speak for it (ctime is set by the kernel: no utimes backdates it).
-    let ctime =
-        SystemTime::UNIX_EPOCH + Duration::new(st.st_ctime.max(0) as u64, st.st_ctime_nsec as u32);
-    let just_made =
-        st.st_size == 0 && now.duration_since(ctime).unwrap_or(Duration::ZERO) < LOCK_GRACE;
-    if now.duration_since(mtime).unwrap_or(Duration::ZERO) < opts.older_than || just_made {
+    if now.duration_since(mtime).unwrap_or(Duration::ZERO) < opts.older_than {
         report.young.push(path.to_path_buf());
         return Ok(false);
     }
