@@ -725,7 +725,14 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
     }
     let (small, small_err) = cp_syscall_counts(20);
     let (big, big_err) = cp_syscall_counts(220);
-    let total = |m: &std::collections::HashMap<String, u64>| m.values().sum::<u64>() as f64;
+    // Scheduling noise (a futex lost to another thread on a loaded machine) is not a cost of
+    // the per-file path: counted apart.
+    let total = |m: &std::collections::HashMap<String, u64>| {
+        m.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "futex" | "restart_syscall"))
+            .map(|(_, v)| *v)
+            .sum::<u64>() as f64
+    };
     let marginal = (total(&big) - total(&small)) / 200.0;
     // The limit is the 9 where a new file takes the anonymous-temp path with one
     // kernel copy (ext4, tmpfs: the CI default). crash-tests/fsmatrix runs this test on other
@@ -743,11 +750,25 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
     );
     // Nothing that fails per file: a refused FICLONE or copy_file_range is tried once per
     // filesystem pair, a new destination is published by one linkat.
-    // (A one-off failure in either run — a futex that lost a race on a loaded machine, a
-    // `recvfrom` of a name lookup — is not per file: up to 2 of them are allowed.)
+    // Counted over the file syscalls only: a futex that lost a race on a loaded machine, or a
+    // `recvfrom` of a name lookup, says nothing about the per-file path (up to 2 one-offs).
+    const FILE_CALLS: [&str; 12] = [
+        "openat",
+        "newfstatat",
+        "statx",
+        "fstat",
+        "linkat",
+        "renameat",
+        "renameat2",
+        "ioctl",
+        "copy_file_range",
+        "flock",
+        "unlinkat",
+        "fchmod",
+    ];
     let failed = |m: &std::collections::HashMap<String, u64>| {
         m.iter()
-            .filter(|(k, _)| k.as_str() != "futex")
+            .filter(|(k, _)| FILE_CALLS.contains(&k.as_str()))
             .map(|(_, v)| *v)
             .sum::<u64>() as f64
     };
