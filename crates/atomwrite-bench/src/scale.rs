@@ -269,20 +269,26 @@ fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result
                 }
             }
         }
-        let (a, f) = (median(&aw), median(&fl));
-        *o += &format!(
-            "| {n} | {} | {} | {} | {} | {:.2}× | {:.1} MiB |\n",
-            fmt_us(a),
-            fmt_us(a / n as f64),
-            fmt_us(f),
-            fmt_us(f / n as f64),
-            a / f,
-            rss as f64 / 1024.0
-        );
+        *o += &tree_row(n, &aw, &fl, rss);
         rmrf(&root);
     }
     *o += "\n";
     Ok(())
+}
+
+/// One row of the tree tables: N, atomwrite's and the floor's median (total and per file),
+/// their ratio, atomwrite's peak RSS.
+fn tree_row(n: usize, aw: &[Duration], fl: &[Duration], rss_kib: u64) -> String {
+    let (a, f) = (median(aw), median(fl));
+    format!(
+        "| {n} | {} | {} | {} | {} | {:.2}× | {:.1} MiB |\n",
+        fmt_us(a),
+        fmt_us(a / n as f64),
+        fmt_us(f),
+        fmt_us(f / n as f64),
+        a / f,
+        rss_kib as f64 / 1024.0
+    )
 }
 
 /// Builds a tree of `n` 4 KiB files, 100 per directory, under `root/src`.
@@ -334,16 +340,7 @@ fn verify_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Resu
                 }
             }
         }
-        let (a, f) = (median(&aw), median(&fl));
-        *o += &format!(
-            "| {n} | {} | {} | {} | {} | {:.2}× | {:.1} MiB |\n",
-            fmt_us(a),
-            fmt_us(a / n as f64),
-            fmt_us(f),
-            fmt_us(f / n as f64),
-            a / f,
-            rss as f64 / 1024.0
-        );
+        *o += &tree_row(n, &aw, &fl, rss);
         rmrf(&root);
     }
     *o += "\n";
