@@ -104,26 +104,18 @@ pub fn copied_json(c: &Copied) -> Value {
     v
 }
 
-/// Prints the copies of `cp`: one receipt object for one source; for several
+/// Prints the copies of `cp` as JSON: one receipt object for one source; for several
 /// `{"files": [...], "dir_syncs", "data_syncs"}` (the syncs `null` where no batch ran).
-pub fn copies(opts: &CommonOpts, many: bool, report: &CopyReport) {
-    if opts.json {
-        if !many && report.files.len() == 1 {
-            print_json(&copied_json(&report.files[0]));
-        } else {
-            print_copies_json(report);
-        }
-    } else if opts.summary_wanted() {
-        for c in &report.files {
-            eprintln!("atomwrite: {}", receipt_text(&c.receipt));
-        }
+/// `files` is the file objects already rendered, comma-separated, as the copies were handed
+/// over (text of a few hundred bytes per file, not a `Value` of them all).
+pub fn copies_json(many: bool, files: &[u8], report: &CopyReport) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if !many {
+        let _ = out.write_all(files);
+        let _ = writeln!(out);
+        let _ = out.flush();
+        return;
     }
-}
-
-/// `{"files": [...], "dir_syncs", "data_syncs"}` on one line, each file's object rendered and
-/// written in turn: the same bytes as one `Value` of them all, without holding that `Value` (a
-/// few hundred bytes per file, a hundred thousand files in one `cp`).
-fn print_copies_json(report: &CopyReport) {
     let frame = json!({
         "files": [],
         "dir_syncs": report.dir_syncs,
@@ -133,12 +125,8 @@ fn print_copies_json(report: &CopyReport) {
     let (head, tail) = frame
         .split_once("\"files\":[]")
         .expect("the frame has an empty files array");
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let _ = write!(out, "{head}\"files\":[");
-    for (i, c) in report.files.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(out, "{sep}{}", copied_json(c));
-    }
+    let _ = out.write_all(files);
     let _ = writeln!(out, "]{tail}");
     let _ = out.flush();
 }

@@ -16,6 +16,7 @@
 //!   ([`interrupt::remove_temps`]), prints what [`interrupt::replaced`] says this process made
 //!   visible and which announced destinations ([`target`]) it did not, and exits 128+N.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::SeqCst};
@@ -55,6 +56,13 @@ static PHASE: Mutex<Phase> = Mutex::new(Phase {
 /// Destinations this command set out to replace, for "`x` was not replaced".
 static TARGETS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Lists the destinations of a command with many (`cp` of 100,000 files): called only when a
+/// signal report is made, so the command holds no second list of its targets meanwhile.
+type TargetList = Box<dyn Fn(&mut dyn FnMut(PathBuf)) + Send>;
+
+/// Set by [`targets_with`].
+static TARGET_LIST: Mutex<Option<TargetList>> = Mutex::new(None);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -89,6 +97,12 @@ pub fn target(path: &Path) {
     lock(&TARGETS).push(path.to_path_buf());
 }
 
+/// Announces many destinations at once: `list` hands each to its argument, in order, when a
+/// signal report is made (and only then). Same meaning as calling [`target`] for each.
+pub fn targets_with(list: impl Fn(&mut dyn FnMut(PathBuf)) + Send + 'static) {
+    *lock(&TARGET_LIST) = Some(Box::new(list));
+}
+
 /// Runs `f` as a cooperative phase: a signal meanwhile only requests a cancel
 /// ([`interrupt::request_cancel`]), which `f` is expected to notice (a batch commit checks it
 /// before each rename; a lock wait polls it with [`interrupt::sleep_unless_cancelled`]).
@@ -115,11 +129,19 @@ pub fn exit_interrupted(sig: i32) -> ! {
     interrupt::quiesce(|| {
         interrupt::remove_temps();
         let replaced = interrupt::replaced();
+        // Sets, not list scans: a report on 100,000 targets must not take 10^10 comparisons.
+        let mut seen: HashSet<PathBuf> = replaced.iter().cloned().collect();
         let mut not_replaced: Vec<PathBuf> = Vec::new();
-        for t in lock(&TARGETS).iter() {
-            if !replaced.contains(t) && !not_replaced.contains(t) {
-                not_replaced.push(t.clone());
+        let mut note = |t: PathBuf| {
+            if seen.insert(t.clone()) {
+                not_replaced.push(t);
             }
+        };
+        for t in lock(&TARGETS).iter() {
+            note(t.clone());
+        }
+        if let Some(list) = lock(&TARGET_LIST).as_ref() {
+            list(&mut note);
         }
         let message = report(sig, &replaced, &not_replaced);
         let mut text = String::new();

@@ -81,7 +81,11 @@ static CANCEL: AtomicBool = AtomicBool::new(false);
 static WAKE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 
 static RECORD: AtomicBool = AtomicBool::new(false);
-static REPLACED: Mutex<(Vec<PathBuf>, Option<HashSet<PathBuf>>)> = Mutex::new((Vec::new(), None));
+/// The replaced paths in order, and the same paths (shared, not copied) as a set for the
+/// "each path once" check: one copy of each path however many files a batch renames.
+#[allow(clippy::type_complexity)]
+static REPLACED: Mutex<(Vec<Arc<Path>>, Option<HashSet<Arc<Path>>>)> =
+    Mutex::new((Vec::new(), None));
 
 thread_local! {
     /// How deep this thread is in `critical` sections (they nest).
@@ -297,18 +301,18 @@ pub fn note_replaced(path: &Path) {
     }
     let mut g = lock(&REPLACED);
     let (list, seen) = &mut *g;
-    if seen
-        .get_or_insert_with(HashSet::new)
-        .insert(path.to_path_buf())
-    {
-        list.push(path.to_path_buf());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if !seen.contains(path) {
+        let p: Arc<Path> = Arc::from(path);
+        seen.insert(Arc::clone(&p));
+        list.push(p);
     }
 }
 
 /// What this process made visible so far (while [`record_replaced`] was on), in order, each
 /// path once. Read it inside [`quiesce`] for a list no commit can extend meanwhile.
 pub fn replaced() -> Vec<PathBuf> {
-    lock(&REPLACED).0.clone()
+    lock(&REPLACED).0.iter().map(|p| p.to_path_buf()).collect()
 }
 
 /// Pause points for tests (`--features test-hooks`, never in a release build): a test can

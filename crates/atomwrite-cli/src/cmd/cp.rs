@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use atomwrite::destination::{CopyAttrs, CopyObserver, CopyReport};
+use atomwrite::destination::{Copied, CopyAttrs, CopyObserver, CopyReport};
 use atomwrite::{BatchOutcome, Destination, Op};
 use clap::Args;
 
@@ -95,6 +95,86 @@ impl CopyObserver for Observer<'_> {
     }
 }
 
+/// What a copy sets out to do: the destination and the sources, shared with the signal thread
+/// so a signal report can name every target without a second list of them.
+struct Plan {
+    dst: Destination,
+    dst_arg: PathBuf,
+    sources: Vec<Destination>,
+    /// The destination is a directory or a URL prefix (asked once: a `stat`).
+    container: bool,
+}
+
+impl Plan {
+    /// The destination of source `i`: under `dst` by its last segment when `dst` is a container,
+    /// else `dst_arg` itself. Made when needed, never held for all sources.
+    fn target(&self, i: usize) -> Result<Destination, atomwrite::Error> {
+        match self.container {
+            true => self.dst.join(self.sources[i].file_name_os()),
+            false => atomwrite::destination::open(&self.dst_arg),
+        }
+    }
+
+    fn targets(&self) -> impl Iterator<Item = Result<Destination, atomwrite::Error>> + '_ {
+        (0..self.sources.len()).map(|i| self.target(i))
+    }
+
+    /// Every target's path, in order (for an error's "not replaced" list).
+    fn target_paths(&self) -> Vec<PathBuf> {
+        self.targets()
+            .filter_map(|t| t.ok())
+            .map(|t| t.path().to_path_buf())
+            .collect()
+    }
+}
+
+/// Where each finished copy goes as the library hands it over (`CopyAttrs::copied`): its
+/// summary line or JSON text, and its manifest. Nothing else is kept per file.
+struct Sink<'a> {
+    plan: &'a Plan,
+    opts: &'a atomwrite::Options,
+    common: &'a crate::cli::CommonOpts,
+    manifest: bool,
+    state: Mutex<SinkState>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// Copies handed over so far.
+    n: usize,
+    /// `--json`: the rendered file objects, comma-separated (printed inside the frame once the
+    /// syncs are known; a copy that fails prints its error instead).
+    json: Vec<u8>,
+    /// The first manifest that failed (index, error): no more manifests are written after it.
+    manifest_failed: Option<(usize, atomwrite::Error)>,
+}
+
+impl Sink<'_> {
+    fn take(&self, c: Copied) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let i = st.n;
+        st.n += 1;
+        if self.manifest && st.manifest_failed.is_none() {
+            let written = self
+                .plan
+                .target(i)
+                .and_then(|t| t.write_manifest(&c.receipt, self.opts));
+            if let Err(e) = written {
+                st.manifest_failed = Some((i, e));
+            }
+        }
+        if self.common.json {
+            if i > 0 {
+                st.json.push(b',');
+            }
+            st.json
+                .extend_from_slice(render::copied_json(&c).to_string().as_bytes());
+        } else if self.common.summary_wanted() {
+            eprintln!("atomwrite: {}", render::receipt_text(&c.receipt));
+        }
+    }
+}
+
 pub fn run(a: CpArgs) -> CmdResult {
     let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
     let dst = super::open_dest(dst_arg)?;
@@ -110,7 +190,8 @@ pub fn run(a: CpArgs) -> CmdResult {
         .map(|p| super::open_dest(p))
         .collect::<Result<Vec<_>, _>>()?;
     let many = sources.len() > 1;
-    if many && !dst.is_container() {
+    let container = dst.is_container();
+    if many && !container {
         return Err(Failure::usage(format!(
             "copying {} files: the destination `{dst}` must be an existing directory (or a URL \
              prefix ending in `/`)",
@@ -120,6 +201,12 @@ pub fn run(a: CpArgs) -> CmdResult {
     if many {
         raise_nofile_limit();
     }
+    let plan = std::sync::Arc::new(Plan {
+        dst,
+        dst_arg: dst_arg.clone(),
+        sources,
+        container,
+    });
     let opts = a.opts.to_options().checksum(a.checksum || a.opts.manifest);
     let flags = progress::Flags {
         force: a.opts.progress,
@@ -130,82 +217,79 @@ pub fn run(a: CpArgs) -> CmdResult {
         flags,
         allowed: flags.allowed(),
     };
-    let seen = |n: u64| bars.seen(n);
-    let attrs = CopyAttrs {
-        preserve: a.preserve,
-        progress: Some(&seen),
-    };
-    let targets = targets(&dst, dst_arg, &sources)?;
-    one_source_per_target(&sources, &targets)?;
-    if a.opts.no_clobber && many {
-        no_clobber_precheck(&targets)?;
+    // Each target is made, checked and dropped: nothing is held per file before the copy.
+    one_source_per_target(&plan)?;
+    for t in plan.targets() {
+        let t = t?;
+        if a.opts.manifest {
+            super::manifest_name_fits(&t)?;
+        }
     }
-    if a.opts.manifest {
-        super::manifest_name_fits(&targets.iter().collect::<Vec<_>>())?;
+    if a.opts.no_clobber && many {
+        no_clobber_precheck(&plan)?;
     }
     // Every destination is announced before the first copy: a signal report names those not
     // reached yet as not replaced (copies that are no batch run one after another).
-    for t in &targets {
-        signals::target(t.path());
-    }
-    let report = copy_all(&dst, &sources, &targets, &opts, attrs, &bars)?;
-    if a.opts.manifest {
-        for (i, (c, t)) in report.files.iter().zip(&targets).enumerate() {
-            t.write_manifest(&c.receipt, &opts).map_err(|e| {
-                let n = report.files.len();
-                super::manifest_failed(
-                    e,
-                    &format!(
-                        "all {n} file(s) were replaced; manifests were written for {i} of them"
-                    ),
-                )
-            })?;
+    let shared = std::sync::Arc::clone(&plan);
+    signals::targets_with(move |each| {
+        for t in shared.targets().flatten() {
+            each(t.path().to_path_buf());
         }
+    });
+    let sink = Sink {
+        plan: &plan,
+        opts: &opts,
+        common: &a.opts.common,
+        manifest: a.opts.manifest,
+        state: Mutex::new(SinkState::default()),
+    };
+    let seen = |n: u64| bars.seen(n);
+    let take = |c: Copied| sink.take(c);
+    let attrs = CopyAttrs {
+        preserve: a.preserve,
+        progress: Some(&seen),
+        copied: Some(&take),
+    };
+    let report = copy_all(&plan, &opts, attrs, &bars)?;
+    let st = sink.state.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some((i, e)) = st.manifest_failed {
+        let n = st.n;
+        return Err(super::manifest_failed(
+            e,
+            &format!("all {n} file(s) were replaced; manifests were written for {i} of them"),
+        ));
     }
-    render::copies(&a.opts, many, &report);
+    if a.opts.json {
+        render::copies_json(many, &st.json, &report);
+    }
     Ok(EXIT_OK)
 }
 
-/// The destination of each source: under `dst` by its last segment when `dst` is a container
-/// (a directory or a URL prefix), else `dst_arg` itself.
-fn targets(
-    dst: &Destination,
-    dst_arg: &Path,
-    sources: &[Destination],
-) -> Result<Vec<Destination>, Failure> {
-    // Asked once (a `stat`), not once per source.
-    let container = dst.is_container();
-    Ok(sources
-        .iter()
-        .map(|s| match container {
-            true => dst.join(s.file_name_os()),
-            false => atomwrite::destination::open(dst_arg),
-        })
-        .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Copies `sources` to `targets`: several as one [`Destination::copy_many`] into `dst`, one by
-/// [`Destination::copy_from`]; a failure names the source, or what the batch replaced.
+/// Copies the sources of `plan` to their targets: several as one [`Destination::copy_many`]
+/// into `dst`, one by [`Destination::copy_from`] (handed to `attrs.copied` like the others); a
+/// failure names the source, or what the batch replaced.
 fn copy_all(
-    dst: &Destination,
-    sources: &[Destination],
-    targets: &[Destination],
+    plan: &Plan,
     opts: &atomwrite::Options,
     attrs: CopyAttrs<'_>,
     bars: &Bars,
 ) -> Result<CopyReport, Failure> {
-    Ok(if sources.len() > 1 {
-        let r = dst.copy_many(sources, opts, attrs, &mut Observer(bars));
+    Ok(if plan.sources.len() > 1 {
+        let r = plan
+            .dst
+            .copy_many(&plan.sources, opts, attrs, &mut Observer(bars));
         bars.finish();
-        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, targets)))?
+        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, plan)))?
     } else {
-        Observer(bars).copying(&targets[0]);
-        let c = targets[0].copy_from(&sources[0], opts, attrs);
+        let target = plan.target(0)?;
+        Observer(bars).copying(&target);
+        let c = target.copy_from(&plan.sources[0], opts, attrs);
         bars.finish();
-        CopyReport {
-            files: vec![c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?],
-            ..CopyReport::default()
+        let c = c.map_err(|e| bad_source(e).unwrap_or_else(Failure::from))?;
+        if let Some(take) = attrs.copied {
+            take(c);
         }
+        CopyReport::default()
     })
 }
 
@@ -227,16 +311,20 @@ fn raise_nofile_limit() {
 /// Two sources with the same last name would land on one target, the second silently
 /// replacing the first in the same run (GNU cp: "will not overwrite just-created"): refuse
 /// before anything is written, naming both.
-fn one_source_per_target(sources: &[Destination], targets: &[Destination]) -> Result<(), Failure> {
+fn one_source_per_target(plan: &Plan) -> Result<(), Failure> {
+    if plan.sources.len() < 2 {
+        return Ok(());
+    }
+    // Several sources go into a container, each under its last segment: one name, one target.
     let mut seen = std::collections::HashMap::new();
-    for (s, t) in sources.iter().zip(targets) {
-        if let Some(first) = seen.insert(t.path().to_path_buf(), s) {
+    for (i, s) in plan.sources.iter().enumerate() {
+        if let Some(first) = seen.insert(s.file_name_os(), i) {
             return Err(Failure::failed(format!(
                 "failed to copy `{}`: `{}` is copied to `{}` too; nothing was written \
                  (copy them to different directories)",
                 s.display(),
-                first.display(),
-                t.display()
+                plan.sources[first].display(),
+                plan.target(i)?.display()
             )));
         }
     }
@@ -246,11 +334,12 @@ fn one_source_per_target(sources: &[Destination], targets: &[Destination]) -> Re
 /// `--no-clobber` with several sources: refuse before writing anything if any destination
 /// exists (exit 3, naming them all). Only a head start: between this check and the renames
 /// another process may create one, and the kernel's create-only rename then refuses it.
-fn no_clobber_precheck(targets: &[Destination]) -> Result<(), Failure> {
+fn no_clobber_precheck(plan: &Plan) -> Result<(), Failure> {
     let mut existing = Vec::new();
-    for t in targets {
+    for t in plan.targets() {
+        let t = t?;
         if t.exists()? {
-            existing.push(t.path());
+            existing.push(t.path().to_path_buf());
         }
     }
     let Some(first) = existing.first() else {
@@ -267,12 +356,12 @@ fn no_clobber_precheck(targets: &[Destination]) -> Result<(), Failure> {
         std::io::ErrorKind::AlreadyExists,
         "already exists (--no-clobber)",
     )
-    .with_batch_outcome(BatchOutcome::new(Vec::new(), paths(targets)));
+    .with_batch_outcome(BatchOutcome::new(Vec::new(), plan.target_paths()));
     Err(Failure {
         code: EXIT_CONFLICT,
         message: format!(
             "{} {verb} (--no-clobber); nothing was written",
-            quoted(existing.iter().copied())
+            quoted(existing.iter().map(|p| p.as_path()))
         ),
         error: Some(e),
     })
@@ -289,16 +378,12 @@ fn bad_source(e: atomwrite::Error) -> Result<Failure, atomwrite::Error> {
     Err(e)
 }
 
-fn paths(targets: &[Destination]) -> Vec<PathBuf> {
-    targets.iter().map(|t| t.path().to_path_buf()).collect()
-}
-
 /// A failed copy of many files: the error plus exactly which destinations were replaced and
 /// which not (a failure before a batch's commit replaced none of them).
-fn batch_failure(e: atomwrite::Error, targets: &[Destination]) -> Failure {
+fn batch_failure(e: atomwrite::Error, plan: &Plan) -> Failure {
     if e.batch_outcome().is_none() {
         // The message says it: "none of the N files of the batch was replaced".
-        let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), paths(targets)));
+        let e = e.with_batch_outcome(BatchOutcome::new(Vec::new(), plan.target_paths()));
         return Failure::from(e);
     }
     let mut f = Failure::from(e);

@@ -191,21 +191,20 @@ impl<R: Read> Read for NoEmpty<R> {
 /// `--manifest` needs the name `NAME.manifest.json` beside each local destination: refuse before any
 /// byte is written when that name cannot exist (longer than NAME_MAX, 255 bytes), rather than
 /// replace the data and then fail on its manifest.
-pub(crate) fn manifest_name_fits(dsts: &[&atomwrite::Destination]) -> Result<(), Failure> {
+pub(crate) fn manifest_name_fits(d: &atomwrite::Destination) -> Result<(), Failure> {
     const NAME_MAX: usize = 255;
     let suffix = atomwrite::manifest::MANIFEST_SUFFIX.len();
-    match dsts.iter().find(|d| {
-        d.store() == atomwrite::destination::StoreKind::Local
-            && d.file_name_os().len() + suffix > NAME_MAX
-    }) {
-        Some(d) => Err(Failure::failed(format!(
+    if d.store() == atomwrite::destination::StoreKind::Local
+        && d.file_name_os().len() + suffix > NAME_MAX
+    {
+        return Err(Failure::failed(format!(
             "failed to write manifest for `{}`: its name `NAME{}` would be longer than {NAME_MAX} \
              bytes (ENAMETOOLONG); nothing was written (omit --manifest or use a shorter name)",
             d.display(),
             atomwrite::manifest::MANIFEST_SUFFIX
-        ))),
-        None => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// A manifest that failed after its data was committed: the message says the data was

@@ -13,7 +13,7 @@ pub fn run(a: WriteArgs) -> CmdResult {
     super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
     let mut opts = a.opts.to_options();
     if a.opts.manifest {
-        super::manifest_name_fits(&[&dst])?;
+        super::manifest_name_fits(&dst)?;
     }
     let input = super::open_input(a.from.as_deref(), "")?;
     if let Some(n) = input.size {

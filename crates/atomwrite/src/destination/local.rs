@@ -16,17 +16,29 @@ use crate::{
     Result, SourceFile, SourceOpener, Verification, VersionList, VersionRef, VersionsCleanReport,
 };
 
+/// A local destination. The path is held once: its display form is the path itself when it is
+/// UTF-8 (almost always), and a lossy copy only otherwise (a `cp` of 100,000 files holds one
+/// per source).
 #[derive(Debug)]
 pub(crate) struct Local {
     path: PathBuf,
-    shown: String,
+    /// The lossy display form, for a path that is not UTF-8.
+    lossy: Option<Box<str>>,
 }
 
 impl Local {
     pub(crate) fn new(path: PathBuf) -> Local {
-        Local {
-            shown: path.display().to_string(),
-            path,
+        let lossy = match path.to_str() {
+            Some(_) => None,
+            None => Some(path.display().to_string().into_boxed_str()),
+        };
+        Local { path, lossy }
+    }
+
+    fn shown(&self) -> &str {
+        match &self.lossy {
+            Some(s) => s,
+            None => self.path.to_str().unwrap_or_default(),
         }
     }
 }
@@ -105,7 +117,7 @@ fn copy_into(
 
 impl Backend for Local {
     fn display(&self) -> &str {
-        &self.shown
+        self.shown()
     }
 
     fn path(&self) -> &Path {
@@ -139,12 +151,12 @@ impl Backend for Local {
     fn name(&self) -> std::ffi::OsString {
         match self.path.file_name() {
             Some(n) => n.to_os_string(),
-            None => super::last_segment(&self.shown).into(),
+            None => super::last_segment(self.shown()).into(),
         }
     }
 
     fn is_container(&self) -> bool {
-        self.shown.ends_with('/') || self.path.is_dir()
+        self.path.as_os_str().as_encoded_bytes().ends_with(b"/") || self.path.is_dir()
     }
 
     fn exists(&self) -> Result<bool> {
@@ -172,7 +184,7 @@ impl Backend for Local {
 
     fn open_read(&self) -> Result<(Box<dyn Read + Send>, String)> {
         let (f, _) = open_regular(&self.path)?;
-        Ok((Box::new(f), self.shown.clone()))
+        Ok((Box::new(f), self.shown().to_string()))
     }
 
     fn publish(&self, input: PublishInput<'_>, p: &Publisher) -> Result<Published> {
@@ -234,42 +246,47 @@ impl Backend for Local {
     /// per directory, and an error names what was replaced and what not.
     fn copy_many_local(
         &self,
-        items: &[(&Path, Destination)],
+        sources: &[Destination],
         opts: &Options,
         attrs: CopyAttrs<'_>,
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
         let mut opener = SourceOpener::default();
         let mut batch = Batch::new(opts.clone());
-        let mut methods = Vec::with_capacity(items.len());
-        for (src, dst) in items {
-            let path = dst.0.local_path().expect("a local join is local");
+        let mut methods = Vec::with_capacity(sources.len());
+        for s in sources {
+            let src =
+                s.0.local_path()
+                    .expect("copy_many_local gets local sources");
+            // Checked by `Destination::copy_many`: one non-empty segment.
+            let dst = Destination(Box::new(Local::new(self.path.join(s.0.name()))));
             let file = open_source_file(&mut opener, src)?;
-            let f = batch.open_with(path, copy_options(opts, &file, attrs))?;
-            observer.copying(dst);
+            let f = batch.open_with(dst.path(), copy_options(opts, &file, attrs))?;
+            observer.copying(&dst);
             methods.push(copy_into(f, &file, !opts.no_checksum, attrs)?);
         }
-        // Each receipt becomes its report entry as the batch hands it over (no second list).
-        let mut files = Vec::with_capacity(items.len());
+        // Each receipt becomes its report entry (or goes to `attrs.copied`) as the batch hands
+        // it over: the records and the receipts never both grow whole.
+        let mut report = CopyReport::default();
         let mut out = None;
         let mut batch = Some(batch);
         observer.commit(&mut || {
             out = batch.take().map(|b| {
+                let mut i = 0;
                 b.commit_each(|receipt| {
-                    let i = files.len();
-                    files.push(Copied {
+                    let c = Copied {
                         receipt,
                         method: Some(methods[i]),
-                        source: items[i].0.display().to_string(),
-                    });
+                        source: sources[i].display().to_string(),
+                    };
+                    i += 1;
+                    attrs.deliver(c, &mut report);
                 })
             });
         });
         let (dir_syncs, data_syncs) = out.expect("the observer ran the commit")?;
-        Ok(CopyReport {
-            files,
-            dir_syncs: Some(dir_syncs),
-            data_syncs: Some(data_syncs),
-        })
+        report.dir_syncs = Some(dir_syncs);
+        report.data_syncs = Some(data_syncs);
+        Ok(report)
     }
 }

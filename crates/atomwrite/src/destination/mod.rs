@@ -132,6 +132,11 @@ pub struct CopyAttrs<'a> {
     /// Called with the number of bytes copied so far each time some are copied (once, with the
     /// total, when the kernel copies the whole file in one call).
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// [`copy_many`](Destination::copy_many) only: when set, each finished copy is handed to
+    /// it, in order, instead of being kept in [`CopyReport::files`] (which is then empty), so
+    /// a copy of many files holds no receipt per file. A local batch hands them over only once
+    /// every file is renamed and its directory flushed: a copy it receives is replaced.
+    pub copied: Option<&'a (dyn Fn(Copied) + Sync)>,
 }
 
 impl fmt::Debug for CopyAttrs<'_> {
@@ -139,7 +144,18 @@ impl fmt::Debug for CopyAttrs<'_> {
         f.debug_struct("CopyAttrs")
             .field("preserve", &self.preserve)
             .field("progress", &self.progress.is_some())
+            .field("copied", &self.copied.is_some())
             .finish()
+    }
+}
+
+impl CopyAttrs<'_> {
+    /// Hands `c` to [`copied`](CopyAttrs::copied), or keeps it in `report`.
+    pub(crate) fn deliver(&self, c: Copied, report: &mut CopyReport) {
+        match self.copied {
+            Some(f) => f(c),
+            None => report.files.push(c),
+        }
     }
 }
 
@@ -157,7 +173,7 @@ pub trait CopyObserver {
 /// What [`Destination::copy_many`] did.
 #[derive(Debug, Clone, Default)]
 pub struct CopyReport {
-    /// One entry per source, in order.
+    /// One entry per source, in order (empty when [`CopyAttrs::copied`] took them).
     pub files: Vec<Copied>,
     /// Directory fsyncs paid (a local batch: one per directory); `None` for object stores.
     pub dir_syncs: Option<usize>,
@@ -192,9 +208,11 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn clean(&self, dry_run: bool) -> Result<VersionsCleanReport>;
     fn clean_temps(&self, opts: &crate::CleanOptions) -> Result<crate::CleanReport>;
     fn copy_local(&self, src: &Path, opts: &Options, attrs: CopyAttrs<'_>) -> Result<Copied>;
+    /// Copies every source (all local: [`Backend::local_path`] is `Some`) under its own name
+    /// into this container.
     fn copy_many_local(
         &self,
-        items: &[(&Path, Destination)],
+        sources: &[Destination],
         opts: &Options,
         attrs: CopyAttrs<'_>,
         observer: &mut dyn CopyObserver,
@@ -367,8 +385,10 @@ impl Destination {
     /// last segment. Where [`Capabilities::batch`] holds and every source is local, all copies
     /// are one [`Batch`](crate::Batch): one data flush, one directory fsync, and on failure the
     /// error's [`batch_outcome`](Error::batch_outcome) names what was replaced. Otherwise the
-    /// copies run one after another and stop at the first failure. `each` is called with every
-    /// destination before its bytes are copied.
+    /// copies run one after another and stop at the first failure. `observer` hears of every
+    /// destination before its bytes are copied; with [`CopyAttrs::copied`] each finished copy
+    /// goes to that callback instead of the report, so nothing is held per file but what the
+    /// copy itself needs until its rename.
     pub fn copy_many(
         &self,
         sources: &[Destination],
@@ -376,38 +396,35 @@ impl Destination {
         attrs: CopyAttrs<'_>,
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
-        let mut targets = Vec::with_capacity(sources.len());
+        // Every name is checked before anything is copied; the targets are then made again one
+        // at a time (a copy of 100,000 files holds no list of them).
         for s in sources {
-            targets.push(self.join(s.file_name_os())?);
+            self.join(s.file_name_os())?;
         }
-        let locals: Option<Vec<&Path>> = sources.iter().map(|s| s.0.local_path()).collect();
-        match locals {
-            Some(paths) if self.capabilities().batch => {
-                let items: Vec<(&Path, Destination)> = paths.into_iter().zip(targets).collect();
-                self.0.copy_many_local(&items, opts, attrs, observer)
-            }
-            _ => {
-                let mut report = CopyReport::default();
-                for (i, (s, t)) in sources.iter().zip(&targets).enumerate() {
-                    crate::interrupt::test_point("copy-next", i);
-                    observer.copying(t);
-                    match t.copy_from(s, opts, attrs) {
-                        Ok(c) => report.files.push(c),
-                        Err(e) => {
-                            let shown = |ts: &[Destination]| -> Vec<std::path::PathBuf> {
-                                ts.iter().map(|t| t.path().to_path_buf()).collect()
-                            };
-                            let outcome = crate::BatchOutcome::new(
-                                shown(&targets[..i]),
-                                shown(&targets[i..]),
-                            );
-                            return Err(e.with_batch_outcome(outcome));
-                        }
-                    }
+        if self.capabilities().batch && sources.iter().all(|s| s.0.local_path().is_some()) {
+            return self.0.copy_many_local(sources, opts, attrs, observer);
+        }
+        let mut report = CopyReport::default();
+        for (i, s) in sources.iter().enumerate() {
+            crate::interrupt::test_point("copy-next", i);
+            let t = self.join(s.file_name_os())?;
+            observer.copying(&t);
+            match t.copy_from(s, opts, attrs) {
+                Ok(c) => attrs.deliver(c, &mut report),
+                Err(e) => {
+                    let shown = |ss: &[Destination]| -> Vec<std::path::PathBuf> {
+                        ss.iter()
+                            .filter_map(|s| self.join(s.file_name_os()).ok())
+                            .map(|t| t.path().to_path_buf())
+                            .collect()
+                    };
+                    let outcome =
+                        crate::BatchOutcome::new(shown(&sources[..i]), shown(&sources[i..]));
+                    return Err(e.with_batch_outcome(outcome));
                 }
-                Ok(report)
             }
         }
+        Ok(report)
     }
 
     /// A reader of the current contents (following a published pointer to the current

@@ -448,15 +448,20 @@ impl Backend for Remote {
 
     fn copy_many_local(
         &self,
-        items: &[(&Path, Destination)],
+        sources: &[Destination],
         opts: &Options,
         attrs: CopyAttrs<'_>,
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
         let mut report = CopyReport::default();
-        for (src, dst) in items {
-            observer.copying(dst);
-            report.files.push(dst.0.copy_local(src, opts, attrs)?);
+        for s in sources {
+            let src =
+                s.0.local_path()
+                    .expect("copy_many_local gets local sources");
+            let dst = self.join(&s.0.name())?;
+            observer.copying(&dst);
+            let c = dst.0.copy_local(src, opts, attrs)?;
+            attrs.deliver(c, &mut report);
         }
         Ok(report)
     }
