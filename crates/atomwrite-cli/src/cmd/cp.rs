@@ -176,8 +176,9 @@ impl Sink<'_> {
 }
 
 pub fn run(a: CpArgs) -> CmdResult {
-    let (dst_arg, src_args) = a.paths.split_last().expect("clap requires two paths");
-    let dst = super::open_dest(dst_arg)?;
+    let mut src_args = a.paths;
+    let dst_arg = src_args.pop().expect("clap requires two paths");
+    let dst = super::open_dest(&dst_arg)?;
     super::refuse_unsupported(&a.opts, a.opts.no_follow, &dst)?;
     if a.preserve && !dst.capabilities().modes {
         return Err(Failure::usage(format!(
@@ -185,9 +186,10 @@ pub fn run(a: CpArgs) -> CmdResult {
             dst.store().as_str()
         )));
     }
+    // Each argument is dropped as its source is made: one copy of every path, not two.
     let sources = src_args
-        .iter()
-        .map(|p| super::open_dest(p))
+        .into_iter()
+        .map(|p| super::open_dest(&p))
         .collect::<Result<Vec<_>, _>>()?;
     let many = sources.len() > 1;
     let container = dst.is_container();
@@ -203,7 +205,7 @@ pub fn run(a: CpArgs) -> CmdResult {
     }
     let plan = std::sync::Arc::new(Plan {
         dst,
-        dst_arg: dst_arg.clone(),
+        dst_arg,
         sources,
         container,
     });
