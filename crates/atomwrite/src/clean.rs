@@ -76,14 +76,15 @@ pub struct CleanReport {
 /// on the directory from before the create until after the temp's lock; a
 /// [`Batch`](crate::Batch) holds one from its first named or parked temp there until it ends.
 /// `clean` takes the directory lock exclusively, without waiting, around its check of each
-/// temp, and reports the temp `locked` when it cannot: so `--older-than 0` never removes a
-/// live writer's just-created temp, while a writer killed at any instant (`SIGKILL` included:
-/// its locks die with it) leaves a temp that the next `clean` removes. Not guaranteed: a
-/// writer that could not get the directory lock within ~2 s (someone else holds it
-/// exclusively, e.g. any user who can open a shared `/tmp`) goes on without it, and a
-/// `clean --older-than 0` in that instant could then take its temp (the write fails, nothing
-/// is replaced); neither is anything on a filesystem without `flock` (then no lock protects a
-/// temp and only its age does).
+/// temp, and reports the temp `locked` when it cannot: so even a zero `older_than` never
+/// removes a live writer's just-created temp, while a writer killed at any instant (`SIGKILL`
+/// included: its locks die with it) leaves a temp that the next `clean` removes. Not
+/// guaranteed: a writer that could not get the directory lock within ~2 s (someone else holds
+/// it exclusively, e.g. any user who can open a shared `/tmp`) goes on without it; a `clean`
+/// cannot take the lock while that holder keeps it either, but one with a zero `older_than`
+/// in the instant after the holder lets go could take that writer's temp (the write then
+/// fails, nothing replaced). Nor on a filesystem without `flock`, where no lock protects a
+/// temp and only its age does.
 /// What cannot be examined (a foreign symlink beside a versions directory, an unreadable
 /// subdirectory) is skipped with a warning in the report, not an error. Does not guarantee
 /// anything about other tools' temporary files, which it leaves alone.

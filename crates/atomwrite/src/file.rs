@@ -1267,7 +1267,8 @@ pub(crate) enum DirLock<'a> {
     /// it once, before its first named temp there, and keeps it until it ends, as it does
     /// before parking a temp; the set holds the fds already locked (by address, see
     /// `Batch::locked_dirs`). Every later temp there costs no syscall, and no lock is ever
-    /// released under a parked temp.
+    /// released under a parked temp. A lock refused after the bounded wait is not asked for
+    /// again by that batch (a hostile holder costs it one wait, not one per file).
     Batch(&'a mut HashSet<usize>),
 }
 
