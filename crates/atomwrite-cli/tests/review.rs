@@ -135,6 +135,7 @@ fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
 
 /// Starts `atomwrite ARGS` (with `env` added) paused at the test-hooks pause point `point`
 /// (`--features test-hooks`); returns the child and atomwrite's pid once it is there.
+#[cfg(feature = "test-hooks")]
 fn start_paused(
     args: &[String],
     env: &[(&str, &str)],
@@ -1130,6 +1131,7 @@ fn temps_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `atomwrite clean --older-than 0s --json DIR`: its JSON report.
+#[cfg(feature = "test-hooks")]
 fn clean_now(dir: &Path) -> serde_json::Value {
     let o = bin()
         .args(["clean", "--older-than", "0s", "--json"])
@@ -1141,6 +1143,7 @@ fn clean_now(dir: &Path) -> serde_json::Value {
 }
 
 /// The file names in a JSON array of paths.
+#[cfg(feature = "test-hooks")]
 fn names_in(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .unwrap()
@@ -1155,6 +1158,7 @@ fn names_in(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "test-hooks")]
 fn file_names(paths: &[PathBuf]) -> Vec<String> {
     paths
         .iter()
