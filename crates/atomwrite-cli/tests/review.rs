@@ -133,11 +133,18 @@ fn run_reports_the_write_failure_not_the_sigterm_it_sent() {
     }
 }
 
-/// Starts `atomwrite ARGS` paused at the test-hooks pause point `point`
+/// Starts `atomwrite ARGS` (with `env` added) paused at the test-hooks pause point `point`
 /// (`--features test-hooks`); returns the child and atomwrite's pid once it is there.
-fn start_paused(args: &[String], point: &str, marker: &Path) -> (std::process::Child, i32) {
+#[cfg(feature = "test-hooks")]
+fn start_paused(
+    args: &[String],
+    env: &[(&str, &str)],
+    point: &str,
+    marker: &Path,
+) -> (std::process::Child, i32) {
     let mut child = bin()
         .args(args)
+        .envs(env.iter().copied())
         .env("ATOMWRITE_TEST_PAUSE", point)
         .env("ATOMWRITE_TEST_PAUSE_FILE", marker)
         .stdin(Stdio::null())
@@ -182,7 +189,7 @@ fn interrupted_copies_to_an_object_store_name_what_was_replaced() {
     let url = |i: usize| format!("file://{}/f{i}", out.display());
     args.push(format!("file://{}/", out.display()));
     let marker = d.path().join("pause");
-    let (child, pid) = start_paused(&args, "copy-next:1", &marker);
+    let (child, pid) = start_paused(&args, &[], "copy-next:1", &marker);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid).unwrap(),
         rustix::process::Signal::INT,
@@ -1108,4 +1115,281 @@ fn clean_in_a_shared_sticky_directory_removes_only_the_callers_temps() {
     assert!(theirs.exists(), "another user's file was removed");
     assert!(err.contains("uid 65534"), "{err}");
     assert!(!mine.exists(), "the caller's own stale temp was kept");
+}
+
+// ---- F6: `clean --older-than 0` against a live writer's just-created named temp -----------
+
+fn temps_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| atomwrite::is_temp_name(&e.file_name()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `atomwrite clean --older-than 0s --json DIR`: its JSON report.
+#[cfg(feature = "test-hooks")]
+fn clean_now(dir: &Path) -> serde_json::Value {
+    let o = bin()
+        .args(["clean", "--older-than", "0s", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The file names in a JSON array of paths.
+#[cfg(feature = "test-hooks")]
+fn names_in(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            Path::new(p.as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[cfg(feature = "test-hooks")]
+fn file_names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Review F6: a portable writer stopped between creating its named temp and `flock`ing it (the
+/// `named-created` pause point). A concurrent `clean --older-than 0s` used to take the unlocked
+/// temp for a dead writer's and remove it: the write then failed. Now the writer holds its
+/// directory's shared lock across that window, so `clean` reports the temp locked and keeps
+/// it, and the write succeeds. A writer SIGKILLed at the same point loses its locks with its
+/// life: the next `clean --older-than 0s` removes its temp, and the destination is unchanged.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn clean_older_than_0_keeps_a_live_writers_temp_between_create_and_flock() {
+    let d = tmp();
+    let out = d.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let (src, dst) = (d.path().join("src"), out.join("f"));
+    fs::write(&src, "new\n").unwrap();
+    fs::write(&dst, "old\n").unwrap();
+    let args: Vec<String> = vec![
+        "write".into(),
+        "--from".into(),
+        src.display().to_string(),
+        dst.display().to_string(),
+    ];
+    let portable = [("ATOMWRITE_PORTABLE", "1")];
+
+    // Live: paused in the window, then resumed.
+    let marker = d.path().join("pause-live");
+    let (child, _pid) = start_paused(&args, &portable, "named-created", &marker);
+    let temps = temps_in(&out);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    let v = clean_now(&out);
+    assert_eq!(v["removed"], serde_json::json!([]), "{v}");
+    assert_eq!(names_in(&v["locked"]), file_names(&temps), "{v}");
+    assert_eq!(
+        temps_in(&out),
+        temps,
+        "clean removed the live writer's temp"
+    );
+    fs::remove_file(&marker).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read_to_string(&dst).unwrap(), "new\n");
+    assert_eq!(temps_in(&out), Vec::<PathBuf>::new());
+
+    // Killed in the window: its temp is a dead writer's, and `clean` removes it.
+    fs::write(&dst, "old\n").unwrap();
+    let marker = d.path().join("pause-kill");
+    let (mut child, pid) = start_paused(&args, &portable, "named-created", &marker);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let temps = temps_in(&out);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    let v = clean_now(&out);
+    assert_eq!(names_in(&v["removed"]), file_names(&temps), "{v}");
+    assert_eq!(v["locked"], serde_json::json!([]), "{v}");
+    assert_eq!(temps_in(&out), Vec::<PathBuf>::new());
+    assert_eq!(fs::read_to_string(&dst).unwrap(), "old\n");
+}
+
+/// Review F6, as it was found: 300 portable writes (`ATOMWRITE_PORTABLE=1 atomwrite write`),
+/// two at a time, racing a loop of `clean --older-than 0s` on their directory. About 1 write in
+/// 150 used to fail (its just-created temp removed or locked by `clean` before its own
+/// `flock`); now every one succeeds, and nothing is left once both are done.
+#[test]
+fn portable_writes_racing_clean_older_than_0_all_succeed() {
+    let d = tmp();
+    let out = d.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cleaners: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, out) = (stop.clone(), out.clone());
+            std::thread::spawn(move || {
+                let mut sweeps = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = bin()
+                        .args(["clean", "-q", "--older-than", "0s"])
+                        .arg(&out)
+                        .output()
+                        .unwrap();
+                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                    sweeps += 1;
+                }
+                sweeps
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                for i in 0..150 {
+                    let dst = out.join(format!("w{w}-{}", i % 10));
+                    let mut c = bin();
+                    c.env("ATOMWRITE_PORTABLE", "1")
+                        .args(["write", "--durability", "none"])
+                        .arg(&dst)
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped());
+                    let mut child = c.spawn().unwrap();
+                    {
+                        use std::io::Write;
+                        let mut stdin = child.stdin.take().unwrap();
+                        writeln!(stdin, "{w} {i}").unwrap();
+                    }
+                    let o = child.wait_with_output().unwrap();
+                    if !o.status.success() {
+                        failed.push(String::from_utf8_lossy(&o.stderr).into_owned());
+                    } else {
+                        assert_eq!(fs::read_to_string(&dst).unwrap(), format!("{w} {i}\n"));
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in cleaners {
+        assert!(c.join().unwrap() > 0);
+    }
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "{} of 300 writes failed",
+        failed.len()
+    );
+    assert_eq!(temps_in(&out), Vec::<PathBuf>::new());
+}
+
+/// Review F6: the directory lock is one anyone who may open the directory can take. Another
+/// user (uid 65534) holds it exclusively on a shared sticky directory, forever: a portable
+/// write there waits a bounded moment (~2 s) and then succeeds without it, and so does a
+/// portable `cp` of 40 files (a batch waits once, not once per file: 40 waits would be 80 s,
+/// past the generous 60 s allowed here).
+#[test]
+fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_them() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root() && have("flock"),
+        "root with flock(1) (a lock held by uid 65534)",
+    ) {
+        return;
+    }
+    let d = tmp();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = d.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    // The shell opens the directory, flock(1) locks that open file description, and the shell
+    // becomes `sleep`: killing that one process ends the lock (no orphan keeps it).
+    let mut holder = Command::new("sh")
+        .args(["-c", "exec 3<\"$1\" && flock -x 3 && exec sleep 600", "sh"])
+        .arg(&shared)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Held once our own non-blocking attempt is refused.
+    let probe = fs::File::open(&shared).unwrap();
+    let mut held = false;
+    for _ in 0..1000 {
+        match rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                held = true;
+                break;
+            }
+            Ok(()) => {
+                rustix::fs::flock(&probe, rustix::fs::FlockOperation::Unlock).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(probe);
+    let result = std::panic::catch_unwind(|| {
+        assert!(held, "flock(1) never took the lock");
+        let dst = shared.join("f");
+        fs::write(&dst, "old\n").unwrap();
+        let src = d.path().join("src");
+        fs::write(&src, "new\n").unwrap();
+        let mut c = bin();
+        c.env("ATOMWRITE_PORTABLE", "1")
+            .args(["write", "--from"])
+            .arg(&src)
+            .arg(&dst);
+        let o = output_within(c, 60).expect("a write hung on the directory lock");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(fs::read_to_string(&dst).unwrap(), "new\n");
+
+        let srcs = d.path().join("many");
+        fs::create_dir(&srcs).unwrap();
+        let mut c = bin();
+        c.env("ATOMWRITE_PORTABLE", "1").arg("cp");
+        for i in 0..40 {
+            let p = srcs.join(format!("s{i:02}"));
+            fs::write(&p, format!("{i}\n")).unwrap();
+            c.arg(p);
+        }
+        c.arg(&shared);
+        let o = output_within(c, 60).expect("a batch hung on the directory lock");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for i in 0..40 {
+            assert_eq!(
+                fs::read_to_string(shared.join(format!("s{i:02}"))).unwrap(),
+                format!("{i}\n")
+            );
+        }
+        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
 }

@@ -92,7 +92,8 @@ impl BatchOutcome {
 /// and closed; it is renamed in step 3 like the others. Where the barrier of step 2 is one
 /// `syncfs` that reports errors, that `syncfs` covers a parked file too; elsewhere a parked
 /// file is `fsync`ed before it is closed (so more flushes, never fewer guarantees). A parked
-/// temp has no descriptor, so no `flock` of its own: before its first park in a directory the
+/// temp has no descriptor, so no `flock` of its own: before its first park in a directory (or
+/// its first named temp there, which has no `flock` for an instant after its creation) the
 /// batch takes a shared `flock` on that directory, held until the batch ends, and
 /// [`clean`](crate::clean) touches no temp of a directory so locked. If a parked temp is
 /// removed anyway, its rename fails and that file is reported not replaced.
@@ -134,9 +135,10 @@ pub struct Batch {
     max_open: usize,
     /// `fsync`s paid when parking (no barrier covers those files).
     park_syncs: usize,
-    /// Directories whose shared "parked temps here" lock this batch took (see
-    /// [`lock_dir_for_parking`]); held until their descriptors close with the batch. Keyed by
-    /// the address of the batch's own directory fd, which it holds until it ends (never reused).
+    /// Directories whose shared "temps here may carry no lock" lock this batch took, before its
+    /// first named temp or its first park there ([`crate::clean::lock_dir_shared`]); held until
+    /// their descriptors close with the batch. Keyed by the address of the batch's own
+    /// directory fd, which it holds until it ends (never reused).
     locked_dirs: HashSet<usize>,
 }
 
@@ -196,26 +198,6 @@ impl Entry {
             Entry::Open(f) => f.receipt(sha256),
             Entry::Parked(p) => p.receipt(),
         }
-    }
-}
-
-/// Takes a shared `flock` on the directory `dir` before the batch parks a temp in it: a parked
-/// temp is closed, so it holds no lock of its own, and [`clean`](crate::clean) leaves every
-/// temp of a directory alone while someone holds this lock (it takes it exclusively for its
-/// sweep). Waits up to ~2 s for a sweep to end; if the lock is still refused (a hostile holder,
-/// a filesystem without directory locks), parks anyway: the temps are then protected from
-/// `clean` only by their age, and one removed anyway fails its rename (not replaced).
-fn lock_dir_for_parking(dir: &OwnedFd) {
-    let mut wait = std::time::Duration::from_millis(1);
-    for _ in 0..50 {
-        match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
-            Err(rustix::io::Errno::WOULDBLOCK) => {}
-            _ => return,
-        }
-        if interrupt::sleep_unless_cancelled(wait) {
-            return;
-        }
-        wait = (wait * 2).min(std::time::Duration::from_millis(50));
     }
 }
 
@@ -296,7 +278,7 @@ impl Batch {
         while self.files.len() - self.parked >= self.max_open {
             self.park_oldest()?;
         }
-        let f = AtomicFile::open_cached(path, opts, Some(&mut self.dirs))?;
+        let f = AtomicFile::open_cached(path, opts, Some((&mut self.dirs, &mut self.locked_dirs)))?;
         self.files.push(Entry::Open(Box::new(f)));
         match self.files.last_mut() {
             Some(Entry::Open(f)) => Ok(f),
@@ -313,7 +295,7 @@ impl Batch {
             && self.files[i].sys().sync_filesystem_support().available;
         let dir = Arc::clone(self.files[i].dir_fd());
         if self.locked_dirs.insert(Arc::as_ptr(&dir) as usize) {
-            lock_dir_for_parking(&dir);
+            crate::clean::lock_dir_shared(&*dir);
         }
         let Entry::Open(f) = &mut self.files[i] else {
             unreachable!("files from `parked` on are open")

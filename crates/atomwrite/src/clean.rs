@@ -64,12 +64,27 @@ pub struct CleanReport {
 ///
 /// Guarantees: only regular files whose names have the exact shape of atomwrite's temps are
 /// touched; a temp whose `flock` is held (every live writer holds one on its named temp) is
-/// never removed, whatever its age; in a sticky directory that others
+/// never removed, whatever its age; nor is a temp of a directory whose shared `flock` someone
+/// holds (see below); in a sticky directory that others
 /// may write, only the caller's own temps are removed (another user's file is reported in
 /// `warnings`: a name, an age and a missing lock can all be forged, so they are no evidence
-/// there); temps of a directory where a batch has parked files (its shared `flock` on the
-/// directory) are left; symlinks are never followed; every step is relative to a
+/// there); symlinks are never followed; every step is relative to a
 /// directory fd opened once; nothing is created (a dry run works on a read-only filesystem).
+///
+/// The directory's own `flock` covers the temps that carry no lock of their own yet or any
+/// more: a writer creates its named temp and only then `flock`s it, so it holds a shared lock
+/// on the directory from before the create until after the temp's lock; a
+/// [`Batch`](crate::Batch) holds one from its first named or parked temp there until it ends.
+/// `clean` takes the directory lock exclusively, without waiting, around its check of each
+/// temp, and reports the temp `locked` when it cannot: so even a zero `older_than` never
+/// removes a live writer's just-created temp, while a writer killed at any instant (`SIGKILL`
+/// included: its locks die with it) leaves a temp that the next `clean` removes. Not
+/// guaranteed: a writer that could not get the directory lock within ~2 s (someone else holds
+/// it exclusively, e.g. any user who can open a shared `/tmp`) goes on without it; a `clean`
+/// cannot take the lock while that holder keeps it either, but one with a zero `older_than`
+/// in the instant after the holder lets go could take that writer's temp (the write then
+/// fails, nothing replaced). Nor on a filesystem without `flock`, where no lock protects a
+/// temp and only its age does.
 /// What cannot be examined (a foreign symlink beside a versions directory, an unreadable
 /// subdirectory) is skipped with a warning in the report, not an error. Does not guarantee
 /// anything about other tools' temporary files, which it leaves alone.
@@ -117,12 +132,6 @@ fn clean_dir(
     report: &mut CleanReport,
     now: SystemTime,
 ) -> Result<()> {
-    // A batch that parked temps here (closed them before its commit, so they carry no lock of
-    // their own) holds a shared lock on the directory until it ends: then no temp of this
-    // directory is touched. Held exclusively for the sweep, so no batch parks one meanwhile.
-    // Any other refusal (a filesystem without directory locks) leaves the per-temp locks.
-    let batch_parked =
-        fs::flock(&**fd, FlockOperation::NonBlockingLockExclusive) == Err(Errno::WOULDBLOCK);
     // In a sticky directory others may write, a file of another user is theirs to remove: its
     // name, age and missing lock are no evidence that atomwrite made it (they can all be made).
     let only_owner = fs::fstat(&**fd)
@@ -155,9 +164,7 @@ fn clean_dir(
             let dst = std::ffi::OsStr::from_bytes(dst);
             clean_versions_of(fd, dir, dst, &path, opts, report);
         }
-        if is_temp_name(name) && batch_parked {
-            report.locked.push(path);
-        } else if is_temp_name(name) {
+        if is_temp_name(name) {
             match clean_one(fd, name, &path, opts, report, (now, only_owner)) {
                 Ok(true) => removed_any = true,
                 Ok(false) => {}
@@ -224,6 +231,38 @@ fn clean_subdir(
     Ok(())
 }
 
+/// Takes a shared `flock` on the directory `dir`, which says "temps here may carry no lock of
+/// their own": a writer holds it from before creating a named temp until that temp is
+/// `flock`ed, a batch from its first named or parked temp in `dir` until it ends. [`clean`]
+/// takes it exclusively (without waiting) around its check of each temp and leaves the temp
+/// alone when it cannot, so it never examines a temp in that window.
+///
+/// `flock` locks belong to the open file description: the caller must own `dir`'s (no one else
+/// may rely on, or drop, its lock) or keep the lock until every user of the descriptor is done,
+/// as a batch does.
+///
+/// Waits up to ~2 s (polling, 1 ms growing to 50 ms, so a cancel ends the wait at once) while
+/// the lock is held exclusively, which a `clean` does for the check of one temp. Returns
+/// whether the lock is held: `false` after the wait (someone keeps it exclusively, e.g. any
+/// user who can open a shared `/tmp`: a writer must not hang), after a cancel, or on a
+/// filesystem without directory locks; the caller then goes on without it (see [`clean`] for
+/// what that leaves open).
+pub(crate) fn lock_dir_shared(dir: &impl AsFd) -> bool {
+    let mut wait = Duration::from_millis(1);
+    for _ in 0..50 {
+        match fs::flock(dir, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return true,
+            Err(Errno::WOULDBLOCK) => {}
+            Err(_) => return false,
+        }
+        if crate::interrupt::sleep_unless_cancelled(wait) {
+            return false;
+        }
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+    false
+}
+
 fn clean_one(
     dir: &OwnedFd,
     name: &std::ffi::OsStr,
@@ -258,7 +297,24 @@ fn clean_one(
         report.young.push(path.to_path_buf());
         return Ok(false);
     }
-    match fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+    // Holding the directory exclusively, no writer is between creating a temp here and locking
+    // it, and no batch has parked one (see `lock_dir_shared`): then an unlocked temp is no live
+    // writer's. Held only for this check, so a writer waits for one temp, never for a sweep.
+    let dir_held = match fs::flock(dir, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => true,
+        Err(Errno::WOULDBLOCK) => {
+            report.locked.push(path.to_path_buf());
+            return Ok(false);
+        }
+        // A filesystem without directory locks: the temps' own locks decide alone.
+        Err(_) => false,
+    };
+    let locked = fs::flock(&f, FlockOperation::NonBlockingLockExclusive);
+    if dir_held {
+        // Our own descriptor (opened by this sweep): no one else relies on its lock.
+        let _ = fs::flock(dir, FlockOperation::Unlock);
+    }
+    match locked {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => {
             report.locked.push(path.to_path_buf());

@@ -1,5 +1,6 @@
 //! [`AtomicFile`]: a temporary file that becomes the destination on [`commit`](AtomicFile::commit).
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -137,14 +138,20 @@ impl AtomicFile {
         Self::open_cached(path, opts, None)
     }
 
-    /// Opens through a [`DirCache`] (batches reuse one directory fd per parent).
+    /// Opens through a batch's [`DirCache`] (one directory fd per parent, shared by its files)
+    /// and its set of directory fds it holds the shared lock on ([`DirLock::Batch`]); `None`: a
+    /// single write, with a directory fd of its own.
     pub(crate) fn open_cached(
         path: &Path,
         opts: &Options,
-        cache: Option<&mut DirCache>,
+        batch: Option<(&mut DirCache, &mut HashSet<usize>)>,
     ) -> Result<AtomicFile> {
+        let (cache, lock) = match batch {
+            Some((cache, locked)) => (Some(cache), DirLock::Batch(locked)),
+            None => (None, DirLock::OwnFd),
+        };
         let d = dest::resolve(path, opts, cache)?;
-        Self::open_dest(d, opts)
+        Self::open_dest(d, opts, lock)
     }
 
     /// Opens a temp for `name` inside an already-open directory: no path is resolved, no symlink
@@ -157,7 +164,7 @@ impl AtomicFile {
         opts: &Options,
     ) -> Result<AtomicFile> {
         let d = dest::in_dir(dir, dir_path, name)?;
-        Self::open_dest(d, opts)
+        Self::open_dest(d, opts, DirLock::SharedFd)
     }
 
     /// Creates the anonymous temp (`O_TMPFILE`) where the filesystem is not known to refuse it;
@@ -193,7 +200,7 @@ impl AtomicFile {
         Ok((anon, mode_is_final))
     }
 
-    fn open_dest(mut d: dest::Dest, opts: &Options) -> Result<AtomicFile> {
+    fn open_dest(mut d: dest::Dest, opts: &Options, lock: DirLock<'_>) -> Result<AtomicFile> {
         if d.existing.is_none() {
             d.existing = opts.inherited;
         }
@@ -202,7 +209,8 @@ impl AtomicFile {
         let (fd, temp) = match anon {
             Some(fd) => (fd, Temp::Anonymous),
             None => {
-                let (fd, name, token) = create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max)?;
+                let (fd, name, token) =
+                    create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
                 (fd, Temp::Named(name, token))
             }
         };
@@ -1242,22 +1250,101 @@ impl Drop for Parked {
     }
 }
 
+/// Who may rely on the `flock` of a directory fd, which decides how [`create_named`] holds the
+/// directory's shared lock ([`crate::clean::lock_dir_shared`]) across its window. `flock` locks
+/// belong to the open file description, which every clone of an `Arc<OwnedFd>` shares: a
+/// `LOCK_UN` on a shared one would drop a lock someone else holds on purpose (a batch's).
+#[derive(Debug)]
+pub(crate) enum DirLock<'a> {
+    /// The fd is this write's own (a single write opens its directory itself): locked for the
+    /// window and unlocked right after, on the fd itself (2 syscalls).
+    OwnFd,
+    /// The fd is shared with others (a versions store's): the window's lock is taken on a new
+    /// open file description of the same directory (`openat(fd, ".")`), closed right after
+    /// (3 syscalls), so no lock of theirs is touched, from any thread.
+    SharedFd,
+    /// A batch's fd (shared by its files through its [`DirCache`]): the batch takes the lock on
+    /// it once, before its first named temp there, and keeps it until it ends, as it does
+    /// before parking a temp; the set holds the fds already locked (by address, see
+    /// `Batch::locked_dirs`). Every later temp there costs no syscall, and no lock is ever
+    /// released under a parked temp. A lock refused after the bounded wait is not asked for
+    /// again by that batch (a hostile holder costs it one wait, not one per file).
+    Batch(&'a mut HashSet<usize>),
+}
+
+/// The directory lock [`create_named`] holds across its window; released when dropped.
+enum WindowLock<'a> {
+    /// Not held by us (a batch keeps its own, or it could not be taken).
+    None,
+    /// Held on the write's own fd: unlocked on drop.
+    Own(&'a OwnedFd),
+    /// Held on a new open file description: released when it closes on drop.
+    Fresh { _held: OwnedFd },
+}
+
+impl WindowLock<'_> {
+    fn take<'a>(dir: &'a Arc<OwnedFd>, how: DirLock<'_>) -> WindowLock<'a> {
+        match how {
+            DirLock::OwnFd => {
+                debug_assert_eq!(Arc::strong_count(dir), 1, "a single write owns its dir fd");
+                if crate::clean::lock_dir_shared(&**dir) {
+                    return WindowLock::Own(dir);
+                }
+            }
+            DirLock::SharedFd => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                if let Ok(fresh) = rfs::openat(&**dir, ".", flags, Mode::empty())
+                    && crate::clean::lock_dir_shared(&fresh)
+                {
+                    return WindowLock::Fresh { _held: fresh };
+                }
+            }
+            DirLock::Batch(locked) => {
+                if locked.insert(Arc::as_ptr(dir) as usize) {
+                    crate::clean::lock_dir_shared(&**dir);
+                }
+            }
+        }
+        WindowLock::None
+    }
+}
+
+impl Drop for WindowLock<'_> {
+    fn drop(&mut self) {
+        if let WindowLock::Own(fd) = self {
+            let _ = rfs::flock(*fd, FlockOperation::Unlock);
+        }
+    }
+}
+
 /// Creates `.{name}.{random}.tmp` in `dir` with `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode
 /// 0600, `flock`s it (so `clean` leaves it alone) and registers it with [`interrupt`] in the
 /// same locked step (so a signal cannot fall between creation and registration).
+///
+/// Between the create and the temp's `flock` the temp exists without a lock: a
+/// `clean --older-than 0` could take it for a dead writer's. So the directory's shared lock
+/// ([`crate::clean::lock_dir_shared`]) is held from before the create until after the temp's
+/// `flock`, as `lock` says, and `clean` leaves every temp of a directory so locked alone. A
+/// process killed in between loses both locks with its life: its temp is then an unlocked
+/// leftover that `clean` removes. The lock is taken outside the registry's critical section,
+/// so a wait for it (up to ~2 s, then the write goes on without it; see
+/// [`clean`](crate::clean)) never holds up other threads' temps or a signal's cleanup.
 pub(crate) fn create_named(
     dir: &Arc<OwnedFd>,
     dir_path: &Path,
     name: &std::ffi::OsStr,
     name_max: usize,
+    lock: DirLock<'_>,
 ) -> Result<(OwnedFd, OsString, TempToken)> {
-    interrupt::create_registered(dir, dir_path, || {
+    let window = WindowLock::take(dir, lock);
+    let created = interrupt::create_registered(dir, dir_path, || {
         for _ in 0..NAME_ATTEMPTS {
             let tmp = tempname::temp_name(name, name_max);
             let flags =
                 OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
             match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
+                    interrupt::test_point("named-created", 0);
                     // Tells `clean` that a live writer owns this temp. Cannot block: the file
                     // is new.
                     if let Err(e) = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
@@ -1275,7 +1362,9 @@ pub(crate) fn create_named(
             dir_path.join(name),
             errno(Errno::EXIST),
         ))
-    })
+    });
+    drop(window);
+    created
 }
 
 /// A source file opened for copying by a [`SourceOpener`]: the open file and what one `fstat`

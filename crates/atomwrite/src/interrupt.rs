@@ -321,7 +321,7 @@ pub fn replaced() -> Vec<PathBuf> {
 /// reaches the point and waits until PATH is removed or a cancel is requested. Points: `batch-linked` (every
 /// temp named, before the data flush), `batch-synced` (before the first rename),
 /// `batch-renamed:N` (after the Nth rename); `copy-next:N` (a [`copy_many`] that is no batch,
-/// after its Nth copy).
+/// after its Nth copy); `named-created` (a named temp just created, not yet `flock`ed).
 ///
 /// [`copy_many`]: crate::destination::Destination::copy_many
 #[cfg(feature = "test-hooks")]

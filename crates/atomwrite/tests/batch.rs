@@ -354,6 +354,83 @@ fn clean_leaves_a_live_batchs_temps_alone() {
     }
 }
 
+/// Review F6: a named temp exists, unlocked, between its `O_EXCL` create and its `flock` (the
+/// `named-created` pause point). A `clean` with no age threshold run right there used to remove
+/// it (the write then failed). The directory's shared lock now covers that window, whichever
+/// way the directory fd is held: a single write's own fd, a batch's fd shared by its files
+/// (locked once, for the batch's life), a versions directory's fd shared with its store (a
+/// publish: locked through a new open file description). At every such point a recursive
+/// `clean(ZERO)` removes nothing and reports every temp on disk as locked; every write, batch
+/// and publish then succeeds, and no temp is left.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn clean_keeps_a_named_temp_between_its_create_and_its_flock() {
+    const NAME: &str = "clean_keeps_a_named_temp_between_its_create_and_its_flock";
+    if !is_child() {
+        let d = tmp();
+        in_child(NAME, d.path(), &[]);
+        return;
+    }
+    let dir = child_dir();
+    let versions = dir.join("p.versions");
+    type Seen = Vec<(Vec<PathBuf>, atomwrite::CleanReport)>;
+    let seen: std::sync::Arc<std::sync::Mutex<Seen>> = Default::default();
+    let (s2, d2, v2) = (seen.clone(), dir.clone(), versions.clone());
+    on_point("named-created", 0, move || {
+        let mut on_disk = temps_in(&d2);
+        if v2.exists() {
+            on_disk.extend(temps_in(&v2));
+        }
+        let report = atomwrite::clean_with(
+            &d2,
+            &atomwrite::CleanOptions {
+                older_than: Duration::ZERO,
+                dry_run: false,
+                recursive: true,
+            },
+        )
+        .unwrap();
+        s2.lock().unwrap().push((on_disk, report));
+    });
+    let portable = Options::new().portable(true);
+    portable.write(dir.join("single"), b"single").unwrap();
+    let mut b = Batch::new(portable.clone());
+    for i in 0..3 {
+        b.add(dir.join(format!("b{i}")), b"batch").unwrap();
+    }
+    b.commit().unwrap();
+    atomwrite::Publisher::new()
+        .options(portable)
+        .publish(dir.join("p"), b"published")
+        .unwrap();
+    interrupt::test_hooks::set(|_, _| {});
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    // The single write, the batch's 3 files, the publish's version (its manifest too).
+    assert!(seen.len() >= 5, "{seen:?}");
+    for (on_disk, report) in &seen {
+        assert!(!on_disk.is_empty(), "{seen:?}");
+        assert!(
+            report.removed.is_empty(),
+            "clean removed {:?}",
+            report.removed
+        );
+        for t in on_disk {
+            assert!(
+                report.locked.contains(t),
+                "{t:?} not reported locked: {report:?}"
+            );
+        }
+    }
+    assert_eq!(fs::read(dir.join("single")).unwrap(), b"single");
+    for i in 0..3 {
+        assert_eq!(fs::read(dir.join(format!("b{i}"))).unwrap(), b"batch");
+    }
+    assert_eq!(fs::read(dir.join("p")).unwrap(), b"published");
+    assert!(temps_in(&dir).is_empty(), "{:?}", temps_in(&dir));
+    assert!(temps_in(&versions).is_empty(), "{:?}", temps_in(&versions));
+}
+
 #[cfg(feature = "test-hooks")]
 #[test]
 fn cancel_in_the_rename_phase_stops_fsyncs_what_was_replaced_and_removes_the_rest() {

@@ -564,6 +564,82 @@ fn clean_recursive_descends_without_following_symlinks() {
     assert!(outside.path().join(".x.abcdefghijklmnop.tmp").exists());
 }
 
+/// Review F6: portable writers create a named temp and only then `flock` it; a `clean` with
+/// no age threshold used to find the temp in between, unlocked, and remove it (or lock it, so
+/// the writer's own `flock` failed). Writers now hold their directory's shared lock across that
+/// window. Threads of one process race exactly as processes do (every `flock` here is on its
+/// own open file description): 2 writer threads (single writes, and batches of 5 whose
+/// directory lock is the batch's), 2000 files, against 2 threads sweeping with `clean(ZERO)`
+/// in a loop. Every write succeeds, and nothing is left.
+#[test]
+fn portable_writes_racing_clean_with_no_age_threshold_all_succeed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tmp();
+    let dir = d.path().to_path_buf();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let cleaners: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, dir) = (stop.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let mut sweeps = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    atomwrite::clean(&dir, Duration::ZERO).unwrap();
+                    sweeps += 1;
+                }
+                sweeps
+            })
+        })
+        .collect();
+    let opts = Options::new().portable(true).durability(Durability::None);
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (dir, opts) = (dir.clone(), opts.clone());
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                for i in 0..500 {
+                    let p = dir.join(format!("w{w}-{}", i % 10));
+                    let body = format!("{w} {i}");
+                    match opts.write(&p, body.as_bytes()) {
+                        Ok(_) => assert_eq!(fs::read_to_string(&p).unwrap(), body),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    let mut b = Batch::new(opts.clone());
+                    let names: Vec<PathBuf> =
+                        (0..5).map(|k| dir.join(format!("b{w}-{k}"))).collect();
+                    if let Some(e) = names.iter().find_map(|n| b.add(n, body.as_bytes()).err()) {
+                        failed.push(e.to_string());
+                        continue;
+                    }
+                    match b.commit() {
+                        Ok(_) => {
+                            for n in &names {
+                                assert_eq!(fs::read_to_string(n).unwrap(), body);
+                            }
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for c in cleaners {
+        assert!(c.join().unwrap() > 0);
+    }
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "{} writes failed",
+        failed.len()
+    );
+    assert_no_temps(&dir);
+}
+
 #[test]
 fn batch_commits_every_file_with_one_directory_sync() {
     for o in both() {
