@@ -881,14 +881,21 @@ fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["files"].as_array().unwrap().len(), 1300, "{v}");
-    assert_eq!(v["files"][1299]["path"], format!("{}/f1299", c.dst.display()));
+    assert_eq!(
+        v["files"][1299]["path"],
+        format!("{}/f1299", c.dst.display())
+    );
     assert_eq!(v["dir_syncs"], 1, "{v}");
     c.assert_contents(0, None);
     assert_eq!(c.strays(), Vec::<String>::new());
     let renames = strace_calls(&log, "renameat") + strace_calls(&log, "renameat2");
     let links = strace_calls(&log, "linkat");
     if cp_test_fs_magic() != 0x9123_683e {
-        assert_eq!((renames, links), (276, 1300), "parked 276, linked 1,024 in place");
+        assert_eq!(
+            (renames, links),
+            (276, 1300),
+            "parked 276, linked 1,024 in place"
+        );
     }
     if syncfs_barrier(c.d.path()) {
         assert_eq!(strace_calls(&log, "syncfs"), 1);
@@ -964,7 +971,9 @@ impl LimitedCp {
         fs::read_dir(&self.dst)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !(n.len() >= 4 && n.starts_with('f') && n[1..].bytes().all(|b| b.is_ascii_digit())))
+            .filter(|n| {
+                !(n.len() >= 4 && n.starts_with('f') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+            })
             .collect()
     }
 }
@@ -2362,7 +2371,11 @@ mod paused {
         // open. Paused after the 200th park: 200 closed temps, 1,024 open anonymous ones.
         let c = super::LimitedCp::new(1300, 100);
         let marker = c.d.path().join("pause");
-        let p = start_command(c.command(8192, None, &["--json"]), "batch-parked:200", &marker);
+        let p = start_command(
+            c.command(8192, None, &["--json"]),
+            "batch-parked:200",
+            &marker,
+        );
         assert_eq!(temps_in(&c.dst).len(), 200);
         p.signal(15);
         let (got, out, err) = p.finish();
