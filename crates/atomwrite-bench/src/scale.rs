@@ -240,19 +240,36 @@ fn cp_sizes(
     Ok(())
 }
 
+/// The `publish --dir` growth curve. As in [`cp_part`], nothing is deleted between timed runs
+/// (each run publishes into a directory of its own; the trees are removed at the end).
 fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
+    let mut roots = Vec::new();
+    let r = tree_sizes(base, cli, plan, o, &mut roots);
+    for root in roots {
+        rmrf(&root);
+    }
+    r
+}
+
+fn tree_sizes(
+    base: &Path,
+    cli: &Path,
+    plan: &Plan,
+    o: &mut String,
+    roots: &mut Vec<std::path::PathBuf>,
+) -> io::Result<()> {
     *o += "### publish --dir of a tree of N 4 KiB files (100 per directory), first version\n\n";
     *o += "| files | atomwrite publish --dir | per file | floor: cp -r + sync -f | per file | × floor | peak RSS (publish) |\n|---:|---:|---:|---:|---:|---:|---:|\n";
     for &n in &plan.trees {
         let root = base.join(format!("tree-{n}"));
         rmrf(&root);
+        roots.push(root.clone());
         make_tree(&root, n)?;
         let (mut aw, mut fl) = (Vec::new(), Vec::new());
         let mut rss = 0u64;
         for r in 0..plan.reps {
             for k in [r % 2, 1 - r % 2] {
-                let pubd = root.join("pub");
-                rmrf(&pubd);
+                let pubd = root.join(format!("pub-{r}-{k}"));
                 fs::create_dir(&pubd)?;
                 syncfs_dir(&root)?;
                 let mut c = if k == 0 {
@@ -284,7 +301,6 @@ fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result
             }
         }
         *o += &tree_row(n, &aw, &fl, rss);
-        rmrf(&root);
     }
     *o += "\n";
     Ok(())
