@@ -96,9 +96,9 @@ impl BatchOutcome {
 /// by the `linkat` to its temp name when parked and a `renameat`: one syscall more per file past
 /// the first 1,024, no other cost (creating an `O_TMPFILE` costs the same with 18,000 others
 /// open as with none, measured on ext4 with and without a journal and on tmpfs). Where the
-/// barrier of step 2 is one `syncfs` that reports errors, that `syncfs` covers a parked file too; elsewhere a parked
-/// file is `fsync`ed before it is closed (so more flushes, never fewer guarantees). A parked
-/// temp has no descriptor, so no `flock` of its own: before its first park in a directory (or
+/// barrier of step 2 is one `syncfs` that reports errors, that `syncfs` covers a parked file
+/// too; elsewhere a parked file is `fsync`ed before it is closed (so more flushes, never fewer
+/// guarantees). A parked temp has no descriptor, so no `flock` of its own: before its first park in a directory (or
 /// its first named temp there, which has no `flock` for an instant after its creation) the
 /// batch takes a shared `flock` on that directory, held until the batch ends, and
 /// [`clean`](crate::clean) touches no temp of a directory so locked. If a parked temp is
