@@ -111,11 +111,10 @@ fn verify_copies(src: &Path, dst: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Syscalls per file of `atomwrite cp` (strace -f -c, 1,000 files, whole process / files).
-fn cp_syscalls(cli: &Path, root: &Path, n: usize) -> Option<f64> {
-    let out = root.join("strace-d");
-    rmrf(&out);
-    fs::create_dir(&out).ok()?;
+/// Syscalls per file of `atomwrite cp` of `n` files (strace -f -c, whole process / files), into
+/// a fresh directory `out` (left in place: see [`cp_part`] on deletions).
+fn cp_syscalls(cli: &Path, root: &Path, n: usize, out: &str) -> Option<f64> {
+    fs::create_dir(root.join(out)).ok()?;
     let log = root.join("strace.log");
     let mut c = Command::new("strace");
     c.args(["-f", "-c", "-o"])
@@ -126,10 +125,9 @@ fn cp_syscalls(cli: &Path, root: &Path, n: usize) -> Option<f64> {
     for i in 0..n {
         c.arg(format!("s/{i}"));
     }
-    c.arg("strace-d/");
+    c.arg(format!("{out}/"));
     let ok = c.output().ok()?.status.success();
     let text = fs::read_to_string(&log).ok()?;
-    rmrf(&out);
     let total: u64 = text
         .lines()
         .find(|l| l.trim_end().ends_with("total"))?
@@ -140,12 +138,34 @@ fn cp_syscalls(cli: &Path, root: &Path, n: usize) -> Option<f64> {
     ok.then_some(total as f64 / n as f64)
 }
 
+/// The `cp` growth curve. Nothing is deleted between the timed runs of the part (every run
+/// writes into a directory of its own; all are removed at the end): on ext4 without a journal
+/// (this project's shared VM) the kernel skips inodes freed in the last 60 s (300 s while their
+/// inode table block is dirty) when it allocates one (`recently_deleted` in ext4's ialloc.c),
+/// scanning past every such free inode of the group, so a run that follows the deletion of
+/// 100,000 files pays up to ~1 ms per file created, whoever it is.
 fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
+    let mut roots = Vec::new();
+    let r = cp_sizes(base, cli, plan, o, &mut roots);
+    for root in roots {
+        rmrf(&root);
+    }
+    r
+}
+
+fn cp_sizes(
+    base: &Path,
+    cli: &Path,
+    plan: &Plan,
+    o: &mut String,
+    roots: &mut Vec<std::path::PathBuf>,
+) -> io::Result<()> {
     *o += "### cp of N fresh 4 KiB files into an empty directory\n\n";
     *o += "| files | atomwrite cp | per file | floor (reads its sources) | per file | × floor | peak RSS (cp) | windows (data flushes) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for &n in &plan.files {
         let root = base.join(format!("cp-{n}"));
         rmrf(&root);
+        roots.push(root.clone());
         fs::create_dir_all(root.join("s"))?;
         for i in 0..n {
             fs::write(root.join("s").join(i.to_string()), payload(i as u64, 4096))?;
@@ -155,8 +175,7 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
         let mut syncs = String::from("–");
         for r in 0..plan.reps {
             for k in [r % 2, 1 - r % 2] {
-                let d = root.join("d");
-                rmrf(&d);
+                let d = root.join(format!("d-{r}-{k}"));
                 fs::create_dir(&d)?;
                 syncfs_dir(&root)?;
                 if k == 0 {
@@ -165,7 +184,7 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
                     for i in 0..n {
                         c.arg(format!("s/{i}"));
                     }
-                    c.arg("d/");
+                    c.arg(format!("d-{r}-{k}/"));
                     let t = Instant::now();
                     let out = c.output()?;
                     let el = t.elapsed();
@@ -181,7 +200,6 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
                     // Peak RSS in a separate quiet run (JSON output holds every receipt).
                     if r == 0 {
                         let d2 = root.join("d2");
-                        rmrf(&d2);
                         fs::create_dir(&d2)?;
                         let mut c = Command::new(cli);
                         c.current_dir(&root).args(["cp", "-q"]);
@@ -191,7 +209,6 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
                         c.arg("d2/");
                         let run = run_child(c, None, true).map_err(io::Error::other)?;
                         rss = run.maxrss_kib.unwrap_or(0);
-                        rmrf(&d2);
                     }
                 } else {
                     let t = Instant::now();
@@ -211,14 +228,11 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
             a / f,
             rss as f64 / 1024.0
         );
-        if n == 1000
-            && let Some(per) = cp_syscalls(cli, &root, n)
-        {
+        if let Some(per) = cp_syscalls(cli, &root, n, "strace-d") {
             *o += &format!(
                 "| ↳ syscalls per file (strace -f -c, whole process / {n}) | {per:.2} | | | | | | |\n"
             );
         }
-        rmrf(&root);
         print!("{o}");
         o.clear();
     }
@@ -226,19 +240,36 @@ fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<(
     Ok(())
 }
 
+/// The `publish --dir` growth curve. As in [`cp_part`], nothing is deleted between timed runs
+/// (each run publishes into a directory of its own; the trees are removed at the end).
 fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
+    let mut roots = Vec::new();
+    let r = tree_sizes(base, cli, plan, o, &mut roots);
+    for root in roots {
+        rmrf(&root);
+    }
+    r
+}
+
+fn tree_sizes(
+    base: &Path,
+    cli: &Path,
+    plan: &Plan,
+    o: &mut String,
+    roots: &mut Vec<std::path::PathBuf>,
+) -> io::Result<()> {
     *o += "### publish --dir of a tree of N 4 KiB files (100 per directory), first version\n\n";
     *o += "| files | atomwrite publish --dir | per file | floor: cp -r + sync -f | per file | × floor | peak RSS (publish) |\n|---:|---:|---:|---:|---:|---:|---:|\n";
     for &n in &plan.trees {
         let root = base.join(format!("tree-{n}"));
         rmrf(&root);
+        roots.push(root.clone());
         make_tree(&root, n)?;
         let (mut aw, mut fl) = (Vec::new(), Vec::new());
         let mut rss = 0u64;
         for r in 0..plan.reps {
             for k in [r % 2, 1 - r % 2] {
-                let pubd = root.join("pub");
-                rmrf(&pubd);
+                let pubd = root.join(format!("pub-{r}-{k}"));
                 fs::create_dir(&pubd)?;
                 syncfs_dir(&root)?;
                 let mut c = if k == 0 {
@@ -270,7 +301,6 @@ fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result
             }
         }
         *o += &tree_row(n, &aw, &fl, rss);
-        rmrf(&root);
     }
     *o += "\n";
     Ok(())

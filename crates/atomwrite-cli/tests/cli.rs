@@ -670,12 +670,32 @@ fn cp_syscall_counts(
     std::collections::HashMap<String, u64>,
     std::collections::HashMap<String, u64>,
 ) {
+    cp_syscall_counts_limited(n, None)
+}
+
+/// [`cp_syscall_counts`] under `ulimit -n NOFILE` (soft and hard: `cp` cannot raise it).
+fn cp_syscall_counts_limited(
+    n: usize,
+    nofile: Option<u32>,
+) -> (
+    std::collections::HashMap<String, u64>,
+    std::collections::HashMap<String, u64>,
+) {
     let d = tmp();
     let src = d.path().join("s");
     let out = d.path().join("o");
     fs::create_dir(&src).unwrap();
     fs::create_dir(&out).unwrap();
-    let mut c = Command::new("strace");
+    let mut c = match nofile {
+        None => Command::new("strace"),
+        Some(k) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {k} && exec \"$0\" \"$@\""))
+                .arg("strace");
+            c
+        }
+    };
     let log = d.path().join("log");
     c.args(["-f", "-c", "-o"]).arg(&log);
     c.arg(assert_cmd::cargo::cargo_bin("atomwrite"))
@@ -798,6 +818,117 @@ fn cp_of_many_new_small_files_costs_at_most_9_syscalls_per_file() {
     }
 }
 
+#[test]
+fn cp_of_files_parked_under_a_small_descriptor_limit_costs_at_most_9_syscalls_per_file() {
+    if !strace_available() || cp_test_fs_magic() == 0x9123_683e {
+        // btrfs keeps the named-temp path (flock, getpid: see the test above).
+        return;
+    }
+    // Limit 200: 136 temps open, so 2,864 of the 3,000 files are parked (linked to a temp
+    // name and closed) and renamed at the commit: one linkat more per file than an open one,
+    // and nothing else (no getpid per temp name, no flock of a closed temp).
+    let (small, small_err) = cp_syscall_counts(20);
+    let (big, big_err) = cp_syscall_counts_limited(3000, Some(200));
+    let total = |m: &std::collections::HashMap<String, u64>| {
+        m.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "futex" | "restart_syscall"))
+            .map(|(_, v)| *v)
+            .sum::<u64>() as f64
+    };
+    let marginal = (total(&big) - total(&small)) / 2980.0;
+    let limit = if cp_test_fs_magic() == 0x5846_5342 {
+        10.5 // xfs: a reflink costs FICLONE + lseek (see above)
+    } else {
+        9.0
+    };
+    assert!(
+        marginal <= limit,
+        "{marginal} syscalls per file (limit {limit}): {big:?}"
+    );
+    assert!(
+        big.get("renameat").copied().unwrap_or(0) >= 2864,
+        "the files were not parked: {big:?}"
+    );
+    for k in ["getpid", "flock", "fchmod", "fsync"] {
+        let n = big.get(k).copied().unwrap_or(0) as i64 - small.get(k).copied().unwrap_or(0) as i64;
+        assert!(n <= 2, "{k}: {n} more calls for 2,980 more files: {big:?}");
+    }
+    // No failing call per file but the destination's lookup (a new file: ENOENT).
+    let failing = |m: &std::collections::HashMap<String, u64>| {
+        m.iter()
+            .filter(|(k, _)| k.as_str() != "newfstatat")
+            .map(|(_, v)| *v as i64)
+            .sum::<i64>()
+    };
+    assert!(
+        failing(&big_err) - failing(&small_err) <= 4,
+        "{big_err:?} (20 files: {small_err:?})"
+    );
+    eprintln!("{marginal:.2} syscalls per file: {big:?}");
+}
+
+#[test]
+fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier() {
+    if !strace_available() {
+        return;
+    }
+    // A limit far above the batch's own cap of 1,024 open temps: 1,300 new files, the first
+    // 276 parked (linked to a temp name, closed, renamed at the commit), the last 1,024 open
+    // until the commit and linked in place.
+    let Some(nofile) = above_the_open_cap() else {
+        return;
+    };
+    let c = LimitedCp::new(1300, 0);
+    let log = c.d.path().join("strace.log");
+    let o = c.command(nofile, Some(&log), &["--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["files"].as_array().unwrap().len(), 1300, "{v}");
+    assert_eq!(
+        v["files"][1299]["path"],
+        format!("{}/f1299", c.dst.display())
+    );
+    assert_eq!(v["dir_syncs"], 1, "{v}");
+    c.assert_contents(0, None);
+    assert_eq!(c.strays(), Vec::<String>::new());
+    let renames = strace_calls(&log, "renameat") + strace_calls(&log, "renameat2");
+    let links = strace_calls(&log, "linkat");
+    if cp_test_fs_magic() != 0x9123_683e {
+        assert_eq!(
+            (renames, links),
+            (276, 1300),
+            "parked 276, linked 1,024 in place"
+        );
+    }
+    if syncfs_barrier(c.d.path()) {
+        assert_eq!(strace_calls(&log, "syncfs"), 1);
+        assert_eq!(v["data_syncs"], 1, "{v}");
+    }
+}
+
+/// A descriptor limit far enough above a batch's own cap of 1,024 open temps (and `cp`'s margin
+/// of 64) that the cap, not the limit, is what parks files: the hard limit, at most 8,192.
+/// `None` (after saying why; a panic under `CI=true`) where the hard limit is lower.
+fn above_the_open_cap() -> Option<u32> {
+    let o = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let hard = if s == "unlimited" {
+        u32::MAX
+    } else {
+        s.parse().unwrap()
+    };
+    if hard < 2048 {
+        let why = format!("skipped: the hard RLIMIT_NOFILE ({hard}) is below 2,048");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("{why}");
+        return None;
+    }
+    Some(hard.min(8192))
+}
+
 /// A `cp` of many files under a descriptor limit (soft and hard `RLIMIT_NOFILE`, so `cp` cannot
 /// raise it): `s/f000 …` into `d/`, the first `old` of them already there with `old`.
 struct LimitedCp {
@@ -866,7 +997,9 @@ impl LimitedCp {
         fs::read_dir(&self.dst)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !(n.len() == 4 && n.starts_with('f')))
+            .filter(|n| {
+                !(n.len() >= 4 && n.starts_with('f') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+            })
             .collect()
     }
 }
@@ -2256,6 +2389,61 @@ mod paused {
             c.assert_contents(60, Some(0));
             assert_eq!(c.strays(), Vec::<String>::new());
         }
+    }
+
+    #[test]
+    fn cp_sigterm_with_files_parked_past_the_open_cap_removes_every_temp() {
+        // No small descriptor limit: the batch parks because it holds at most 1,024 temps
+        // open. Paused after the 200th park: 200 closed temps, 1,024 open anonymous ones.
+        let Some(nofile) = super::above_the_open_cap() else {
+            return;
+        };
+        let c = super::LimitedCp::new(1300, 100);
+        let marker = c.d.path().join("pause");
+        let p = start_command(
+            c.command(nofile, None, &["--json"]),
+            "batch-parked:200",
+            &marker,
+        );
+        assert_eq!(temps_in(&c.dst).len(), 200);
+        p.signal(15);
+        let (got, out, err) = p.finish();
+        assert_eq!(got, 143, "{err}");
+        assert!(
+            err.contains("interrupted by signal 15; nothing was replaced"),
+            "{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+        assert_eq!(v["error"]["not_replaced"].as_array().unwrap().len(), 1300);
+        c.assert_contents(100, Some(0));
+        assert_eq!(c.strays(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn clean_concurrent_with_a_batch_parked_past_the_open_cap_removes_none_of_its_temps() {
+        let Some(nofile) = super::above_the_open_cap() else {
+            return;
+        };
+        let c = super::LimitedCp::new(1300, 100);
+        let marker = c.d.path().join("pause");
+        let p = start_command(c.command(nofile, None, &[]), "batch-parked:150", &marker);
+        let mut parked = temps_in(&c.dst);
+        parked.sort();
+        assert_eq!(parked.len(), 150);
+        let dst = c.dst.to_str().unwrap();
+        let (code, out, err) = run(&["clean", "--older-than", "0s", "--json", dst], b"", &[]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["removed"], serde_json::json!([]), "{v}");
+        let mut still = temps_in(&c.dst);
+        still.sort();
+        assert_eq!(still, parked);
+        p.resume();
+        let (code, _, err) = p.finish();
+        assert_eq!(code, 0, "{err}");
+        c.assert_contents(100, None);
+        assert_eq!(c.strays(), Vec::<String>::new());
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::sys::{self, Feature, FsInfo, Sys};
 use crate::tempname;
 use crate::{Error, Op, Result};
 
+/// A SHA-256 digest, hex-encoded only when it goes into a [`Receipt`].
+pub(crate) type Sha256Digest = [u8; 32];
+
 /// How many random names to try before giving up on `EEXIST` (80 random bits each: a clash
 /// means something is deliberately squatting on names).
 const NAME_ATTEMPTS: usize = 64;
@@ -617,7 +620,7 @@ impl AtomicFile {
         }
     }
 
-    fn recompute_hash(&self) -> Result<String> {
+    fn recompute_hash(&self) -> Result<Sha256Digest> {
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0u64;
@@ -633,7 +636,7 @@ impl AtomicFile {
             h.update(&buf[..n]);
             off += n as u64;
         }
-        Ok(hex::encode(h.finalize()))
+        Ok(h.finalize().into())
     }
 
     /// Makes the written bytes the destination's contents, atomically, with the configured
@@ -674,10 +677,10 @@ impl AtomicFile {
     }
 
     /// Everything before the data sync: the final hash, owner and mode.
-    pub(crate) fn prepare(&mut self) -> Result<Option<String>> {
+    pub(crate) fn prepare(&mut self) -> Result<Option<Sha256Digest>> {
         let sha256 = match self.hasher.take() {
             Some(_) if self.hash_dirty || self.hashed != self.len => Some(self.recompute_hash()?),
-            Some(h) => Some(hex::encode(h.finalize())),
+            Some(h) => Some(h.finalize().into()),
             None => None,
         };
         let fd = self.file.as_fd();
@@ -765,11 +768,11 @@ impl AtomicFile {
         })
     }
 
-    pub(crate) fn receipt(&self, sha256: Option<String>) -> Receipt {
+    pub(crate) fn receipt(&self, sha256: Option<Sha256Digest>) -> Receipt {
         Receipt {
             path: self.dest.clone(),
             size: self.len,
-            sha256,
+            sha256: sha256.map(hex::encode),
             written_at: SystemTime::now(),
             run_id: self
                 .opts
@@ -957,7 +960,10 @@ impl AtomicFile {
                     .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &tmp)
                 {
                     Ok(()) => return Ok(((), tmp)),
-                    Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => continue,
+                    Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                        tempname::collided();
+                        continue;
+                    }
                     Err(e) => {
                         return Err(Error::new2(
                             Op::Link,
@@ -1030,28 +1036,33 @@ impl AtomicFile {
 }
 
 /// A finished batch file that holds no descriptor until its publish ([`AtomicFile::park`]):
-/// its data sits in a named temp (`flock`ed while it was open, registered with [`interrupt`]
-/// until it is published or removed), its hash, owner and mode are final.
+/// its data sits in a named temp (registered with [`interrupt`] until it is published or
+/// removed), its hash, owner and mode are final.
 ///
-/// Without its descriptor the temp is no longer `flock`ed: [`clean`](crate::clean) leaves it
-/// alone because the batch holds a shared lock on its directory (see `Batch`). A parked temp
+/// Without its descriptor the temp is not `flock`ed: [`clean`](crate::clean) leaves it alone
+/// because the batch holds a shared lock on its directory (see `Batch`). A parked temp
 /// removed anyway makes its publish fail (`ENOENT`): that destination is reported not
 /// replaced, never half-written.
+///
+/// Compact, because a batch of a million files keeps one per file until its commit: the temp's
+/// name lives only in its [`interrupt`] registration (which a signal's cleanup needs anyway)
+/// and is looked up for the rename; the digest is raw bytes, hex-encoded for the receipt; the
+/// run id is shared by the files of the batch that have the same one.
 #[derive(Debug)]
 pub(crate) struct Parked {
     dir: Arc<OwnedFd>,
     dest: PathBuf,
-    /// The temp's name and registration; `None` once published or removed.
-    tmp: Option<(OsString, TempToken)>,
+    /// The temp's registration (which holds its name); `None` once published or removed.
+    tmp: Option<TempToken>,
     sys: Sys,
     fs_type: u64,
+    size: u64,
+    sha256: Option<Sha256Digest>,
+    owner_changed: Option<OwnerChange>,
+    run_id: Option<Arc<str>>,
+    durability: Durability,
     no_clobber: bool,
     internal: bool,
-    durability: Durability,
-    run_id: Option<String>,
-    size: u64,
-    sha256: Option<String>,
-    owner_changed: Option<OwnerChange>,
     /// `fsync`ed when parked (the batch's barrier does not cover it).
     synced: bool,
     visible: bool,
@@ -1059,11 +1070,12 @@ pub(crate) struct Parked {
 
 impl AtomicFile {
     /// Batch parking (frees the descriptor of a finished file before its batch commits): hash,
-    /// owner and mode are finished now, an anonymous temp gets its locked, registered temp name,
-    /// and with `sync` the file is `fsync`ed. The caller then drops `self`, which closes the
-    /// descriptor and leaves the temp to the returned [`Parked`]. On error `self` still owns its
-    /// temp (removed when it drops).
-    pub(crate) fn park(&mut self, sync: bool) -> Result<Parked> {
+    /// owner and mode are finished now, an anonymous temp gets its registered temp name, and
+    /// with `sync` the file is `fsync`ed. The caller then drops `self`, which closes the
+    /// descriptor and leaves the temp to the returned [`Parked`]. `run_id` is the batch's
+    /// shared copy of the last run id parked: reused when this file's is the same. On error
+    /// `self` still owns its temp (removed when it drops).
+    pub(crate) fn park(&mut self, sync: bool, run_id: &mut Option<Arc<str>>) -> Result<Parked> {
         let sha256 = self.prepare()?;
         if matches!(self.temp, Temp::Anonymous) {
             // No flock: it would last only until the close below (see `Parked`).
@@ -1080,22 +1092,26 @@ impl AtomicFile {
             // btrfs: the data of an inode linked after its writes is synced once more.
             self.sync_after_link()?;
         }
-        let Temp::Named(tmp, token) = std::mem::replace(&mut self.temp, Temp::Gone) else {
+        let Temp::Named(_, token) = std::mem::replace(&mut self.temp, Temp::Gone) else {
             unreachable!("an unpublished temp is anonymous or named")
         };
+        let run_id = self.opts.run_id.take().map(|id| match run_id {
+            Some(shared) if **shared == *id => Arc::clone(shared),
+            _ => Arc::clone(run_id.insert(Arc::from(id))),
+        });
         Ok(Parked {
             dir: Arc::clone(&self.dir),
             dest: std::mem::take(&mut self.dest),
-            tmp: Some((tmp, token)),
+            tmp: Some(token),
             sys: self.sys,
             fs_type: self.fs.fs_type,
-            no_clobber: self.opts.no_clobber,
-            internal: self.opts.internal,
-            durability: self.opts.durability,
-            run_id: self.opts.run_id.take(),
             size: self.len,
             sha256,
             owner_changed: self.owner_changed,
+            run_id,
+            durability: self.opts.durability,
+            no_clobber: self.opts.no_clobber,
+            internal: self.opts.internal,
             synced: sync,
             visible: false,
         })
@@ -1128,22 +1144,28 @@ impl Parked {
         self.dest.file_name().unwrap_or_default()
     }
 
+    fn interrupted(&self) -> Error {
+        Error::other(
+            Op::Rename,
+            &self.dest,
+            io::ErrorKind::Interrupted,
+            "interrupted: the process is stopping; the destination was not replaced",
+        )
+    }
+
     /// Renames the temp over the destination (create-only: `renameat2(RENAME_NOREPLACE)`, or
     /// `linkat` + `unlinkat` where the filesystem refuses it), as [`AtomicFile`] publishes a
     /// named temp. Runs inside the batch's critical section.
     pub(crate) fn publish(&mut self) -> Result<()> {
-        let Some((tmp, token)) = self.tmp.take() else {
-            unreachable!("publish called twice")
+        // Its name is gone from the registry only once `remove_temps` unlinked it.
+        let tmp = match &self.tmp {
+            Some(token) if !interrupt::closed() => token.name(),
+            Some(_) => None,
+            None => unreachable!("publish called twice"),
         };
-        if interrupt::closed() {
-            self.tmp = Some((tmp, token));
-            return Err(Error::other(
-                Op::Rename,
-                &self.dest,
-                io::ErrorKind::Interrupted,
-                "interrupted: the process is stopping; the destination was not replaced",
-            ));
-        }
+        let Some(tmp) = tmp else {
+            return Err(self.interrupted());
+        };
         let shown = self.dest.with_file_name(&tmp);
         let r = if self.no_clobber {
             self.rename_noreplace(&tmp, &shown)
@@ -1152,26 +1174,21 @@ impl Parked {
                 .map(|()| false)
                 .map_err(|e| Error::new2(Op::Rename, &shown, &self.dest, errno(e)))
         };
-        match r {
-            Ok(linked) => {
-                self.now_visible();
-                if linked {
-                    // Portable create-only: the temp name is a second link to the published
-                    // file; drop it (Drop retries once, `clean` later).
-                    self.tmp = Some((tmp, token));
-                    self.remove_second_name(&shown)?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.tmp = Some((tmp, token));
-                Err(e)
-            }
+        let linked = r?;
+        self.now_visible();
+        if linked {
+            // Portable create-only: the temp name is a second link to the published file;
+            // drop it (Drop retries once, `clean` later).
+            self.remove_second_name(&shown)?;
+        } else {
+            // Renamed: the temp name is gone, deregister it.
+            self.tmp = None;
         }
+        Ok(())
     }
 
     /// Create-only publish; `Ok(true)` when it was a `linkat` (the temp name still exists).
-    fn rename_noreplace(&self, tmp: &OsString, shown: &Path) -> Result<bool> {
+    fn rename_noreplace(&self, tmp: &std::ffi::OsStr, shown: &Path) -> Result<bool> {
         if !self
             .sys
             .known_refused(self.fs_type, Feature::RenameNoreplace)
@@ -1193,15 +1210,15 @@ impl Parked {
     }
 
     fn remove_second_name(&mut self, shown: &Path) -> Result<()> {
-        let Some((tmp, _)) = &self.tmp else {
+        let Some(token) = &self.tmp else {
             return Ok(());
         };
-        rfs::unlinkat(&self.dir, tmp, AtFlags::empty()).map_err(|e| {
-            Error::new(Op::RemoveTemp, shown, errno(e)).with_hint(
+        if let Some(Err(e)) = token.unlink() {
+            return Err(Error::new(Op::RemoveTemp, shown, errno(e)).with_hint(
                 "the new contents are visible at the destination; the leftover name is a second \
                  link to it, removed on drop or by a temp sweep (`clean`)",
-            )
-        })?;
+            ));
+        }
         self.tmp = None;
         Ok(())
     }
@@ -1228,12 +1245,12 @@ impl Parked {
         Receipt {
             path: self.dest.clone(),
             size: self.size,
-            sha256: self.sha256.clone(),
+            sha256: self.sha256.map(hex::encode),
             written_at: SystemTime::now(),
-            run_id: self
-                .run_id
-                .clone()
-                .unwrap_or_else(|| receipt::process_run_id().to_string()),
+            run_id: match &self.run_id {
+                Some(id) => id.to_string(),
+                None => receipt::process_run_id().to_string(),
+            },
             durability: crate::doctor::honoured(self.durability, self.fs_type),
             owner_changed: self.owner_changed,
             object: None,
@@ -1244,8 +1261,8 @@ impl Parked {
 impl Drop for Parked {
     fn drop(&mut self) {
         // Unlinked first, deregistered after (the token drops at the end of the block).
-        if let Some((tmp, _token)) = self.tmp.take() {
-            let _ = rfs::unlinkat(&self.dir, &tmp, AtFlags::empty());
+        if let Some(token) = self.tmp.take() {
+            let _ = token.unlink();
         }
     }
 }
@@ -1353,7 +1370,7 @@ pub(crate) fn create_named(
                     }
                     return Ok((fd, tmp));
                 }
-                Err(Errno::EXIST) => continue,
+                Err(Errno::EXIST) => tempname::collided(),
                 Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
             }
         }

@@ -43,7 +43,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -55,20 +55,46 @@ use rustix::fs::AtFlags;
 
 use crate::{Error, Op, Result};
 
+/// A registered temp: `name` relative to `dir`; `shown_dir` (the path of `dir`, for messages)
+/// is shared by consecutive temps of one directory, so a batch of a million temps stores one
+/// copy of it, not a million.
 struct Entry {
     dir: Arc<OwnedFd>,
-    name: OsString,
-    shown: PathBuf,
+    shown_dir: Arc<Path>,
+    name: Box<OsStr>,
 }
 
 struct Registry {
     next: u64,
     temps: BTreeMap<u64, Entry>,
+    /// The `shown_dir` of the last temp registered (reused while the next ones share it).
+    last_dir: Option<Arc<Path>>,
+}
+
+impl Registry {
+    fn insert(&mut self, dir: Arc<OwnedFd>, shown_dir: &Path, name: &OsStr) -> u64 {
+        let shown_dir = match &self.last_dir {
+            Some(d) if **d == *shown_dir => Arc::clone(d),
+            _ => Arc::clone(self.last_dir.insert(Arc::from(shown_dir))),
+        };
+        let id = self.next;
+        self.next += 1;
+        self.temps.insert(
+            id,
+            Entry {
+                dir,
+                shown_dir,
+                name: name.into(),
+            },
+        );
+        id
+    }
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next: 0,
     temps: BTreeMap::new(),
+    last_dir: None,
 });
 
 /// Set by [`remove_temps`]: the process is winding down; no new temp may appear.
@@ -111,6 +137,22 @@ pub struct TempToken {
 impl TempToken {
     /// Deregisters now (the temp was published or removed by its owner). Same as dropping.
     pub fn forget(self) {}
+
+    /// The temp's name (relative to its directory), or `None` once [`remove_temps`] removed it.
+    pub(crate) fn name(&self) -> Option<OsString> {
+        lock(&REGISTRY)
+            .temps
+            .get(&self.id)
+            .map(|e| e.name.to_os_string())
+    }
+
+    /// Unlinks the temp (relative to its directory fd), still registered: dropping the token
+    /// after a success deregisters it. `None` once [`remove_temps`] removed it.
+    pub(crate) fn unlink(&self) -> Option<rustix::io::Result<()>> {
+        let reg = lock(&REGISTRY);
+        let e = reg.temps.get(&self.id)?;
+        Some(rustix::fs::unlinkat(&*e.dir, &*e.name, AtFlags::empty()))
+    }
 }
 
 impl Drop for TempToken {
@@ -129,7 +171,8 @@ fn closed_error(shown: &Path) -> Error {
 }
 
 /// Registers a named temporary that already exists, so that [`remove_temps`] unlinks `name`
-/// relative to `dir`. `shown` is the path used in messages.
+/// relative to `dir`. `shown` is the temp's path, for messages; [`registered_temps`] reports it
+/// as its parent joined with `name`.
 ///
 /// Prefer creating the temp inside the registry lock (as `AtomicFile` does) so that no
 /// interruption can fall between creation and registration; this function is for callers
@@ -137,13 +180,14 @@ fn closed_error(shown: &Path) -> Error {
 /// already run, the temp is unlinked at once (the process is stopping) and the token is inert.
 pub fn register_temp(dir: Arc<OwnedFd>, name: OsString, shown: PathBuf) -> TempToken {
     let mut reg = lock(&REGISTRY);
-    let id = reg.next;
-    reg.next += 1;
     if CLOSED.load(Ordering::SeqCst) {
         let _ = rustix::fs::unlinkat(&*dir, &name, AtFlags::empty());
-    } else {
-        reg.temps.insert(id, Entry { dir, name, shown });
+        let id = reg.next;
+        reg.next += 1;
+        return TempToken { id };
     }
+    let shown_dir = shown.parent().unwrap_or(Path::new(""));
+    let id = reg.insert(dir, shown_dir, &name);
     TempToken { id }
 }
 
@@ -161,16 +205,7 @@ pub(crate) fn create_registered<T>(
         return Err(closed_error(dir_path));
     }
     let (t, name) = create()?;
-    let id = reg.next;
-    reg.next += 1;
-    reg.temps.insert(
-        id,
-        Entry {
-            dir: Arc::clone(dir),
-            name: name.clone(),
-            shown: dir_path.join(&name),
-        },
-    );
+    let id = reg.insert(Arc::clone(dir), dir_path, &name);
     Ok((t, name, TempToken { id }))
 }
 
@@ -195,17 +230,18 @@ pub fn remove_temps() {
         let mut reg = lock(&REGISTRY);
         CLOSED.store(true, Ordering::SeqCst);
         for (_, e) in std::mem::take(&mut reg.temps) {
-            let _ = rustix::fs::unlinkat(&*e.dir, &e.name, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&*e.dir, &*e.name, AtFlags::empty());
         }
     });
 }
 
-/// The paths of the named temporaries registered now (for diagnostics and tests).
+/// The paths of the named temporaries registered now (for diagnostics and tests): each the
+/// path of its directory, as given when it was registered, joined with its name.
 pub fn registered_temps() -> Vec<PathBuf> {
     lock(&REGISTRY)
         .temps
         .values()
-        .map(|e| e.shown.clone())
+        .map(|e| e.shown_dir.join(&*e.name))
         .collect()
 }
 

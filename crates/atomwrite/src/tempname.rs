@@ -10,24 +10,40 @@ const SUFFIX: &[u8] = b".tmp";
 pub(crate) const OVERHEAD: usize = 2 + RANDOM_LEN + SUFFIX.len();
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// 16 characters (80 bits) that cannot be predicted: SipHash-1-3 (a keyed PRF) of a counter,
-/// under a key std draws from the kernel's CSPRNG once per thread. Unpredictable without the
-/// key, like `getrandom` output, but without a syscall per name.
+thread_local! {
+    /// This thread's name generator: a SipHash-1-3 key std draws from the kernel's CSPRNG once
+    /// per thread, a counter, and a salt that [`collided`] replaces with fresh random bits.
+    static KEYED: (
+        std::collections::hash_map::RandomState,
+        std::cell::Cell<u64>,
+        std::cell::Cell<u64>,
+    ) = (
+        std::collections::hash_map::RandomState::new(),
+        std::cell::Cell::new(0),
+        std::cell::Cell::new(0),
+    );
+}
+
+/// 16 characters (80 bits) that cannot be predicted: SipHash-1-3 (a keyed PRF) of a counter and
+/// a salt, under a key std draws from the kernel's CSPRNG once per thread. Unpredictable without
+/// the key, like `getrandom` output, but without a syscall per name.
+///
+/// A forked child starts with its parent's key, counter and salt, so it would make the very
+/// names its parent makes next. No name is ever used without `O_EXCL` (or `linkat`/`mkdirat`,
+/// which fail on an existing name too), so a repeat is an `EEXIST`, never a shared temp: the
+/// loops that retry on `EEXIST` call [`collided`], which gives this thread a fresh salt, so
+/// after its first collision a child's names have nothing in common with its parent's. This
+/// replaces the pid the names used to mix in, which cost a `getpid` syscall per name.
 pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
     use std::hash::{BuildHasher, Hasher};
-    thread_local! {
-        static KEYED: (std::collections::hash_map::RandomState, std::cell::Cell<u64>) =
-            (std::collections::hash_map::RandomState::new(), std::cell::Cell::new(0));
-    }
-    let (a, b) = KEYED.with(|(key, counter)| {
+    let (a, b) = KEYED.with(|(key, counter, salt)| {
         let n = counter.get();
         counter.set(n.wrapping_add(2));
-        // The pid keeps a forked child (same key, same counter) off its parent's names.
-        let pid = std::process::id();
+        let salt = salt.get();
         let word = |i: u64| {
             let mut h = key.build_hasher();
             h.write_u64(i);
-            h.write_u32(pid);
+            h.write_u64(salt);
             h.finish()
         };
         (word(n), word(n + 1))
@@ -42,6 +58,16 @@ pub(crate) fn random_token() -> [u8; RANDOM_LEN] {
         *c = ALPHABET[(bits & 31) as usize];
     }
     out
+}
+
+/// Called by a loop that got `EEXIST` for a name from [`temp_name`]: the next names of this
+/// thread come from a fresh random salt (one `getrandom`), so a forked child that shares its
+/// parent's generator stops repeating its parent's names after one collision (see
+/// [`random_token`]).
+pub(crate) fn collided() {
+    let mut b = [0u8; 8];
+    fill_random(&mut b);
+    KEYED.with(|(_, _, salt)| salt.set(u64::from_ne_bytes(b)));
 }
 
 pub(crate) fn fill_random(buf: &mut [u8]) {
@@ -169,6 +195,19 @@ mod tests {
         let long = "x".repeat(255);
         let t = temp_name(OsStr::new(&long), 255);
         assert!(is_temp_of(&t, OsStr::new(&long), 255));
+    }
+
+    #[test]
+    fn a_collision_gives_the_thread_fresh_names() {
+        // A forked child has its parent's key, counter and salt: rewinding the counter
+        // reproduces that state here. Without `collided` the names repeat; after it, not.
+        let rewind = || KEYED.with(|(_, counter, _)| counter.set(counter.get().wrapping_sub(2)));
+        let a = random_token();
+        rewind();
+        assert_eq!(random_token(), a, "same key, counter and salt: same name");
+        rewind();
+        collided();
+        assert_ne!(random_token(), a);
     }
 
     #[test]
