@@ -867,12 +867,14 @@ fn cp_of_files_parked_under_a_small_descriptor_limit_costs_at_most_9_syscalls_pe
     eprintln!("{marginal:.2} syscalls per file: {big:?}");
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier() {
     if !strace_available() {
         return;
     }
-    // A limit far above the batch's own cap of 1,024 open temps: 1,300 new files, the first
+    // A limit far above the batch's cap of open temps (16,384; 1,024 here through the test
+    // hook `ATOMWRITE_TEST_HELD_OPEN`, so 1,300 files reach it): 1,300 new files, the first
     // 276 parked (linked to a temp name, closed, renamed at the commit), the last 1,024 open
     // until the commit and linked in place.
     let Some(nofile) = above_the_open_cap() else {
@@ -880,7 +882,11 @@ fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier(
     };
     let c = LimitedCp::new(1300, 0);
     let log = c.d.path().join("strace.log");
-    let o = c.command(nofile, Some(&log), &["--json"]).output().unwrap();
+    let o = c
+        .command(nofile, Some(&log), &["--json"])
+        .env("ATOMWRITE_TEST_HELD_OPEN", "1024")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["files"].as_array().unwrap().len(), 1300, "{v}");
@@ -906,9 +912,11 @@ fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier(
     }
 }
 
-/// A descriptor limit far enough above a batch's own cap of 1,024 open temps (and `cp`'s margin
-/// of 64) that the cap, not the limit, is what parks files: the hard limit, at most 8,192.
-/// `None` (after saying why; a panic under `CI=true`) where the hard limit is lower.
+/// A descriptor limit far enough above a batch's cap of open temps as the tests set it (1,024,
+/// through `ATOMWRITE_TEST_HELD_OPEN`) and `cp`'s margin of 64 that the cap, not the limit, is
+/// what parks files: the hard limit, at most 8,192. `None` (after saying why; a panic under
+/// `CI=true`) where the hard limit is lower.
+#[cfg(feature = "test-hooks")]
 fn above_the_open_cap() -> Option<u32> {
     let o = Command::new("sh")
         .args(["-c", "ulimit -Hn"])
@@ -2394,17 +2402,15 @@ mod paused {
     #[test]
     fn cp_sigterm_with_files_parked_past_the_open_cap_removes_every_temp() {
         // No small descriptor limit: the batch parks because it holds at most 1,024 temps
-        // open. Paused after the 200th park: 200 closed temps, 1,024 open anonymous ones.
+        // open (the test hook's cap; 16,384 without it). Paused after the 200th park: 200 closed temps, 1,024 open anonymous ones.
         let Some(nofile) = super::above_the_open_cap() else {
             return;
         };
         let c = super::LimitedCp::new(1300, 100);
         let marker = c.d.path().join("pause");
-        let p = start_command(
-            c.command(nofile, None, &["--json"]),
-            "batch-parked:200",
-            &marker,
-        );
+        let mut cmd = c.command(nofile, None, &["--json"]);
+        cmd.env("ATOMWRITE_TEST_HELD_OPEN", "1024");
+        let p = start_command(cmd, "batch-parked:200", &marker);
         assert_eq!(temps_in(&c.dst).len(), 200);
         p.signal(15);
         let (got, out, err) = p.finish();
@@ -2427,7 +2433,9 @@ mod paused {
         };
         let c = super::LimitedCp::new(1300, 100);
         let marker = c.d.path().join("pause");
-        let p = start_command(c.command(nofile, None, &[]), "batch-parked:150", &marker);
+        let mut cmd = c.command(nofile, None, &[]);
+        cmd.env("ATOMWRITE_TEST_HELD_OPEN", "1024");
+        let p = start_command(cmd, "batch-parked:150", &marker);
         let mut parked = temps_in(&c.dst);
         parked.sort();
         assert_eq!(parked.len(), 150);
