@@ -45,6 +45,7 @@ fn main() {
     }
     signals::install(json_requested());
     let code = cmd::dispatch(cli);
+    signals::wait_if_exiting();
     std::process::exit(code);
 }
 

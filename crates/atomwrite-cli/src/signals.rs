@@ -37,6 +37,10 @@ pub static CHILD: AtomicI32 = AtomicI32::new(0);
 /// child's pid, so it is forwarded even if it beat the parent's bookkeeping.
 pub static SPAWNING: AtomicBool = AtomicBool::new(false);
 
+/// Set as soon as the signal thread starts its report and exit: the main thread must then
+/// neither print its own outcome nor exit (see [`wait_if_exiting`]).
+static EXITING: AtomicBool = AtomicBool::new(false);
+
 /// Whether the report is also printed as JSON on stdout (`--json`).
 static JSON: AtomicBool = AtomicBool::new(false);
 
@@ -126,6 +130,7 @@ pub fn cooperative<T>(f: impl FnOnce() -> T) -> T {
 /// with `--json` also the error object on stdout), and exits 128+`sig`. Waits for a commit's
 /// rename + directory fsync in progress (bounded), never for anything else.
 pub fn exit_interrupted(sig: i32) -> ! {
+    EXITING.store(true, SeqCst);
     interrupt::quiesce(|| {
         interrupt::remove_temps();
         let replaced = interrupt::replaced();
@@ -172,6 +177,18 @@ pub fn exit_interrupted(sig: i32) -> ! {
         // `exit` inside `quiesce`: no commit can start between the report and the exit.
         std::process::exit(128 + sig)
     })
+}
+
+/// Called by the main thread before it prints its outcome or exits: if a signal's report and
+/// exit (128+N) are under way, waits for them instead, so the process says one thing (one
+/// line, one JSON object) and exits with the signal's code, not with the error the signal
+/// caused in the main thread ("the process is stopping").
+pub fn wait_if_exiting() {
+    if EXITING.load(SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 fn write_fd(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) {

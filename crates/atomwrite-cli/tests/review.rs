@@ -1303,21 +1303,11 @@ fn portable_writes_racing_clean_older_than_0_all_succeed() {
     assert_eq!(temps_in(&out), Vec::<PathBuf>::new());
 }
 
-/// Review F6: the directory lock is one anyone who may open the directory can take. Another
-/// user (uid 65534) holds it exclusively on a shared sticky directory, forever: a portable
-/// write there waits a bounded moment (~2 s) and then succeeds without it, and so does a
-/// portable `cp` of 40 files (a batch waits once, not once per file: 40 waits would be 80 s,
-/// past the generous 60 s allowed here).
-#[test]
-fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_them() {
+/// A 1777 directory `shared` under a fresh 0755 temp dir, and a process of uid 65534 holding
+/// `LOCK_EX` on it (kill it to end the lock: no orphan keeps it). Root only.
+fn squatted_shared_dir() -> (tempfile::TempDir, PathBuf, std::process::Child) {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    if !require(
-        rustix::process::geteuid().is_root() && have("flock"),
-        "root with flock(1) (a lock held by uid 65534)",
-    ) {
-        return;
-    }
     let d = tmp();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let shared = d.path().join("shared");
@@ -1325,7 +1315,7 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
     fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
     // The shell opens the directory, flock(1) locks that open file description, and the shell
     // becomes `sleep`: killing that one process ends the lock (no orphan keeps it).
-    let mut holder = Command::new("sh")
+    let holder = Command::new("sh")
         .args(["-c", "exec 3<\"$1\" && flock -x 3 && exec sleep 600", "sh"])
         .arg(&shared)
         .uid(65534)
@@ -1352,8 +1342,25 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     drop(probe);
+    assert!(held, "flock(1) never took the lock");
+    (d, shared, holder)
+}
+
+/// Review F6: the directory lock is one anyone who may open the directory can take. Another
+/// user (uid 65534) holds it exclusively on a shared sticky directory, forever: a portable
+/// write there waits a bounded moment (~2 s) and then succeeds without it, and so does a
+/// portable `cp` of 40 files (a batch waits once, not once per file: 40 waits would be 80 s,
+/// past the generous 60 s allowed here).
+#[test]
+fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_them() {
+    if !require(
+        rustix::process::geteuid().is_root() && have("flock"),
+        "root with flock(1) (a lock held by uid 65534)",
+    ) {
+        return;
+    }
+    let (d, shared, mut holder) = squatted_shared_dir();
     let result = std::panic::catch_unwind(|| {
-        assert!(held, "flock(1) never took the lock");
         let dst = shared.join("f");
         fs::write(&dst, "old\n").unwrap();
         let src = d.path().join("src");
@@ -1392,4 +1399,214 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// Second review, F1 (critical): with a directory's lock held by another user, a batch used to
+/// park its temps (closed, so unprotected) anyway; a root `clean --older-than 0` then removed
+/// them as dead writers' temps, the other user made files of theirs under the freed names, and
+/// the batch renamed those over root's destinations. Now a batch never parks without the lock:
+/// past the temps it may keep open it fails whole, saying why, nothing replaced, no temp left.
+/// And `--manifest` writes (single writes, one per file) wait for the refused lock once per
+/// process, not once per file (counted in `flock` calls, not in seconds).
+#[test]
+fn without_the_directory_lock_a_batch_never_parks_temps_and_waits_once() {
+    if !require(
+        rustix::process::geteuid().is_root() && have("flock") && have("strace"),
+        "root with flock(1) and strace (a lock held by uid 65534)",
+    ) {
+        return;
+    }
+    let (d, shared, mut holder) = squatted_shared_dir();
+    let result = std::panic::catch_unwind(|| {
+        let srcs = d.path().join("many");
+        fs::create_dir(&srcs).unwrap();
+        let mut names = String::new();
+        for i in 0..60 {
+            let p = srcs.join(format!("s{i:02}"));
+            fs::write(&p, format!("{i}\n")).unwrap();
+            fs::write(shared.join(format!("s{i:02}")), "old\n").unwrap();
+            names.push_str(&format!(" '{}'", p.display()));
+        }
+        // `ulimit -n 80` (soft and hard): the batch may keep 16 temps open, so 60 files park.
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "ulimit -n 80 && exec '{}' cp --json {names} '{}/'",
+            assert_cmd::cargo::cargo_bin("atomwrite").display(),
+            shared.display()
+        ));
+        let o = output_within(c, 60).expect("a batch hung on the directory lock");
+        let err = String::from_utf8_lossy(&o.stderr);
+        // Exit 3: a conflict with another process (as a publisher's lock held past `--wait`).
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("holds this directory's lock"), "{err}");
+        assert!(err.contains("none of the 60 files"), "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+        assert_eq!(v["error"]["not_replaced"].as_array().unwrap().len(), 60);
+        for i in 0..60 {
+            assert_eq!(
+                fs::read_to_string(shared.join(format!("s{i:02}"))).unwrap(),
+                "old\n"
+            );
+        }
+        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+
+        // Eight copies with manifests, portable: the data is one batch (one wait), each
+        // manifest a single write that must not wait again.
+        let log = d.path().join("strace.log");
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-e", "trace=flock", "-o"])
+            .arg(&log)
+            .arg(assert_cmd::cargo::cargo_bin("atomwrite"))
+            .env("ATOMWRITE_PORTABLE", "1")
+            .args(["cp", "--manifest"]);
+        for i in 0..8 {
+            c.arg(srcs.join(format!("s{i:02}")));
+        }
+        c.arg(&shared);
+        let o = output_within(c, 60).expect("cp --manifest hung on the directory lock");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let shared_tries = fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("LOCK_SH|LOCK_NB"))
+            .count();
+        // One bounded wait is ~50 attempts; one per file more would be 8 x 50.
+        assert!(shared_tries < 120, "{shared_tries} shared lock attempts");
+        for i in 0..8 {
+            let m = shared.join(format!("s{i:02}.manifest.json"));
+            assert!(m.exists(), "{}", m.display());
+        }
+        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Second review, F1, the single write: a portable writer that could not get the directory's
+/// lock creates its temp unprotected for an instant. If in that instant the temp is removed (a
+/// root `clean --older-than 0`) and another user makes a file of theirs under its name, the
+/// writer must not rename that file over the destination: it checks, after its own `flock`,
+/// that the name is still its file, and fails otherwise, leaving both files alone.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_named_temp_replaced_before_its_lock_is_never_published() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root() && have("flock"),
+        "root with flock(1) (a lock held by uid 65534)",
+    ) {
+        return;
+    }
+    let (d, shared, mut holder) = squatted_shared_dir();
+    let result = std::panic::catch_unwind(|| {
+        let (src, dst) = (d.path().join("src"), shared.join("f"));
+        fs::write(&src, "new\n").unwrap();
+        fs::write(&dst, "old\n").unwrap();
+        let args: Vec<String> = vec![
+            "write".into(),
+            "--from".into(),
+            src.display().to_string(),
+            dst.display().to_string(),
+        ];
+        let marker = d.path().join("pause");
+        let (child, _pid) = start_paused(
+            &args,
+            &[("ATOMWRITE_PORTABLE", "1")],
+            "named-created",
+            &marker,
+        );
+        let temps = temps_in(&shared);
+        assert_eq!(temps.len(), 1, "{temps:?}");
+        // What a root `clean` and the other user would do in that instant.
+        fs::remove_file(&temps[0]).unwrap();
+        let o = Command::new("sh")
+            .args(["-c", "printf EVIL > \"$1\"", "sh"])
+            .arg(&temps[0])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        fs::remove_file(&marker).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("removed or replaced by another process"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&dst).unwrap(), "old\n");
+        assert_eq!(fs::metadata(&dst).unwrap().uid(), 0);
+        // Not ours: left for its owner.
+        assert_eq!(fs::read_to_string(&temps[0]).unwrap(), "EVIL");
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Second review, F3: a signal while a batch was still creating its temps made two reports: the
+/// main thread's "failed to create temporary file: interrupted" (exit 1, a JSON error object)
+/// raced the signal's report (exit 130, another JSON object), and either could win. Now the
+/// main thread defers to the signal's report: exit 130, one line on stderr, one JSON object.
+#[test]
+fn a_signal_during_a_batch_makes_one_report_with_the_signals_exit_code() {
+    let d = tmp();
+    let (srcs, out) = (d.path().join("s"), d.path().join("o"));
+    fs::create_dir(&srcs).unwrap();
+    let mut names = String::new();
+    for i in 0..400 {
+        let p = srcs.join(format!("f{i:03}"));
+        fs::write(&p, format!("{i}\n")).unwrap();
+        names.push_str(&format!(" '{}'", p.display()));
+    }
+    let mut interrupted = 0;
+    for run in 0..12u64 {
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir(&out).unwrap();
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "ulimit -n 100 && exec '{}' cp --json {names} '{}/'",
+            assert_cmd::cargo::cargo_bin("atomwrite").display(),
+            out.display()
+        ));
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(25 + 8 * run));
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::INT,
+        );
+        let o = child.wait_with_output().unwrap();
+        let (err, stdout) = (
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout),
+        );
+        use std::os::unix::process::ExitStatusExt;
+        match o.status.code() {
+            // Done before the signal, or killed before its handler was installed.
+            Some(0) => continue,
+            None if o.status.signal() == Some(2) => continue,
+            Some(130) => interrupted += 1,
+            other => panic!("run {run}: exit {other:?}: {err}"),
+        }
+        assert_eq!(err.lines().count(), 1, "run {run}: {err}");
+        assert_eq!(stdout.lines().count(), 1, "run {run}: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["error"]["exit_code"], 130, "{v}");
+        assert!(temps_in(&out).is_empty(), "run {run}");
+    }
+    eprintln!("{interrupted} of 12 runs interrupted");
 }

@@ -147,7 +147,7 @@ pub struct Batch {
     /// first named temp or its first park there ([`crate::clean::lock_dir_shared`]); held until
     /// their descriptors close with the batch. Keyed by the address of the batch's own
     /// directory fd, which it holds until it ends (never reused).
-    locked_dirs: HashSet<usize>,
+    locked_dirs: crate::file::DirLocks,
 }
 
 /// A file of a batch: still open, or parked (finished and closed, see [`Batch`]). Boxed, so
@@ -249,7 +249,7 @@ impl Batch {
             max_open: max_open(),
             run_id: None,
             park_syncs: 0,
-            locked_dirs: HashSet::new(),
+            locked_dirs: crate::file::DirLocks::new(),
         }
     }
 
@@ -323,8 +323,30 @@ impl Batch {
         let covered = self.wants_syncfs(self.files.len())
             && self.files[i].sys().sync_filesystem_support().available;
         let dir = Arc::clone(self.files[i].dir_fd());
-        if self.locked_dirs.insert(Arc::as_ptr(&dir) as usize) {
-            crate::clean::lock_dir_shared(&*dir);
+        let held = *self
+            .locked_dirs
+            .entry(Arc::as_ptr(&dir) as usize)
+            .or_insert_with(|| crate::clean::lock_dir_shared(&*dir));
+        if !held {
+            // A parked temp is closed: only the directory's lock keeps `clean` from taking it,
+            // and once taken, another user could put a file of theirs under its name for the
+            // rename to publish. Without that lock, never park: the batch fails whole.
+            let parent = self.files[i]
+                .destination()
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            return Err(Error::other(
+                Op::Lock,
+                parent,
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "another process holds this directory's lock (flock), so the temps this \
+                     batch cannot keep open (past {}) would be unprotected (retry when the lock \
+                     is released, or raise the descriptor limit)",
+                    self.max_open
+                ),
+            ));
         }
         let Entry::Open(f) = &mut self.files[i] else {
             unreachable!("files from `parked` on are open")

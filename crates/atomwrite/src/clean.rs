@@ -247,7 +247,23 @@ fn clean_subdir(
 /// user who can open a shared `/tmp`: a writer must not hang), after a cancel, or on a
 /// filesystem without directory locks; the caller then goes on without it (see [`clean`] for
 /// what that leaves open).
+///
+/// A directory whose lock was refused after the wait is remembered for the life of the process
+/// (by device and inode): later calls for it try once and do not wait again, so a hostile
+/// holder costs a process one wait, not one per file (a `cp --manifest` of many files).
 pub(crate) fn lock_dir_shared(dir: &impl AsFd) -> bool {
+    /// Directories `(st_dev, st_ino)` whose lock was refused after a full wait.
+    static REFUSED: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+    match fs::flock(dir, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => return true,
+        Err(Errno::WOULDBLOCK) => {}
+        Err(_) => return false,
+    }
+    let key = fs::fstat(dir).ok().map(|st| (st.st_dev, st.st_ino));
+    let refused = || REFUSED.lock().unwrap_or_else(|e| e.into_inner());
+    if key.is_some_and(|k| refused().contains(&k)) {
+        return false;
+    }
     let mut wait = Duration::from_millis(1);
     for _ in 0..50 {
         match fs::flock(dir, FlockOperation::NonBlockingLockShared) {
@@ -259,6 +275,9 @@ pub(crate) fn lock_dir_shared(dir: &impl AsFd) -> bool {
             return false;
         }
         wait = (wait * 2).min(Duration::from_millis(50));
+    }
+    if let Some(k) = key {
+        refused().push(k);
     }
     false
 }

@@ -1,6 +1,5 @@
 //! [`AtomicFile`]: a temporary file that becomes the destination on [`commit`](AtomicFile::commit).
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -147,7 +146,7 @@ impl AtomicFile {
     pub(crate) fn open_cached(
         path: &Path,
         opts: &Options,
-        batch: Option<(&mut DirCache, &mut HashSet<usize>)>,
+        batch: Option<(&mut DirCache, &mut DirLocks)>,
     ) -> Result<AtomicFile> {
         let (cache, lock) = match batch {
             Some((cache, locked)) => (Some(cache), DirLock::Batch(locked)),
@@ -1283,16 +1282,24 @@ pub(crate) enum DirLock<'a> {
     /// A batch's fd (shared by its files through its [`DirCache`]): the batch takes the lock on
     /// it once, before its first named temp there, and keeps it until it ends, as it does
     /// before parking a temp; the set holds the fds already locked (by address, see
-    /// `Batch::locked_dirs`). Every later temp there costs no syscall, and no lock is ever
+    /// `Batch::locked_dirs`; `true`: held, `false`: refused). Every later temp there costs no
+    /// syscall, and no lock is ever
     /// released under a parked temp. A lock refused after the bounded wait is not asked for
     /// again by that batch (a hostile holder costs it one wait, not one per file).
-    Batch(&'a mut HashSet<usize>),
+    Batch(&'a mut DirLocks),
 }
+
+/// A batch's directory locks: directory fd (by address) → whether the batch holds its shared
+/// `flock` (`false`: refused after the bounded wait; not asked for again).
+pub(crate) type DirLocks = std::collections::HashMap<usize, bool>;
 
 /// The directory lock [`create_named`] holds across its window; released when dropped.
 enum WindowLock<'a> {
-    /// Not held by us (a batch keeps its own, or it could not be taken).
-    None,
+    /// Held for the window by the batch (which keeps it until it ends).
+    Batch,
+    /// Not held: it could not be taken within the bounded wait (someone holds it
+    /// exclusively), or the filesystem has no directory locks.
+    Refused,
     /// Held on the write's own fd: unlocked on drop.
     Own(&'a OwnedFd),
     /// Held on a new open file description: released when it closes on drop.
@@ -1317,12 +1324,19 @@ impl WindowLock<'_> {
                 }
             }
             DirLock::Batch(locked) => {
-                if locked.insert(Arc::as_ptr(dir) as usize) {
-                    crate::clean::lock_dir_shared(&**dir);
+                let held = *locked
+                    .entry(Arc::as_ptr(dir) as usize)
+                    .or_insert_with(|| crate::clean::lock_dir_shared(&**dir));
+                if held {
+                    return WindowLock::Batch;
                 }
             }
         }
-        WindowLock::None
+        WindowLock::Refused
+    }
+
+    fn held(&self) -> bool {
+        !matches!(self, WindowLock::Refused)
     }
 }
 
@@ -1364,9 +1378,29 @@ pub(crate) fn create_named(
                     interrupt::test_point("named-created", 0);
                     // Tells `clean` that a live writer owns this temp. Cannot block: the file
                     // is new.
-                    if let Err(e) = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-                        let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
+                    let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
+                    // Without the directory's lock, a `clean --older-than 0` may have taken the
+                    // temp for a dead writer's before its flock, and anyone who can write here
+                    // may have made a file of theirs under the freed name: the name is used
+                    // (renamed over the destination, or unlinked) only if it still names the
+                    // file this writer created. Once flocked it stays ours: `clean` keeps a
+                    // locked temp, and in a sticky directory no other user can remove it.
+                    let ours = window.held() || names_file(dir, &tmp, &fd);
+                    if let Err(e) = locked {
+                        if ours {
+                            let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
+                        }
                         return Err(Error::new(Op::Lock, dir_path.join(&tmp), errno(e)));
+                    }
+                    if !ours {
+                        return Err(Error::other(
+                            Op::CreateTemp,
+                            dir_path.join(&tmp),
+                            io::ErrorKind::Other,
+                            "was removed or replaced by another process before it could be \
+                             locked (the directory's lock is held by another process); the \
+                             destination was not replaced",
+                        ));
                     }
                     return Ok((fd, tmp));
                 }
@@ -1382,6 +1416,18 @@ pub(crate) fn create_named(
     });
     drop(window);
     created
+}
+
+/// Whether `name` in `dir` is the file open as `fd` (same device and inode; a symlink is not
+/// followed). Two `stat`s, paid only by a named temp created without the directory's lock.
+fn names_file(dir: &OwnedFd, name: &std::ffi::OsStr, fd: &OwnedFd) -> bool {
+    match (
+        rfs::fstat(fd),
+        rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+    ) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
 }
 
 /// A source file opened for copying by a [`SourceOpener`]: the open file and what one `fstat`

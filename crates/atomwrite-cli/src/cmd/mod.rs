@@ -42,6 +42,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
+            crate::signals::wait_if_exiting();
             common::report_failure(&f, json);
             f.code
         }
