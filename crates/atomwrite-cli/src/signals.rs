@@ -41,6 +41,20 @@ pub static SPAWNING: AtomicBool = AtomicBool::new(false);
 /// neither print its own outcome nor exit (see [`wait_if_exiting`]).
 static EXITING: AtomicBool = AtomicBool::new(false);
 
+/// Manifests written so far by a command that writes one per file (`cp --manifest`), or -1:
+/// a signal report then says how many of the replaced files have theirs.
+static MANIFESTS: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(-1);
+
+/// The command writes a manifest beside each file it replaces (see [`manifest_written`]).
+pub fn manifests_expected() {
+    MANIFESTS.store(0, SeqCst);
+}
+
+/// One more manifest was written.
+pub fn manifest_written() {
+    MANIFESTS.fetch_add(1, SeqCst);
+}
+
 /// Whether the report is also printed as JSON on stdout (`--json`).
 static JSON: AtomicBool = AtomicBool::new(false);
 
@@ -230,6 +244,12 @@ fn report(sig: i32, replaced: &[PathBuf], not_replaced: &[PathBuf]) -> String {
             "; {} {} not replaced",
             list(not_replaced),
             verb(not_replaced)
+        ));
+    }
+    let manifests = MANIFESTS.load(SeqCst);
+    if manifests >= 0 && !replaced.is_empty() {
+        s.push_str(&format!(
+            "; manifests were written for {manifests} of the replaced files"
         ));
     }
     s

@@ -1610,3 +1610,142 @@ fn a_signal_during_a_batch_makes_one_report_with_the_signals_exit_code() {
     }
     eprintln!("{interrupted} of 12 runs interrupted");
 }
+
+/// Second review, F4: one manifest name blocked (a directory planted at `f7.manifest.json`)
+/// used to stop every later manifest and say neither which files lack one nor what was
+/// replaced. Now the others are written, and the one line and the JSON error say which.
+#[test]
+fn a_blocked_manifest_names_the_files_without_one_and_the_others_get_theirs() {
+    let d = tmp();
+    let (s, out) = (d.path().join("s"), d.path().join("o"));
+    fs::create_dir(&s).unwrap();
+    fs::create_dir(&out).unwrap();
+    fs::create_dir(out.join("f7.manifest.json")).unwrap();
+    let mut c = bin();
+    c.args(["cp", "--json", "--manifest"]);
+    for i in 1..=9 {
+        let p = s.join(format!("f{i}"));
+        fs::write(&p, format!("{i}\n")).unwrap();
+        c.arg(p);
+    }
+    c.arg(&out);
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("manifests were written for 8 of them")
+            && err.contains(&format!("`{}`", out.join("f7").display())),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["replaced"].as_array().unwrap().len(), 9, "{v}");
+    for i in 1..=9 {
+        assert_eq!(
+            fs::read_to_string(out.join(format!("f{i}"))).unwrap(),
+            format!("{i}\n")
+        );
+        assert_eq!(out.join(format!("f{i}.manifest.json")).is_file(), i != 7);
+    }
+    assert!(temps_in(&out).is_empty());
+}
+
+/// Second review, F5: a source that turns into a FIFO in the middle of a batch is a usage error
+/// (exit 2) as before, and now also says that the batch replaced nothing (text and JSON lists).
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_source_turning_into_a_fifo_mid_batch_says_nothing_was_replaced() {
+    let d = tmp();
+    let (s, out) = (d.path().join("s"), d.path().join("o"));
+    fs::create_dir(&s).unwrap();
+    fs::create_dir(&out).unwrap();
+    let mut args: Vec<String> = vec!["cp".into(), "--json".into()];
+    for i in 0..40 {
+        let p = s.join(format!("f{i:02}"));
+        fs::write(&p, format!("{i}\n")).unwrap();
+        args.push(p.display().to_string());
+    }
+    args.push(out.display().to_string());
+    let marker = d.path().join("pause");
+    // The batch keeps 16 temps open (test hook): the 17th file parks the first and pauses,
+    // before the 30th source is opened.
+    let (child, _pid) = start_paused(
+        &args,
+        &[("ATOMWRITE_TEST_HELD_OPEN", "16")],
+        "batch-parked:1",
+        &marker,
+    );
+    let f30 = s.join("f30");
+    fs::remove_file(&f30).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &f30,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    fs::remove_file(&marker).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not a regular file") && err.contains("none of the 40 files"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["replaced"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        v["error"]["not_replaced"].as_array().unwrap().len(),
+        40,
+        "{v}"
+    );
+    assert!(
+        fs::read_dir(&out).unwrap().next().is_none(),
+        "nothing left in the destination"
+    );
+}
+
+/// Second review, F4 (signals): a `cp --manifest` interrupted during its renames replaced some
+/// files whose manifests (written once every rename is done) were never written; the report
+/// now says so instead of leaving the missing manifests unmentioned.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn an_interrupted_cp_with_manifests_says_how_many_manifests_were_written() {
+    let d = tmp();
+    let (s, out) = (d.path().join("s"), d.path().join("o"));
+    fs::create_dir(&s).unwrap();
+    fs::create_dir(&out).unwrap();
+    let mut args: Vec<String> = vec!["cp".into(), "--manifest".into()];
+    for i in 0..10 {
+        let p = s.join(format!("f{i}"));
+        fs::write(&p, format!("{i}\n")).unwrap();
+        args.push(p.display().to_string());
+    }
+    args.push(out.display().to_string());
+    let marker = d.path().join("pause");
+    let (child, pid) = start_paused(&args, &[], "batch-renamed:3", &marker);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("manifests were written for 0 of the replaced files"),
+        "{err}"
+    );
+    let manifests = fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".manifest.json")
+        })
+        .count();
+    assert_eq!(manifests, 0);
+    assert!(temps_in(&out).is_empty());
+}

@@ -145,8 +145,10 @@ struct SinkState {
     /// `--json`: the rendered file objects, comma-separated (printed inside the frame once the
     /// syncs are known; a copy that fails prints its error instead).
     json: Vec<u8>,
-    /// The first manifest that failed (index, error): no more manifests are written after it.
-    manifest_failed: Option<(usize, atomwrite::Error)>,
+    /// The manifests that failed: the target and the first error (the others are still
+    /// written: one blocked name does not cost every later file its manifest).
+    manifest_failed: Vec<PathBuf>,
+    first_manifest_error: Option<atomwrite::Error>,
 }
 
 impl Sink<'_> {
@@ -154,13 +156,17 @@ impl Sink<'_> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let i = st.n;
         st.n += 1;
-        if self.manifest && st.manifest_failed.is_none() {
+        if self.manifest {
             let written = self
                 .plan
                 .target(i)
                 .and_then(|t| t.write_manifest(&c.receipt, self.opts));
-            if let Err(e) = written {
-                st.manifest_failed = Some((i, e));
+            match written {
+                Ok(_) => signals::manifest_written(),
+                Err(e) => {
+                    st.manifest_failed.push(c.receipt.path.clone().into());
+                    st.first_manifest_error.get_or_insert(e);
+                }
             }
         }
         if self.common.json {
@@ -238,6 +244,9 @@ pub fn run(a: CpArgs) -> CmdResult {
             each(t.path().to_path_buf());
         }
     });
+    if a.opts.manifest {
+        signals::manifests_expected();
+    }
     let sink = Sink {
         plan: &plan,
         opts: &opts,
@@ -254,11 +263,17 @@ pub fn run(a: CpArgs) -> CmdResult {
     };
     let report = copy_all(&plan, &opts, attrs, &bars)?;
     let st = sink.state.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some((i, e)) = st.manifest_failed {
-        let n = st.n;
+    if let Some(e) = st.first_manifest_error {
+        let (n, missing) = (st.n, &st.manifest_failed);
+        let e = e.with_batch_outcome(BatchOutcome::new(plan.target_paths(), Vec::new()));
         return Err(super::manifest_failed(
             e,
-            &format!("all {n} file(s) were replaced; manifests were written for {i} of them"),
+            &format!(
+                "all {n} file(s) were replaced; manifests were written for {} of them (none \
+                 for {})",
+                n - missing.len(),
+                quoted(missing.iter().map(|p| p.as_path()))
+            ),
         ));
     }
     if a.opts.json {
@@ -281,7 +296,21 @@ fn copy_all(
             .dst
             .copy_many(&plan.sources, opts, attrs, &mut Observer(bars));
         bars.finish();
-        r.map_err(|e| bad_source(e).unwrap_or_else(|e| batch_failure(e, plan)))?
+        r.map_err(|e| match bad_source(e) {
+            // A source that became a directory or a FIFO mid-batch: still a usage error (exit
+            // 2), and the batch replaced nothing.
+            Ok(mut f) => {
+                let n = plan.sources.len();
+                f.message.push_str(&format!(
+                    "; none of the {n} files of the batch was replaced"
+                ));
+                f.error = f.error.take().map(|e| {
+                    e.with_batch_outcome(BatchOutcome::new(Vec::new(), plan.target_paths()))
+                });
+                f
+            }
+            Err(e) => batch_failure(e, plan),
+        })?
     } else {
         let target = plan.target(0)?;
         Observer(bars).copying(&target);
