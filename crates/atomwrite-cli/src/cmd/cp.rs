@@ -164,7 +164,7 @@ impl Sink<'_> {
             match written {
                 Ok(_) => signals::manifest_written(),
                 Err(e) => {
-                    st.manifest_failed.push(c.receipt.path.clone().into());
+                    st.manifest_failed.push(c.receipt.path.clone());
                     st.first_manifest_error.get_or_insert(e);
                 }
             }
