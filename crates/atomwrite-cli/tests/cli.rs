@@ -1126,7 +1126,7 @@ fn cp_memory_per_file_stays_small_as_the_file_count_grows() {
 }
 
 /// The bound of `cp_memory_per_file_stays_small_as_the_file_count_grows`.
-const MAX_BYTES_PER_FILE: u64 = 900;
+const MAX_BYTES_PER_FILE: u64 = 700;
 
 #[test]
 fn cp_portable_under_a_small_descriptor_limit_fsyncs_each_parked_file() {
