@@ -47,7 +47,10 @@ pub struct CleanReport {
     pub leftovers: Vec<PathBuf>,
     /// Bytes of those leftovers.
     pub leftover_bytes: u64,
-    /// Temps skipped because a live writer holds their lock.
+    /// Temps skipped because a live writer holds their lock, or because someone holds their
+    /// directory's lock (a batch with parked temps there, a writer between creating a temp
+    /// and locking it; or any process that can open the directory, in which case a dead
+    /// writer's temp is kept too: a lock that cannot be taken is no evidence either way).
     pub locked: Vec<PathBuf>,
     /// Versions directories skipped because a publisher holds their lock.
     pub busy: Vec<PathBuf>,
