@@ -1087,34 +1087,42 @@ fn clean_in_a_shared_sticky_directory_removes_only_the_callers_temps() {
     ) {
         return;
     }
-    let d = tmp();
-    let shared = d.path().join("shared");
-    fs::create_dir(&shared).unwrap();
-    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
-    let theirs = shared.join(".z.abcdefghijklmnop.tmp");
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo x > {0} && touch -d '2 days ago' {0}",
-            theirs.display()
-        ))
-        .uid(65534)
-        .gid(65534)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mine = shared.join(".m.abcdefghijklmnop.tmp");
-    fs::write(&mine, "stale\n").unwrap();
-    let o = bin()
-        .args(["clean", "--older-than", "0s"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert!(theirs.exists(), "another user's file was removed");
-    assert!(err.contains("uid 65534"), "{err}");
-    assert!(!mine.exists(), "the caller's own stale temp was kept");
+    // World-writable (/tmp) and group-writable (a team's 1775, second review): the one test of
+    // "shared sticky" that the writers use too.
+    for (mode, group) in [(0o1777, 0), (0o1775, 65534)] {
+        let d = tmp();
+        let shared = d.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        std::os::unix::fs::chown(&shared, Some(0), Some(group)).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        let theirs = shared.join(".z.abcdefghijklmnop.tmp");
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo x > {0} && touch -d '2 days ago' {0}",
+                theirs.display()
+            ))
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mine = shared.join(".m.abcdefghijklmnop.tmp");
+        fs::write(&mine, "stale\n").unwrap();
+        let o = bin()
+            .args(["clean", "--older-than", "0s"])
+            .arg(&shared)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(theirs.exists(), "{mode:o}: another user's file was removed");
+        assert!(err.contains("uid 65534"), "{mode:o}: {err}");
+        assert!(
+            !mine.exists(),
+            "{mode:o}: the caller's own stale temp was kept"
+        );
+    }
 }
 
 // ---- F6: `clean --older-than 0` against a live writer's just-created named temp -----------
@@ -1748,4 +1756,27 @@ fn an_interrupted_cp_with_manifests_says_how_many_manifests_were_written() {
         .count();
     assert_eq!(manifests, 0);
     assert!(temps_in(&out).is_empty());
+}
+
+/// Second review: a temp-shaped name that is a second link to a file (a portable create-only
+/// publish whose temp name could not be dropped, or a link someone made) frees nothing when it
+/// is removed: `clean` removes the name and counts no bytes for it; the file keeps its data.
+#[test]
+fn clean_counts_no_bytes_for_a_temp_name_that_is_a_second_link() {
+    let d = tmp();
+    let log = d.path().join("app.log");
+    fs::write(&log, "a log line\n").unwrap();
+    let link = d.path().join(".app.log.abcdefghijklmnop.tmp");
+    fs::hard_link(&log, &link).unwrap();
+    let o = bin()
+        .args(["clean", "--older-than", "0s", "--json"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["bytes"], 0, "{v}");
+    assert!(!link.exists());
+    assert_eq!(fs::read_to_string(&log).unwrap(), "a log line\n");
 }

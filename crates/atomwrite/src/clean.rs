@@ -139,7 +139,7 @@ fn clean_dir(
     // name, age and missing lock are no evidence that atomwrite made it (they can all be made).
     let only_owner = fs::fstat(&**fd)
         .ok()
-        .filter(|st| st.st_mode & 0o1002 == 0o1002)
+        .filter(|st| crate::dest::is_shared_sticky(st.st_mode))
         .map(|_| rustix::process::geteuid().as_raw());
     let entries = fs::Dir::read_from(&**fd).map_err(|e| Error::new(Op::ReadDir, dir, errno(e)))?;
     let mut removed_any = false;
@@ -358,6 +358,10 @@ fn clean_one(
         }
     }
     report.removed.push(path.to_path_buf());
-    report.bytes += st.st_size as u64;
+    // A name with other links (a portable create-only publish whose second name could not be
+    // dropped, or a link someone else made to one of our files) frees no bytes.
+    if st.st_nlink == 1 {
+        report.bytes += st.st_size as u64;
+    }
     Ok(!opts.dry_run)
 }

@@ -111,9 +111,15 @@ pub(crate) enum Rule {
 /// such as `/tmp`), else `None`. `fstat` on the fd already held: no path is resolved again.
 fn shared_sticky_owner(dir: &OwnedFd, shown: &Path) -> Result<Option<u32>> {
     let st = fs::fstat(dir).map_err(|e| Error::new(Op::Inspect, shown, errno(e)))?;
-    let sticky = st.st_mode & 0o1000 != 0;
-    let shared = st.st_mode & 0o022 != 0;
-    Ok((sticky && shared).then_some(st.st_uid))
+    Ok(is_shared_sticky(st.st_mode).then_some(st.st_uid))
+}
+
+/// Whether a directory of mode `mode` is sticky and writable by group or others: a shared
+/// directory such as `/tmp` (1777) or a team's (1775, 1770), where other users may create files
+/// and only their owners may remove them. The one test of "shared sticky" for writers and for
+/// [`clean`](crate::clean).
+pub(crate) fn is_shared_sticky(mode: u32) -> bool {
+    mode & 0o1000 != 0 && mode & 0o022 != 0
 }
 
 /// Never more than a redirect: in a shared sticky directory, a symlink is followed and a file is

@@ -1398,8 +1398,8 @@ pub(crate) fn create_named(
                             dir_path.join(&tmp),
                             io::ErrorKind::Other,
                             "was removed or replaced by another process before it could be \
-                             locked (the directory's lock is held by another process); the \
-                             destination was not replaced",
+                             locked (the directory's lock could not be taken to protect it); \
+                             the destination was not replaced",
                         ));
                     }
                     return Ok((fd, tmp));
