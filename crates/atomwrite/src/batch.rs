@@ -98,11 +98,16 @@ impl BatchOutcome {
 /// open as with none, measured on ext4 with and without a journal and on tmpfs). Where the
 /// barrier of step 2 is one `syncfs` that reports errors, that `syncfs` covers a parked file
 /// too; elsewhere a parked file is `fsync`ed before it is closed (so more flushes, never fewer
-/// guarantees). A parked temp has no descriptor, so no `flock` of its own: before its first park in a directory (or
-/// its first named temp there, which has no `flock` for an instant after its creation) the
-/// batch takes a shared `flock` on that directory, held until the batch ends, and
-/// [`clean`](crate::clean) touches no temp of a directory so locked. If a parked temp is
-/// removed anyway, its rename fails and that file is reported not replaced.
+/// guarantees). A parked temp has no descriptor, so no `flock` of its own: before its first
+/// park in a directory (or its first named temp there, which has no `flock` for an instant
+/// after its creation) the batch takes a shared `flock` on that directory, held until the
+/// batch ends, and [`clean`](crate::clean) touches no temp of a directory so locked. A batch
+/// never parks without that lock: if another process keeps it exclusively past a bounded wait
+/// (~2 s; anyone who can open a shared `/tmp` can), the batch fails whole when it would have to
+/// park (an [`Op::Lock`] error of kind `WouldBlock`, a conflict; nothing replaced, every temp
+/// removed), because a closed temp a `clean` could take is a name another user could then fill
+/// for the rename to publish. If a parked temp is removed anyway (by a process that ignores
+/// the lock), its rename fails and that file is reported not replaced.
 ///
 /// Guarantees: every file is atomic on its own (old or new, complete, whatever happens). If
 /// anything fails before step 3, no file is published and every temp is removed. After
