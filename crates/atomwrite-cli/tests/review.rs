@@ -1354,6 +1354,19 @@ fn squatted_shared_dir() -> (tempfile::TempDir, PathBuf, std::process::Child) {
     (d, shared, holder)
 }
 
+/// Runs `body(dir, shared)` while uid 65534 holds `LOCK_EX` on `shared`, a 1777 directory
+/// under the fresh temp dir `dir` (see [`squatted_shared_dir`]); the lock ends afterwards, also
+/// when `body` panics. Root only.
+fn while_squatted(body: impl FnOnce(&Path, &Path)) {
+    let (d, shared, mut holder) = squatted_shared_dir();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(d.path(), &shared)));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
 /// Review F6: the directory lock is one anyone who may open the directory can take. Another
 /// user (uid 65534) holds it exclusively on a shared sticky directory, forever: a portable
 /// write there waits a bounded moment (~2 s) and then succeeds without it, and so does a
@@ -1367,11 +1380,10 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
     ) {
         return;
     }
-    let (d, shared, mut holder) = squatted_shared_dir();
-    let result = std::panic::catch_unwind(|| {
+    while_squatted(|d, shared| {
         let dst = shared.join("f");
         fs::write(&dst, "old\n").unwrap();
-        let src = d.path().join("src");
+        let src = d.join("src");
         fs::write(&src, "new\n").unwrap();
         let mut c = bin();
         c.env("ATOMWRITE_PORTABLE", "1")
@@ -1382,7 +1394,7 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(fs::read_to_string(&dst).unwrap(), "new\n");
 
-        let srcs = d.path().join("many");
+        let srcs = d.join("many");
         fs::create_dir(&srcs).unwrap();
         let mut c = bin();
         c.env("ATOMWRITE_PORTABLE", "1").arg("cp");
@@ -1391,7 +1403,7 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
             fs::write(&p, format!("{i}\n")).unwrap();
             c.arg(p);
         }
-        c.arg(&shared);
+        c.arg(shared);
         let o = output_within(c, 60).expect("a batch hung on the directory lock");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         for i in 0..40 {
@@ -1400,13 +1412,8 @@ fn a_hostile_exclusive_directory_lock_delays_portable_writes_but_never_stops_the
                 format!("{i}\n")
             );
         }
-        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+        assert_eq!(temps_in(shared), Vec::<PathBuf>::new());
     });
-    let _ = holder.kill();
-    let _ = holder.wait();
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
 }
 
 /// Second review, F1 (critical): with a directory's lock held by another user, a batch used to
@@ -1424,9 +1431,8 @@ fn without_the_directory_lock_a_batch_never_parks_temps_and_waits_once() {
     ) {
         return;
     }
-    let (d, shared, mut holder) = squatted_shared_dir();
-    let result = std::panic::catch_unwind(|| {
-        let srcs = d.path().join("many");
+    while_squatted(|d, shared| {
+        let srcs = d.join("many");
         fs::create_dir(&srcs).unwrap();
         let mut names = String::new();
         for i in 0..60 {
@@ -1458,11 +1464,11 @@ fn without_the_directory_lock_a_batch_never_parks_temps_and_waits_once() {
                 "old\n"
             );
         }
-        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+        assert_eq!(temps_in(shared), Vec::<PathBuf>::new());
 
         // Eight copies with manifests, portable: the data is one batch (one wait), each
         // manifest a single write that must not wait again.
-        let log = d.path().join("strace.log");
+        let log = d.join("strace.log");
         let mut c = Command::new("strace");
         c.args(["-f", "-qq", "-e", "trace=flock", "-o"])
             .arg(&log)
@@ -1472,7 +1478,7 @@ fn without_the_directory_lock_a_batch_never_parks_temps_and_waits_once() {
         for i in 0..8 {
             c.arg(srcs.join(format!("s{i:02}")));
         }
-        c.arg(&shared);
+        c.arg(shared);
         let o = output_within(c, 60).expect("cp --manifest hung on the directory lock");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let shared_tries = fs::read_to_string(&log)
@@ -1486,13 +1492,8 @@ fn without_the_directory_lock_a_batch_never_parks_temps_and_waits_once() {
             let m = shared.join(format!("s{i:02}.manifest.json"));
             assert!(m.exists(), "{}", m.display());
         }
-        assert_eq!(temps_in(&shared), Vec::<PathBuf>::new());
+        assert_eq!(temps_in(shared), Vec::<PathBuf>::new());
     });
-    let _ = holder.kill();
-    let _ = holder.wait();
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
 }
 
 /// Second review, F1, the single write: a portable writer that could not get the directory's
@@ -1511,9 +1512,8 @@ fn a_named_temp_replaced_before_its_lock_is_never_published() {
     ) {
         return;
     }
-    let (d, shared, mut holder) = squatted_shared_dir();
-    let result = std::panic::catch_unwind(|| {
-        let (src, dst) = (d.path().join("src"), shared.join("f"));
+    while_squatted(|d, shared| {
+        let (src, dst) = (d.join("src"), shared.join("f"));
         fs::write(&src, "new\n").unwrap();
         fs::write(&dst, "old\n").unwrap();
         let args: Vec<String> = vec![
@@ -1522,14 +1522,14 @@ fn a_named_temp_replaced_before_its_lock_is_never_published() {
             src.display().to_string(),
             dst.display().to_string(),
         ];
-        let marker = d.path().join("pause");
+        let marker = d.join("pause");
         let (child, _pid) = start_paused(
             &args,
             &[("ATOMWRITE_PORTABLE", "1")],
             "named-created",
             &marker,
         );
-        let temps = temps_in(&shared);
+        let temps = temps_in(shared);
         assert_eq!(temps.len(), 1, "{temps:?}");
         // What a root `clean` and the other user would do in that instant.
         fs::remove_file(&temps[0]).unwrap();
@@ -1554,11 +1554,6 @@ fn a_named_temp_replaced_before_its_lock_is_never_published() {
         // Not ours: left for its owner.
         assert_eq!(fs::read_to_string(&temps[0]).unwrap(), "EVIL");
     });
-    let _ = holder.kill();
-    let _ = holder.wait();
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
 }
 
 /// Second review, F3: a signal while a batch was still creating its temps made two reports: the
