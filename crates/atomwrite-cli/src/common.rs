@@ -104,8 +104,11 @@ pub fn summary_wanted(quiet: bool, verbose: bool) -> bool {
 
 /// Prints one JSON value on stdout; a closed pipe is not an error.
 pub fn print_json(v: &serde_json::Value) {
+    crate::signals::printing_outcome();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+    crate::signals::printed_outcome();
 }
 
 /// The argument a failure of the CLI's own (no library error) is about, as its message names

@@ -109,11 +109,13 @@ pub fn copied_json(c: &Copied) -> Value {
 /// `files` is the file objects already rendered, comma-separated, as the copies were handed
 /// over (text of a few hundred bytes per file, not a `Value` of them all).
 pub fn copies_json(many: bool, files: &[u8], report: &CopyReport) {
+    crate::signals::printing_outcome();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if !many {
         let _ = out.write_all(files);
         let _ = writeln!(out);
         let _ = out.flush();
+        crate::signals::printed_outcome();
         return;
     }
     let frame = json!({
@@ -129,6 +131,7 @@ pub fn copies_json(many: bool, files: &[u8], report: &CopyReport) {
     let _ = out.write_all(files);
     let _ = writeln!(out, "]{tail}");
     let _ = out.flush();
+    crate::signals::printed_outcome();
 }
 
 /// The JSON of a publish: `dst version previous path size sha256 written_at run_id migrated

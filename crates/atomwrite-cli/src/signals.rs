@@ -55,6 +55,25 @@ pub fn manifest_written() {
     MANIFESTS.fetch_add(1, SeqCst);
 }
 
+/// Set once the command has started printing its own JSON outcome on stdout: a signal after
+/// that adds no second JSON object (stdout must stay one JSON value); its line on stderr and
+/// its exit code 128+N still say it came.
+static STDOUT_OUTCOME: AtomicBool = AtomicBool::new(false);
+
+/// Set once that outcome is written out whole.
+static STDOUT_OUTCOME_DONE: AtomicBool = AtomicBool::new(false);
+
+/// Called just before the command prints its JSON outcome on stdout (see [`STDOUT_OUTCOME`]).
+pub fn printing_outcome() {
+    STDOUT_OUTCOME.store(true, SeqCst);
+}
+
+/// Called once the JSON outcome is written out whole: a signal's exit waits for this (bounded),
+/// so stdout never ends in half a JSON value.
+pub fn printed_outcome() {
+    STDOUT_OUTCOME_DONE.store(true, SeqCst);
+}
+
 /// Whether the report is also printed as JSON on stdout (`--json`).
 static JSON: AtomicBool = AtomicBool::new(false);
 
@@ -145,6 +164,16 @@ pub fn cooperative<T>(f: impl FnOnce() -> T) -> T {
 /// rename + directory fsync in progress (bounded), never for anything else.
 pub fn exit_interrupted(sig: i32) -> ! {
     EXITING.store(true, SeqCst);
+    if STDOUT_OUTCOME.load(SeqCst) {
+        // The command is printing its outcome: let it finish (a reader that stopped reading
+        // cannot hold the exit for more than ~2 s).
+        for _ in 0..200 {
+            if STDOUT_OUTCOME_DONE.load(SeqCst) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     interrupt::quiesce(|| {
         interrupt::remove_temps();
         let replaced = interrupt::replaced();
@@ -174,7 +203,7 @@ pub fn exit_interrupted(sig: i32) -> ! {
             std::os::fd::AsFd::as_fd(&std::io::stderr()),
             text.as_bytes(),
         );
-        if JSON.load(SeqCst) {
+        if JSON.load(SeqCst) && !STDOUT_OUTCOME.load(SeqCst) {
             let v = serde_json::json!({ "error": {
                 "message": message,
                 "exit_code": 128 + sig,
