@@ -145,8 +145,16 @@ fn cp_syscalls(cli: &Path, root: &Path, n: usize, out: &str) -> Option<f64> {
 /// scanning past every such free inode of the group, so a run that follows the deletion of
 /// 100,000 files pays up to ~1 ms per file created, whoever it is.
 fn cp_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
+    removing_roots(|roots| cp_sizes(base, cli, plan, o, roots))
+}
+
+/// Runs a part that leaves every run's directory in `roots`, then removes them all (whether
+/// the part succeeded or not): no deletion falls between two timed runs.
+fn removing_roots(
+    part: impl FnOnce(&mut Vec<std::path::PathBuf>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut roots = Vec::new();
-    let r = cp_sizes(base, cli, plan, o, &mut roots);
+    let r = part(&mut roots);
     for root in roots {
         rmrf(&root);
     }
@@ -243,12 +251,7 @@ fn cp_sizes(
 /// The `publish --dir` growth curve. As in [`cp_part`], nothing is deleted between timed runs
 /// (each run publishes into a directory of its own; the trees are removed at the end).
 fn tree_part(base: &Path, cli: &Path, plan: &Plan, o: &mut String) -> io::Result<()> {
-    let mut roots = Vec::new();
-    let r = tree_sizes(base, cli, plan, o, &mut roots);
-    for root in roots {
-        rmrf(&root);
-    }
-    r
+    removing_roots(|roots| tree_sizes(base, cli, plan, o, roots))
 }
 
 fn tree_sizes(

@@ -1668,16 +1668,9 @@ fn a_blocked_manifest_names_the_files_without_one_and_the_others_get_theirs() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_source_turning_into_a_fifo_mid_batch_says_nothing_was_replaced() {
-    let d = tmp();
-    let (s, out) = (d.path().join("s"), d.path().join("o"));
-    fs::create_dir(&s).unwrap();
-    fs::create_dir(&out).unwrap();
+    let (d, srcs, out) = sources_and_out(40, |i| format!("f{i:02}"));
     let mut args: Vec<String> = vec!["cp".into(), "--json".into()];
-    for i in 0..40 {
-        let p = s.join(format!("f{i:02}"));
-        fs::write(&p, format!("{i}\n")).unwrap();
-        args.push(p.display().to_string());
-    }
+    args.extend(srcs.iter().map(|p| p.display().to_string()));
     args.push(out.display().to_string());
     let marker = d.path().join("pause");
     // The batch keeps 16 temps open (test hook): the 17th file parks the first and pauses,
@@ -1688,7 +1681,7 @@ fn a_source_turning_into_a_fifo_mid_batch_says_nothing_was_replaced() {
         "batch-parked:1",
         &marker,
     );
-    let f30 = s.join("f30");
+    let f30 = srcs[30].clone();
     fs::remove_file(&f30).unwrap();
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
@@ -1724,16 +1717,9 @@ fn a_source_turning_into_a_fifo_mid_batch_says_nothing_was_replaced() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn an_interrupted_cp_with_manifests_says_how_many_manifests_were_written() {
-    let d = tmp();
-    let (s, out) = (d.path().join("s"), d.path().join("o"));
-    fs::create_dir(&s).unwrap();
-    fs::create_dir(&out).unwrap();
+    let (d, srcs, out) = sources_and_out(10, |i| format!("f{i}"));
     let mut args: Vec<String> = vec!["cp".into(), "--manifest".into()];
-    for i in 0..10 {
-        let p = s.join(format!("f{i}"));
-        fs::write(&p, format!("{i}\n")).unwrap();
-        args.push(p.display().to_string());
-    }
+    args.extend(srcs.iter().map(|p| p.display().to_string()));
     args.push(out.display().to_string());
     let marker = d.path().join("pause");
     let (child, pid) = start_paused(&args, &[], "batch-renamed:3", &marker);
@@ -1784,4 +1770,25 @@ fn clean_counts_no_bytes_for_a_temp_name_that_is_a_second_link() {
     assert_eq!(v["bytes"], 0, "{v}");
     assert!(!link.exists());
     assert_eq!(fs::read_to_string(&log).unwrap(), "a log line\n");
+}
+
+/// A fresh temp dir with `s/` holding `n` sources (`name(i)`, contents `"{i}\n"`) and an empty
+/// `o/`: the dir, the sources and `o`.
+#[cfg(feature = "test-hooks")]
+fn sources_and_out(
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> (tempfile::TempDir, Vec<PathBuf>, PathBuf) {
+    let d = tmp();
+    let (s, out) = (d.path().join("s"), d.path().join("o"));
+    fs::create_dir(&s).unwrap();
+    fs::create_dir(&out).unwrap();
+    let srcs = (0..n)
+        .map(|i| {
+            let p = s.join(name(i));
+            fs::write(&p, format!("{i}\n")).unwrap();
+            p
+        })
+        .collect();
+    (d, srcs, out)
 }
