@@ -408,20 +408,99 @@ fn walk_path(path: &Path, create: bool, durability: Durability) -> Result<OwnedF
 
 /// Directories already opened by a [`Batch`](crate::Batch), so a thousand files in one
 /// directory cost one `open` + `fstatfs`, not a thousand.
+///
+/// With [`expect`](DirCache::expect) (a batch that knows it will hold many files), each
+/// directory is also listed once when it is first opened, and a name the listing did not hold
+/// is taken as absent without a `stat` of its own (see [`DirCache::get`]).
 #[derive(Debug, Default)]
 pub(crate) struct DirCache {
-    map: HashMap<PathBuf, (Arc<OwnedFd>, FsInfo)>,
+    map: HashMap<PathBuf, Cached>,
+    /// Files the batch expects (0: unknown; no listing).
+    expect: usize,
+    /// Keys the name hashes of the listings (per process, so names cannot be chosen to collide).
+    hasher: std::hash::RandomState,
 }
 
+#[derive(Debug)]
+struct Cached {
+    dir: Arc<OwnedFd>,
+    fs: FsInfo,
+    /// Hashes of the names the directory held when it was opened, if it was listed.
+    names: Option<std::collections::HashSet<u64>>,
+}
+
+/// Fewest expected files for which a directory is listed: below it, a `stat` per name costs
+/// less than a listing (an `openat`, `getdents64` calls and a `close`).
+const LIST_MIN_FILES: usize = 32;
+
 impl DirCache {
-    fn get(&mut self, parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
-        if let Some(hit) = self.map.get(parent) {
-            return Ok(hit.clone());
-        }
-        let opened = open_with_info(parent, opts)?;
-        self.map.insert(parent.to_path_buf(), opened.clone());
-        Ok(opened)
+    /// Tells the cache how many files are coming, so it may list each directory once.
+    pub(crate) fn expect(&mut self, files: usize) {
+        self.expect = files;
     }
+
+    /// The directory `parent` (opened once), its filesystem, and whether `name` is known to be
+    /// absent from it: the directory was listed when first opened and held no such name.
+    ///
+    /// "Absent" is as of that listing. A name created after it is met by the publish itself,
+    /// as one created after a `stat` would be: an anonymous temp's `linkat` fails with
+    /// `EEXIST` and it is renamed over the newcomer instead (create-only: the conflict is
+    /// reported), a named temp's rename replaces it (create-only: `RENAME_NOREPLACE` refuses).
+    /// Never used in a shared sticky directory (such as `/tmp`), where a name another user
+    /// creates is looked up as it always was, with the sticky rule checked on what is found.
+    fn get(
+        &mut self,
+        parent: &Path,
+        name: &OsStr,
+        opts: &Options,
+    ) -> Result<(Arc<OwnedFd>, FsInfo, bool)> {
+        use std::hash::BuildHasher;
+        if !self.map.contains_key(parent) {
+            let (dir, fs) = open_with_info(parent, opts)?;
+            let names = (self.expect >= LIST_MIN_FILES
+                && sys::exact_names(dir.as_fd(), fs.fs_type))
+            .then(|| list_names(&dir, 2 * self.expect + 64, &self.hasher))
+            .flatten();
+            self.map
+                .insert(parent.to_path_buf(), Cached { dir, fs, names });
+        }
+        let c = &self.map[parent];
+        let absent = c
+            .names
+            .as_ref()
+            .is_some_and(|n| !n.contains(&self.hasher.hash_one(name.as_bytes())));
+        Ok((Arc::clone(&c.dir), c.fs, absent))
+    }
+}
+
+/// Hashes of the names in `dir`, or `None` when listing does not pay or is not safe: more than
+/// `max` entries (then a `stat` per file is cheaper than reading them all), a shared sticky
+/// directory, or any error (every name is then looked up as usual). The caller lists only
+/// directories whose names compare exactly ([`sys::exact_names`]): in a case-insensitive one,
+/// `Report.csv` in the listing would not say that `report.csv` is taken.
+fn list_names(
+    dir: &OwnedFd,
+    max: usize,
+    hasher: &std::hash::RandomState,
+) -> Option<std::collections::HashSet<u64>> {
+    use std::hash::BuildHasher;
+    let st = fs::fstat(dir).ok()?;
+    if is_shared_sticky(st.st_mode) {
+        return None;
+    }
+    let mut names = std::collections::HashSet::new();
+    for entry in fs::Dir::read_from(dir).ok()? {
+        let entry = entry.ok()?;
+        let n = entry.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        if names.len() >= max {
+            return None;
+        }
+        names.insert(hasher.hash_one(n));
+    }
+    Some(names)
 }
 
 fn open_with_info(parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
@@ -446,9 +525,12 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>) -> Result<Dest> {
     refuse_directory_syntax(path)?;
     let (dir_path, name) = split(path)?;
-    let (dir, fs) = match cache {
-        Some(c) => c.get(&dir_path, opts)?,
-        None => open_with_info(&dir_path, opts)?,
+    let (dir, fs, mut known_absent) = match cache {
+        Some(c) => c.get(&dir_path, &name, opts)?,
+        None => {
+            let (dir, fs) = open_with_info(&dir_path, opts)?;
+            (dir, fs, false)
+        }
     };
     let mut at = At {
         dir,
@@ -460,10 +542,14 @@ pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>)
     loop {
         let full = at.dir_path.join(&at.name);
         check_name_len(&at.name, at.fs.name_max, &full)?;
-        let st = match fs::statat(&*at.dir, &at.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(st),
-            Err(Errno::NOENT) => None,
-            Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
+        // Only the name first asked for (not a symlink's target) may be known absent.
+        let st = match std::mem::take(&mut known_absent) {
+            true => None,
+            false => match fs::statat(&*at.dir, &at.name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(Errno::NOENT) => None,
+                Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
+            },
         };
         let existing = match st {
             None => None,

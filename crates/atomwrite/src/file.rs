@@ -143,17 +143,22 @@ impl AtomicFile {
     /// Opens through a batch's [`DirCache`] (one directory fd per parent, shared by its files)
     /// and its set of directory fds it holds the shared lock on ([`DirLock::Batch`]); `None`: a
     /// single write, with a directory fd of its own.
+    ///
+    /// `park_soon` (a batch's file it will have to park, see [`Batch`](crate::Batch)): where the
+    /// batch holds (or now takes) its directory's shared lock, the temp is created named at
+    /// once, without a `flock` of its own, as a parked temp is; its park is then only a close
+    /// (no `O_TMPFILE` orphan to link, no `linkat`).
     pub(crate) fn open_cached(
         path: &Path,
         opts: &Options,
-        batch: Option<(&mut DirCache, &mut DirLocks)>,
+        batch: Option<(&mut DirCache, &mut DirLocks, bool)>,
     ) -> Result<AtomicFile> {
-        let (cache, lock) = match batch {
-            Some((cache, locked)) => (Some(cache), DirLock::Batch(locked)),
-            None => (None, DirLock::OwnFd),
+        let (cache, lock, park_soon) = match batch {
+            Some((cache, locked, park_soon)) => (Some(cache), DirLock::Batch(locked), park_soon),
+            None => (None, DirLock::OwnFd, false),
         };
         let d = dest::resolve(path, opts, cache)?;
-        Self::open_dest(d, opts, lock)
+        Self::open_dest(d, opts, lock, park_soon)
     }
 
     /// Opens a temp for `name` inside an already-open directory: no path is resolved, no symlink
@@ -166,7 +171,7 @@ impl AtomicFile {
         opts: &Options,
     ) -> Result<AtomicFile> {
         let d = dest::in_dir(dir, dir_path, name)?;
-        Self::open_dest(d, opts, DirLock::SharedFd)
+        Self::open_dest(d, opts, DirLock::SharedFd, false)
     }
 
     /// Creates the anonymous temp (`O_TMPFILE`) where the filesystem is not known to refuse it;
@@ -183,13 +188,7 @@ impl AtomicFile {
             // a source's `mode & 0o777` as `cp` gives it) is created with them: the kernel applies
             // the umask (or the directory's default ACL, as for any `open(O_CREAT)`), so no
             // `fchmod` is needed and the umask need not be read.
-            let final_mode = match (opts.mode, opts.new_mode, d.existing) {
-                _ if opts.new_file_gets_default_mode() && d.existing.is_none() => Some(0o666),
-                (None, Some(NewMode::Source(m)), None) if opts.inherited.is_none() => {
-                    Some(m & 0o777)
-                }
-                _ => None,
-            };
+            let final_mode = Self::final_mode(d, opts);
             match sys.open_anonymous(d.dir.as_fd(), final_mode.unwrap_or(0o600)) {
                 Ok(Some(fd)) => {
                     anon = Some(fd);
@@ -202,18 +201,57 @@ impl AtomicFile {
         Ok((anon, mode_is_final))
     }
 
-    fn open_dest(mut d: dest::Dest, opts: &Options, lock: DirLock<'_>) -> Result<AtomicFile> {
+    /// A new file's mode that the kernel can give it at creation (filtered by the umask or the
+    /// directory's default ACL, as for any `open(O_CREAT)`): the default 0666, or a source's
+    /// `mode & 0o777` as `cp` gives it. `None`: the mode is set by `fchmod` when the file is
+    /// finished (an explicit mode, one inherited from a replaced file, ...).
+    fn final_mode(d: &dest::Dest, opts: &Options) -> Option<u32> {
+        match (opts.mode, opts.new_mode, d.existing) {
+            _ if opts.new_file_gets_default_mode() && d.existing.is_none() => Some(0o666),
+            (None, Some(NewMode::Source(m)), None) if opts.inherited.is_none() => Some(m & 0o777),
+            _ => None,
+        }
+    }
+
+    fn open_dest(
+        mut d: dest::Dest,
+        opts: &Options,
+        mut lock: DirLock<'_>,
+        park_soon: bool,
+    ) -> Result<AtomicFile> {
         if d.existing.is_none() {
             d.existing = opts.inherited;
         }
         let sys = sys::backend(opts.portable || portable_env());
-        let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
-        let (fd, temp) = match anon {
-            Some(fd) => (fd, Temp::Anonymous),
-            None => {
-                let (fd, name, token) =
-                    create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
-                (fd, Temp::Named(name, token))
+        // A file its batch will park is created named under the batch's directory lock (which
+        // keeps `clean` away from it, as from a parked temp): no flock, no link when parked.
+        let parkable = park_soon
+            && match &mut lock {
+                DirLock::Batch(locked) => *locked
+                    .entry(Arc::as_ptr(&d.dir) as usize)
+                    .or_insert_with(|| crate::clean::lock_dir_shared(&*d.dir)),
+                _ => false,
+            };
+        let (fd, temp, mode_is_final) = if parkable {
+            let mode = Self::final_mode(&d, opts);
+            let (fd, name, token) = create_temp(
+                &d.dir,
+                &d.dir_path,
+                &d.name,
+                d.fs.name_max,
+                mode.unwrap_or(0o600),
+                |fd, _| Ok(fd),
+            )?;
+            (fd, Temp::Named(name, token), mode.is_some())
+        } else {
+            let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
+            match anon {
+                Some(fd) => (fd, Temp::Anonymous, mode_is_final),
+                None => {
+                    let (fd, name, token) =
+                        create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
+                    (fd, Temp::Named(name, token), false)
+                }
             }
         };
         let f = AtomicFile {
@@ -1368,41 +1406,58 @@ pub(crate) fn create_named(
     lock: DirLock<'_>,
 ) -> Result<(OwnedFd, OsString, TempToken)> {
     let window = WindowLock::take(dir, lock);
-    let created = interrupt::create_registered(dir, dir_path, || {
+    let created = create_temp(dir, dir_path, name, name_max, 0o600, |fd, tmp| {
+        // Tells `clean` that a live writer owns this temp. Cannot block: the file is new.
+        let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
+        // Without the directory's lock, a `clean --older-than 0` may have taken the temp for a
+        // dead writer's before its flock, and anyone who can write here may have made a file of
+        // theirs under the freed name: the name is used (renamed over the destination, or
+        // unlinked) only if it still names the file this writer created. Once flocked it stays
+        // ours: `clean` keeps a locked temp, and in a sticky directory no other user can remove
+        // it.
+        let ours = window.held() || names_file(dir, tmp, &fd);
+        if let Err(e) = locked {
+            if ours {
+                let _ = rfs::unlinkat(&**dir, tmp, AtFlags::empty());
+            }
+            return Err(Error::new(Op::Lock, dir_path.join(tmp), errno(e)));
+        }
+        if !ours {
+            return Err(Error::other(
+                Op::CreateTemp,
+                dir_path.join(tmp),
+                io::ErrorKind::Other,
+                "was removed or replaced by another process before it could be locked (the \
+                 directory's lock could not be taken to protect it); the destination was not \
+                 replaced",
+            ));
+        }
+        Ok(fd)
+    });
+    drop(window);
+    created
+}
+
+/// Creates a new temp named after `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode
+/// `mode` filtered by the umask), registered with [`interrupt`] as it is created, and hands it
+/// to `check` (which may refuse it: it then removes what it must and returns the error).
+fn create_temp(
+    dir: &Arc<OwnedFd>,
+    dir_path: &Path,
+    name: &std::ffi::OsStr,
+    name_max: usize,
+    mode: u32,
+    check: impl Fn(OwnedFd, &std::ffi::OsStr) -> Result<OwnedFd>,
+) -> Result<(OwnedFd, OsString, TempToken)> {
+    interrupt::create_registered(dir, dir_path, || {
         for _ in 0..NAME_ATTEMPTS {
             let tmp = tempname::temp_name(name, name_max);
             let flags =
                 OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
-            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
+            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(mode)) {
                 Ok(fd) => {
                     interrupt::test_point("named-created", 0);
-                    // Tells `clean` that a live writer owns this temp. Cannot block: the file
-                    // is new.
-                    let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
-                    // Without the directory's lock, a `clean --older-than 0` may have taken the
-                    // temp for a dead writer's before its flock, and anyone who can write here
-                    // may have made a file of theirs under the freed name: the name is used
-                    // (renamed over the destination, or unlinked) only if it still names the
-                    // file this writer created. Once flocked it stays ours: `clean` keeps a
-                    // locked temp, and in a sticky directory no other user can remove it.
-                    let ours = window.held() || names_file(dir, &tmp, &fd);
-                    if let Err(e) = locked {
-                        if ours {
-                            let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
-                        }
-                        return Err(Error::new(Op::Lock, dir_path.join(&tmp), errno(e)));
-                    }
-                    if !ours {
-                        return Err(Error::other(
-                            Op::CreateTemp,
-                            dir_path.join(&tmp),
-                            io::ErrorKind::Other,
-                            "was removed or replaced by another process before it could be \
-                             locked (the directory's lock could not be taken to protect it); \
-                             the destination was not replaced",
-                        ));
-                    }
-                    return Ok((fd, tmp));
+                    return Ok((check(fd, &tmp)?, tmp));
                 }
                 Err(Errno::EXIST) => tempname::collided(),
                 Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
@@ -1413,9 +1468,7 @@ pub(crate) fn create_named(
             dir_path.join(name),
             errno(Errno::EXIST),
         ))
-    });
-    drop(window);
-    created
+    })
 }
 
 /// Whether `name` in `dir` is the file open as `fd` (same device and inode; a symlink is not

@@ -555,3 +555,116 @@ fn a_new_file_whose_name_is_taken_before_the_commit_replaces_it_like_any_write()
         assert!(temps_in(d.path()).is_empty());
     }
 }
+
+/// A batch told how many files are coming lists each directory once and takes a name the
+/// listing lacked as absent. A name taken after that listing is still met by the publish: it is
+/// replaced like any write's destination, or, create-only, reported as a conflict and left as
+/// it was; held-open (linked in place) and parked (renamed) files alike.
+#[test]
+fn a_name_taken_after_the_batch_listed_its_directory_is_still_seen_by_the_publish() {
+    for opts in both() {
+        for create_only in [false, true] {
+            let d = tmp();
+            let names: Vec<PathBuf> = (0..64).map(|i| d.path().join(format!("b{i}"))).collect();
+            let mut b = Batch::new(opts.clone().no_clobber(create_only)).expect_files(64);
+            b.add(&names[0], b"mine").unwrap();
+            // The directory was listed at the first add; these names appear after.
+            fs::write(&names[5], b"theirs").unwrap();
+            fs::write(&names[40], b"theirs").unwrap();
+            for q in &names[1..] {
+                b.add(q, b"mine").unwrap();
+            }
+            match (b.commit(), create_only) {
+                (Ok(r), false) => {
+                    assert_eq!(r.files.len(), 64);
+                    for q in &names {
+                        assert_eq!(fs::read(q).unwrap(), b"mine", "{q:?}");
+                    }
+                }
+                (Err(e), true) => {
+                    assert!(e.is_conflict(), "{e}");
+                    assert_eq!(fs::read(&names[5]).unwrap(), b"theirs");
+                    let outcome = e
+                        .batch_outcome()
+                        .expect("a batch error says what was replaced");
+                    assert_eq!(outcome.replaced(), &names[..5], "{e}");
+                    for q in &names[6..] {
+                        assert_ne!(fs::read(q).ok().as_deref(), Some(&b"mine"[..]), "{q:?}");
+                    }
+                }
+                (r, _) => panic!("create-only {create_only}: {r:?}"),
+            }
+            assert_eq!(
+                fs::read(&names[40]).unwrap(),
+                if create_only { &b"theirs"[..] } else { b"mine" }
+            );
+            assert!(temps_in(d.path()).is_empty(), "{:?}", temps_in(d.path()));
+        }
+    }
+}
+
+/// A listing proves a name absent only where names compare byte for byte. In a casefolded
+/// directory (tmpfs `casefold=utf8`, `chattr +F`), `report.csv` must be found to be the
+/// existing `Report.csv`, whose mode the new contents keep, as a single write's would.
+#[test]
+fn a_batch_never_takes_a_name_as_absent_in_a_directory_that_folds_case() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "needs root under CI=true"
+        );
+        eprintln!("SKIP: mounting a casefolding tmpfs needs root");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("cf");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "casefold=utf8", "atomwrite-cf"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success();
+    if !mounted {
+        // A kernel capability (tmpfs casefolding since Linux 6.13), not a missing install.
+        eprintln!("SKIP: this kernel's tmpfs cannot casefold (mount -o casefold=utf8 failed)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let dir = mnt.join("folded");
+    fs::create_dir(&dir).unwrap();
+    assert!(
+        Command::new("chattr")
+            .arg("+F")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(dir.join("Report.csv"), b"old").unwrap();
+    fs::set_permissions(dir.join("Report.csv"), fs::Permissions::from_mode(0o600)).unwrap();
+    for opts in both() {
+        let mut b = Batch::new(opts).expect_files(64);
+        for i in 0..63 {
+            b.add(dir.join(format!("other{i}")), b"x").unwrap();
+        }
+        b.add(dir.join("report.csv"), b"new").unwrap();
+        b.commit().unwrap();
+        assert_eq!(fs::read(dir.join("REPORT.CSV")).unwrap(), b"new");
+        let mode = fs::metadata(dir.join("report.csv"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the replaced file's mode is kept");
+        let entries = fs::read_dir(&dir).unwrap().count();
+        assert_eq!(entries, 64, "one entry for the report, no second name");
+        assert!(temps_in(&dir).is_empty());
+    }
+}

@@ -561,6 +561,39 @@ fn a_file_of_another_user_in_a_sticky_dir_is_not_replaced() {
     }
 }
 
+/// A batch told how many files come lists an ordinary directory once instead of looking up
+/// each name; never a shared sticky one. There a file another user plants after the batch
+/// began (after its listing would have been made) is still looked up, and refused.
+#[test]
+fn a_batch_in_a_sticky_dir_refuses_a_file_another_user_planted_after_it_began() {
+    if !require_root("a_batch_in_a_sticky_dir_refuses_a_file_another_user_planted_after_it_began") {
+        return;
+    }
+    for dir_mode in [0o1777, 0o1775] {
+        for portable in [false, true] {
+            let base = tempdir();
+            let shared = dir_with(base.path(), "shared", dir_mode, None);
+            let mut b = atomwrite::Batch::new(Options::new().portable(portable)).expect_files(64);
+            b.add(shared.join("b0"), b"root's\n").unwrap();
+            let planted = shared.join("b5");
+            file_owned_by(&planted, b"planted\n", NOBODY, 0o666);
+            for i in 1..5 {
+                b.add(shared.join(format!("b{i}")), b"root's\n").unwrap();
+            }
+            let e = b.add(&planted, b"root's secret\n").unwrap_err();
+            assert_refused(&e, "fs.protected_regular", &planted, NOBODY);
+            drop(b);
+            assert_eq!(std::fs::read(&planted).unwrap(), b"planted\n");
+            assert_eq!(std::fs::metadata(&planted).unwrap().uid(), NOBODY);
+            let left: Vec<_> = std::fs::read_dir(&shared)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, vec![OsString::from("b5")], "{portable} {dir_mode:o}");
+        }
+    }
+}
+
 #[test]
 fn links_and_files_of_the_caller_or_the_dir_owner_are_followed_and_replaced() {
     if !require_root("links_and_files_of_the_caller_or_the_dir_owner_are_followed_and_replaced") {

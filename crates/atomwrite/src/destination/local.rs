@@ -252,7 +252,7 @@ impl Backend for Local {
         observer: &mut dyn CopyObserver,
     ) -> Result<CopyReport> {
         let mut opener = SourceOpener::default();
-        let mut batch = Batch::new(opts.clone());
+        let mut batch = Batch::new(opts.clone()).expect_files(sources.len());
         let mut methods = Vec::with_capacity(sources.len());
         for s in sources {
             let src =

@@ -21,6 +21,21 @@ use crate::error::errno;
 /// `statfs.f_type` of btrfs (`BTRFS_SUPER_MAGIC`).
 pub(crate) const BTRFS_MAGIC: u64 = 0x9123_683e;
 
+/// See [`super::exact_names`].
+pub(crate) fn exact_names(dir: BorrowedFd<'_>, fs_type: u64) -> bool {
+    const EXT4: u64 = 0xef53;
+    const TMPFS: u64 = 0x0102_1994;
+    const F2FS: u64 = 0xf2f5_2010;
+    /// `FS_CASEFOLD_FL` (`linux/fs.h`).
+    const CASEFOLD: u32 = 0x4000_0000;
+    match fs_type {
+        BTRFS_MAGIC => true,
+        // Casefolding is per directory (`chattr +F`): ask this one.
+        EXT4 | TMPFS | F2FS => fs::ioctl_getflags(dir).is_ok_and(|f| f.bits() & CASEFOLD == 0),
+        _ => false,
+    }
+}
+
 /// The Linux backend (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Linux;
@@ -275,6 +290,30 @@ pub(crate) fn open_dir_no_symlinks(at: BorrowedFd<'_>, dir: &std::path::Path) ->
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn only_filesystems_known_to_compare_names_exactly_may_be_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = fs::open(d.path(), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let fd = dir.as_fd();
+        // Case-insensitive or unknown: vfat, exfat, ntfs3, xfs (ascii-ci), NFS, FUSE.
+        for magic in [
+            0x4d44,
+            0x2011_bab0,
+            0x7366_746e,
+            0x5846_5342,
+            0x6969,
+            0x6573_5546,
+        ] {
+            assert!(!exact_names(fd, magic), "{magic:#x}");
+        }
+        assert!(exact_names(fd, BTRFS_MAGIC));
+        // ext4 and tmpfs are asked about this directory: an ordinary one is not casefolded.
+        let here = Linux.fs_info(fd).unwrap().fs_type;
+        if [0xef53, 0x0102_1994].contains(&here) {
+            assert!(exact_names(fd, here));
+        }
+    }
 
     #[test]
     fn fast_and_portable_agree_on_what_both_can_answer() {

@@ -117,6 +117,24 @@ pub(crate) fn fs_info(dir: BorrowedFd<'_>) -> io::Result<FsInfo> {
     host().fs_info(dir)
 }
 
+/// Whether the names in directory `dir` (on a filesystem of type `fs_type`) match byte for
+/// byte, so that a listing that lacks a name proves that no entry answers to it. True only
+/// for filesystems known to compare names exactly: ext2/3/4, tmpfs and f2fs when the directory
+/// is not casefolded (`FS_CASEFOLD_FL`), and btrfs (which has no casefolding). False elsewhere
+/// (vfat, exfat, ntfs, hfs, xfs's `ascii-ci`, network and FUSE filesystems, any other system):
+/// the caller then looks every name up.
+pub(crate) fn exact_names(dir: BorrowedFd<'_>, fs_type: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        linux::exact_names(dir, fs_type)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, fs_type);
+        false
+    }
+}
+
 /// `fsync(2)` of a directory (the same code on every backend).
 pub(crate) fn sync_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
     host().sync_dir(fd)
