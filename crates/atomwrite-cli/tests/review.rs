@@ -1792,3 +1792,106 @@ fn sources_and_out(
         .collect();
     (d, srcs, out)
 }
+
+// ---- Third review of #15: a name another user plants after the check ----------------------
+
+/// Root copies into a shared sticky directory (1777, and a team's 1775) where the destination
+/// names were free when looked up; while the batch is paused before its renames, uid 65534
+/// plants a file at one name and a symlink at another. Root's rename ignores the sticky bit,
+/// so without a check at the publish it replaced both. Now the publish is create-only for a
+/// name found free (`renameat2(RENAME_NOREPLACE)` for a renamed temp, `linkat` for an
+/// anonymous one) and a newcomer that belongs to another user is refused by the sticky rule:
+/// the renames stop there, the report says what was and was not replaced, the planted entries
+/// are untouched, no temp is left. Parked temps (renamed) and open ones (linked) alike, fast
+/// and portable paths alike.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_file_planted_by_another_user_after_the_check_in_a_sticky_dir_is_not_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require(
+        rustix::process::geteuid().is_root(),
+        "root (to plant as uid 65534)",
+    ) {
+        return;
+    }
+    // f03 is parked (named, renamed at the commit), f58 is open until the commit (linked in
+    // place; on the portable path every temp is named).
+    for (mode, group) in [(0o1777, 0), (0o1775, 65534)] {
+        for (planted, link) in [("f03", false), ("f58", false), ("f03", true), ("f58", true)] {
+            for portable in ["0", "1"] {
+                let d = tmp();
+                let src = d.path().join("s");
+                fs::create_dir(&src).unwrap();
+                let mut args = vec!["cp".to_string(), "--json".into()];
+                for i in 0..60 {
+                    let p = src.join(format!("f{i:02}"));
+                    fs::write(&p, format!("root's {i}\n")).unwrap();
+                    args.push(p.display().to_string());
+                }
+                let shared = d.path().join("shared");
+                fs::create_dir(&shared).unwrap();
+                std::os::unix::fs::chown(&shared, Some(0), Some(group)).unwrap();
+                fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+                args.push(format!("{}/", shared.display()));
+                let marker = d.path().join("pause");
+                let (child, _) = start_paused(
+                    &args,
+                    &[
+                        ("ATOMWRITE_TEST_HELD_OPEN", "16"),
+                        ("ATOMWRITE_PORTABLE", portable),
+                    ],
+                    "batch-synced",
+                    &marker,
+                );
+                let target = shared.join(planted);
+                let victim = d.path().join("victim");
+                fs::write(&victim, "victim\n").unwrap();
+                let plant = if link {
+                    format!("ln -s {} {}", victim.display(), target.display())
+                } else {
+                    format!("echo planted > {}", target.display())
+                };
+                let st = Command::new("sh")
+                    .arg("-c")
+                    .arg(&plant)
+                    .uid(65534)
+                    .gid(65534)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                fs::remove_file(&marker).unwrap();
+                let out = child.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                let ctx = format!("{mode:o} {planted} link={link} portable={portable}: {err}");
+                assert_eq!(out.status.code(), Some(1), "{ctx}");
+                assert!(err.contains("uid 65534"), "{ctx}");
+                assert_eq!(err.lines().count(), 1, "{ctx}");
+                let md = fs::symlink_metadata(&target).unwrap();
+                assert_eq!(md.file_type().is_symlink(), link, "{ctx}");
+                assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 65534, "{ctx}");
+                let want = if link { "victim\n" } else { "planted\n" };
+                assert_eq!(fs::read_to_string(&target).unwrap(), want, "{ctx}");
+                assert_eq!(fs::read_to_string(&victim).unwrap(), "victim\n", "{ctx}");
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let n: usize = planted[1..].parse().unwrap();
+                let replaced = v["error"]["replaced"].as_array().unwrap();
+                assert_eq!(replaced.len(), n, "{ctx} {v}");
+                assert_eq!(
+                    v["error"]["not_replaced"].as_array().unwrap().len(),
+                    60 - n,
+                    "{ctx} {v}"
+                );
+                for i in 0..60 {
+                    let p = shared.join(format!("f{i:02}"));
+                    if i < n {
+                        assert_eq!(fs::read_to_string(&p).unwrap(), format!("root's {i}\n"));
+                    } else if i != n {
+                        assert!(!p.exists(), "{ctx}: {} was replaced", p.display());
+                    }
+                }
+                assert_eq!(temps_in(&shared), Vec::<PathBuf>::new(), "{ctx}");
+            }
+        }
+    }
+}

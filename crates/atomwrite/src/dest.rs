@@ -49,6 +49,8 @@ pub(crate) struct Dest {
     pub name: OsString,
     pub path: PathBuf,
     pub existing: Option<Existing>,
+    /// Nothing had the name when it was looked up (not even a symlink to be replaced).
+    pub absent: bool,
     pub fs: FsInfo,
 }
 
@@ -417,6 +419,9 @@ pub(crate) struct DirCache {
     map: HashMap<PathBuf, Cached>,
     /// Files the batch expects (0: unknown; no listing).
     expect: usize,
+    /// Directory entries its listings may still read (a listing that would read more is
+    /// abandoned: a `stat` per file is then cheaper).
+    budget: usize,
     /// Keys the name hashes of the listings (per process, so names cannot be chosen to collide).
     hasher: std::hash::RandomState,
 }
@@ -437,6 +442,7 @@ impl DirCache {
     /// Tells the cache how many files are coming, so it may list each directory once.
     pub(crate) fn expect(&mut self, files: usize) {
         self.expect = files;
+        self.budget = files.saturating_mul(2).saturating_add(64);
     }
 
     /// The directory `parent` (opened once), its filesystem, and whether `name` is known to be
@@ -457,10 +463,18 @@ impl DirCache {
         use std::hash::BuildHasher;
         if !self.map.contains_key(parent) {
             let (dir, fs) = open_with_info(parent, opts)?;
-            let names = (self.expect >= LIST_MIN_FILES
+            let listed = (self.expect >= LIST_MIN_FILES
+                && self.budget > 0
                 && sys::exact_names(dir.as_fd(), fs.fs_type))
-            .then(|| list_names(&dir, 2 * self.expect + 64, &self.hasher))
-            .flatten();
+            .then(|| list_names(&dir, self.budget, &self.hasher));
+            // The listings of a batch read at most ~2 entries per file it expects, in all; one
+            // that gave up (too long, or an error) ends the listing for the batch.
+            self.budget = match &listed {
+                Some(Some(n)) => self.budget - n.len(),
+                Some(None) => 0,
+                None => self.budget,
+            };
+            let names = listed.flatten();
             self.map
                 .insert(parent.to_path_buf(), Cached { dir, fs, names });
         }
@@ -476,7 +490,7 @@ impl DirCache {
 /// Hashes of the names in `dir`, or `None` when listing does not pay or is not safe: more than
 /// `max` entries (then a `stat` per file is cheaper than reading them all), a shared sticky
 /// directory, or any error (every name is then looked up as usual). The caller lists only
-/// directories whose names compare exactly ([`sys::exact_names`]): in a case-insensitive one,
+/// directories where a listing is exact ([`sys::exact_names`]): in a case-insensitive one,
 /// `Report.csv` in the listing would not say that `report.csv` is taken.
 fn list_names(
     dir: &OwnedFd,
@@ -489,18 +503,11 @@ fn list_names(
         return None;
     }
     let mut names = std::collections::HashSet::new();
-    for entry in fs::Dir::read_from(dir).ok()? {
-        let entry = entry.ok()?;
-        let n = entry.file_name().to_bytes();
-        if n == b"." || n == b".." {
-            continue;
-        }
-        if names.len() >= max {
-            return None;
-        }
+    let whole = sys::list_names(dir.as_fd(), max, &mut |n| {
         names.insert(hasher.hash_one(n));
-    }
-    Some(names)
+    })
+    .ok()?;
+    whole.then_some(names)
 }
 
 fn open_with_info(parent: &Path, opts: &Options) -> Result<(Arc<OwnedFd>, FsInfo)> {
@@ -551,6 +558,7 @@ pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>)
                 Err(e) => return Err(Error::new(Op::Inspect, &full, errno(e))),
             },
         };
+        let absent = st.is_none();
         let existing = match st {
             None => None,
             Some(st) => match FileType::from_raw_mode(st.st_mode) {
@@ -583,6 +591,7 @@ pub(crate) fn resolve(path: &Path, opts: &Options, cache: Option<&mut DirCache>)
             name,
             path: full,
             existing,
+            absent,
             fs,
         });
     }
@@ -651,6 +660,20 @@ fn check_name_len(name: &OsStr, name_max: usize, full: &Path) -> Result<()> {
     Ok(())
 }
 
+/// For a destination that was absent when it was looked up and has an entry now (its
+/// create-only publish met `EEXIST`): whether that newcomer may be replaced. In a shared sticky
+/// directory, only an entry of the caller or of the directory's owner may (else the sticky
+/// rule's refusal, as for an entry found at the lookup: root's rename would otherwise replace
+/// what another user planted after the check); elsewhere anything may, as it would have been
+/// had it been there at the lookup. A newcomer gone again is no obstacle.
+pub(crate) fn check_newcomer(dir: &OwnedFd, dir_shown: &Path, full: &Path) -> Result<()> {
+    let name = full.file_name().unwrap_or_default();
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => check_sticky_rule(Rule::Entry, dir, dir_shown, full, st.st_uid),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The error for a destination `full` that is neither a regular file nor a symlink.
 fn not_replaceable(kind: FileType, full: &Path) -> Error {
     if kind == FileType::Directory {
@@ -682,7 +705,9 @@ fn not_replaceable(kind: FileType, full: &Path) -> Error {
 pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Result<Dest> {
     let full = dir_path.join(&name);
     let fs = sys::fs_info(dir.as_fd()).map_err(|e| Error::new(Op::OpenDir, &dir_path, e))?;
-    let existing = match fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+    let found = fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW);
+    let absent = matches!(found, Err(Errno::NOENT));
+    let existing = match found {
         Ok(st) => match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
                 check_sticky_rule(Rule::Regular, &dir, &dir_path, &full, st.st_uid)?;
@@ -707,6 +732,7 @@ pub(crate) fn in_dir(dir: Arc<OwnedFd>, dir_path: PathBuf, name: OsString) -> Re
         name,
         path: full,
         existing,
+        absent,
         fs,
     })
 }

@@ -107,6 +107,9 @@ pub struct AtomicFile {
     dest: PathBuf,
     temp: Temp,
     existing: Option<Existing>,
+    /// Nothing had the destination's name at the lookup: the publish replaces only a newcomer
+    /// that [`dest::check_newcomer`] allows.
+    absent: bool,
     fs: FsInfo,
     /// The platform backend: the host's fast paths, or the portable POSIX path.
     sys: Sys,
@@ -143,22 +146,17 @@ impl AtomicFile {
     /// Opens through a batch's [`DirCache`] (one directory fd per parent, shared by its files)
     /// and its set of directory fds it holds the shared lock on ([`DirLock::Batch`]); `None`: a
     /// single write, with a directory fd of its own.
-    ///
-    /// `park_soon` (a batch's file it will have to park, see [`Batch`](crate::Batch)): where the
-    /// batch holds (or now takes) its directory's shared lock, the temp is created named at
-    /// once, without a `flock` of its own, as a parked temp is; its park is then only a close
-    /// (no `O_TMPFILE` orphan to link, no `linkat`).
     pub(crate) fn open_cached(
         path: &Path,
         opts: &Options,
-        batch: Option<(&mut DirCache, &mut DirLocks, bool)>,
+        batch: Option<(&mut DirCache, &mut DirLocks)>,
     ) -> Result<AtomicFile> {
-        let (cache, lock, park_soon) = match batch {
-            Some((cache, locked, park_soon)) => (Some(cache), DirLock::Batch(locked), park_soon),
-            None => (None, DirLock::OwnFd, false),
+        let (cache, lock) = match batch {
+            Some((cache, locked)) => (Some(cache), DirLock::Batch(locked)),
+            None => (None, DirLock::OwnFd),
         };
         let d = dest::resolve(path, opts, cache)?;
-        Self::open_dest(d, opts, lock, park_soon)
+        Self::open_dest(d, opts, lock)
     }
 
     /// Opens a temp for `name` inside an already-open directory: no path is resolved, no symlink
@@ -171,7 +169,7 @@ impl AtomicFile {
         opts: &Options,
     ) -> Result<AtomicFile> {
         let d = dest::in_dir(dir, dir_path, name)?;
-        Self::open_dest(d, opts, DirLock::SharedFd, false)
+        Self::open_dest(d, opts, DirLock::SharedFd)
     }
 
     /// Creates the anonymous temp (`O_TMPFILE`) where the filesystem is not known to refuse it;
@@ -188,7 +186,13 @@ impl AtomicFile {
             // a source's `mode & 0o777` as `cp` gives it) is created with them: the kernel applies
             // the umask (or the directory's default ACL, as for any `open(O_CREAT)`), so no
             // `fchmod` is needed and the umask need not be read.
-            let final_mode = Self::final_mode(d, opts);
+            let final_mode = match (opts.mode, opts.new_mode, d.existing) {
+                _ if opts.new_file_gets_default_mode() && d.existing.is_none() => Some(0o666),
+                (None, Some(NewMode::Source(m)), None) if opts.inherited.is_none() => {
+                    Some(m & 0o777)
+                }
+                _ => None,
+            };
             match sys.open_anonymous(d.dir.as_fd(), final_mode.unwrap_or(0o600)) {
                 Ok(Some(fd)) => {
                     anon = Some(fd);
@@ -201,57 +205,18 @@ impl AtomicFile {
         Ok((anon, mode_is_final))
     }
 
-    /// A new file's mode that the kernel can give it at creation (filtered by the umask or the
-    /// directory's default ACL, as for any `open(O_CREAT)`): the default 0666, or a source's
-    /// `mode & 0o777` as `cp` gives it. `None`: the mode is set by `fchmod` when the file is
-    /// finished (an explicit mode, one inherited from a replaced file, ...).
-    fn final_mode(d: &dest::Dest, opts: &Options) -> Option<u32> {
-        match (opts.mode, opts.new_mode, d.existing) {
-            _ if opts.new_file_gets_default_mode() && d.existing.is_none() => Some(0o666),
-            (None, Some(NewMode::Source(m)), None) if opts.inherited.is_none() => Some(m & 0o777),
-            _ => None,
-        }
-    }
-
-    fn open_dest(
-        mut d: dest::Dest,
-        opts: &Options,
-        mut lock: DirLock<'_>,
-        park_soon: bool,
-    ) -> Result<AtomicFile> {
+    fn open_dest(mut d: dest::Dest, opts: &Options, lock: DirLock<'_>) -> Result<AtomicFile> {
         if d.existing.is_none() {
             d.existing = opts.inherited;
         }
         let sys = sys::backend(opts.portable || portable_env());
-        // A file its batch will park is created named under the batch's directory lock (which
-        // keeps `clean` away from it, as from a parked temp): no flock, no link when parked.
-        let parkable = park_soon
-            && match &mut lock {
-                DirLock::Batch(locked) => *locked
-                    .entry(Arc::as_ptr(&d.dir) as usize)
-                    .or_insert_with(|| crate::clean::lock_dir_shared(&*d.dir)),
-                _ => false,
-            };
-        let (fd, temp, mode_is_final) = if parkable {
-            let mode = Self::final_mode(&d, opts);
-            let (fd, name, token) = create_temp(
-                &d.dir,
-                &d.dir_path,
-                &d.name,
-                d.fs.name_max,
-                mode.unwrap_or(0o600),
-                |fd, _| Ok(fd),
-            )?;
-            (fd, Temp::Named(name, token), mode.is_some())
-        } else {
-            let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
-            match anon {
-                Some(fd) => (fd, Temp::Anonymous, mode_is_final),
-                None => {
-                    let (fd, name, token) =
-                        create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
-                    (fd, Temp::Named(name, token), false)
-                }
+        let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
+        let (fd, temp) = match anon {
+            Some(fd) => (fd, Temp::Anonymous),
+            None => {
+                let (fd, name, token) =
+                    create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
+                (fd, Temp::Named(name, token))
             }
         };
         let f = AtomicFile {
@@ -262,6 +227,7 @@ impl AtomicFile {
             dest: d.path,
             temp,
             existing: d.existing,
+            absent: d.absent,
             fs: d.fs,
             sys,
             opts: opts.clone(),
@@ -936,8 +902,13 @@ impl AtomicFile {
                     && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
             {
                 // Something took the name since the open: replace it, as a write that
-                // had found it there would (named temp, then rename over it).
+                // had found it there would (named temp, then rename over it), unless it is
+                // another user's entry in a shared sticky directory.
                 self.temp = Temp::Anonymous;
+                if self.absent {
+                    dest::check_newcomer(&self.dir, &self.dir_path, &self.dest)?;
+                    self.absent = false;
+                }
                 let (tmp, token) = self.link_anonymous_to_temp()?;
                 self.temp = Temp::Named(tmp, token);
                 self.sync_after_link()?;
@@ -1017,6 +988,16 @@ impl AtomicFile {
     }
 
     fn rename_over(&self, tmp: &OsString) -> Result<()> {
+        if self.absent {
+            return rename_over_absent(
+                self.sys,
+                self.fs.fs_type,
+                &self.dir,
+                &self.dir_path,
+                tmp,
+                &self.dest,
+            );
+        }
         rfs::renameat(&self.dir, tmp, &self.dir, &self.name)
             .map_err(|e| Error::new2(Op::Rename, self.dir_path.join(tmp), &self.dest, errno(e)))
     }
@@ -1099,6 +1080,8 @@ pub(crate) struct Parked {
     run_id: Option<Arc<str>>,
     durability: Durability,
     no_clobber: bool,
+    /// Nothing had the destination's name at the lookup (see [`rename_over_absent`]).
+    absent: bool,
     internal: bool,
     /// `fsync`ed when parked (the batch's barrier does not cover it).
     synced: bool,
@@ -1148,6 +1131,7 @@ impl AtomicFile {
             run_id,
             durability: self.opts.durability,
             no_clobber: self.opts.no_clobber,
+            absent: self.absent,
             internal: self.opts.internal,
             synced: sync,
             visible: false,
@@ -1206,6 +1190,17 @@ impl Parked {
         let shown = self.dest.with_file_name(&tmp);
         let r = if self.no_clobber {
             self.rename_noreplace(&tmp, &shown)
+        } else if self.absent {
+            let dir_path = self.dest.parent().unwrap_or(Path::new(""));
+            rename_over_absent(
+                self.sys,
+                self.fs_type,
+                &self.dir,
+                dir_path,
+                &tmp,
+                &self.dest,
+            )
+            .map(|()| false)
         } else {
             rfs::renameat(&self.dir, &tmp, &self.dir, self.name())
                 .map(|()| false)
@@ -1328,8 +1323,21 @@ pub(crate) enum DirLock<'a> {
 }
 
 /// A batch's directory locks: directory fd (by address) → whether the batch holds its shared
-/// `flock` (`false`: refused after the bounded wait; not asked for again).
-pub(crate) type DirLocks = std::collections::HashMap<usize, bool>;
+/// `flock` (`false`: refused after the bounded wait; not asked for again). Each entry keeps its
+/// fd open (an `Arc` clone) until the batch ends: an address recorded here is never reused by
+/// another directory's fd, which would then pass for locked.
+#[derive(Debug, Default)]
+pub(crate) struct DirLocks(std::collections::HashMap<usize, (Arc<OwnedFd>, bool)>);
+
+impl DirLocks {
+    /// Whether the batch holds `dir`'s shared lock, taking it (bounded wait) the first time.
+    pub(crate) fn held(&mut self, dir: &Arc<OwnedFd>) -> bool {
+        self.0
+            .entry(Arc::as_ptr(dir) as usize)
+            .or_insert_with(|| (Arc::clone(dir), crate::clean::lock_dir_shared(&**dir)))
+            .1
+    }
+}
 
 /// The directory lock [`create_named`] holds across its window; released when dropped.
 enum WindowLock<'a> {
@@ -1362,10 +1370,7 @@ impl WindowLock<'_> {
                 }
             }
             DirLock::Batch(locked) => {
-                let held = *locked
-                    .entry(Arc::as_ptr(dir) as usize)
-                    .or_insert_with(|| crate::clean::lock_dir_shared(&**dir));
-                if held {
+                if locked.held(dir) {
                     return WindowLock::Batch;
                 }
             }
@@ -1406,58 +1411,41 @@ pub(crate) fn create_named(
     lock: DirLock<'_>,
 ) -> Result<(OwnedFd, OsString, TempToken)> {
     let window = WindowLock::take(dir, lock);
-    let created = create_temp(dir, dir_path, name, name_max, 0o600, |fd, tmp| {
-        // Tells `clean` that a live writer owns this temp. Cannot block: the file is new.
-        let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
-        // Without the directory's lock, a `clean --older-than 0` may have taken the temp for a
-        // dead writer's before its flock, and anyone who can write here may have made a file of
-        // theirs under the freed name: the name is used (renamed over the destination, or
-        // unlinked) only if it still names the file this writer created. Once flocked it stays
-        // ours: `clean` keeps a locked temp, and in a sticky directory no other user can remove
-        // it.
-        let ours = window.held() || names_file(dir, tmp, &fd);
-        if let Err(e) = locked {
-            if ours {
-                let _ = rfs::unlinkat(&**dir, tmp, AtFlags::empty());
-            }
-            return Err(Error::new(Op::Lock, dir_path.join(tmp), errno(e)));
-        }
-        if !ours {
-            return Err(Error::other(
-                Op::CreateTemp,
-                dir_path.join(tmp),
-                io::ErrorKind::Other,
-                "was removed or replaced by another process before it could be locked (the \
-                 directory's lock could not be taken to protect it); the destination was not \
-                 replaced",
-            ));
-        }
-        Ok(fd)
-    });
-    drop(window);
-    created
-}
-
-/// Creates a new temp named after `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode
-/// `mode` filtered by the umask), registered with [`interrupt`] as it is created, and hands it
-/// to `check` (which may refuse it: it then removes what it must and returns the error).
-fn create_temp(
-    dir: &Arc<OwnedFd>,
-    dir_path: &Path,
-    name: &std::ffi::OsStr,
-    name_max: usize,
-    mode: u32,
-    check: impl Fn(OwnedFd, &std::ffi::OsStr) -> Result<OwnedFd>,
-) -> Result<(OwnedFd, OsString, TempToken)> {
-    interrupt::create_registered(dir, dir_path, || {
+    let created = interrupt::create_registered(dir, dir_path, || {
         for _ in 0..NAME_ATTEMPTS {
             let tmp = tempname::temp_name(name, name_max);
             let flags =
                 OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
-            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(mode)) {
+            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
                     interrupt::test_point("named-created", 0);
-                    return Ok((check(fd, &tmp)?, tmp));
+                    // Tells `clean` that a live writer owns this temp. Cannot block: the file
+                    // is new.
+                    let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
+                    // Without the directory's lock, a `clean --older-than 0` may have taken the
+                    // temp for a dead writer's before its flock, and anyone who can write here
+                    // may have made a file of theirs under the freed name: the name is used
+                    // (renamed over the destination, or unlinked) only if it still names the
+                    // file this writer created. Once flocked it stays ours: `clean` keeps a
+                    // locked temp, and in a sticky directory no other user can remove it.
+                    let ours = window.held() || names_file(dir, &tmp, &fd);
+                    if let Err(e) = locked {
+                        if ours {
+                            let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
+                        }
+                        return Err(Error::new(Op::Lock, dir_path.join(&tmp), errno(e)));
+                    }
+                    if !ours {
+                        return Err(Error::other(
+                            Op::CreateTemp,
+                            dir_path.join(&tmp),
+                            io::ErrorKind::Other,
+                            "was removed or replaced by another process before it could be \
+                             locked (the directory's lock could not be taken to protect it); \
+                             the destination was not replaced",
+                        ));
+                    }
+                    return Ok((fd, tmp));
                 }
                 Err(Errno::EXIST) => tempname::collided(),
                 Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
@@ -1468,7 +1456,43 @@ fn create_temp(
             dir_path.join(name),
             errno(Errno::EXIST),
         ))
-    })
+    });
+    drop(window);
+    created
+}
+
+/// Renames the temp `tmp` over `dest` (in `dir`) for a write whose destination was absent at
+/// its lookup: `renameat2(RENAME_NOREPLACE)` where the filesystem has it, so that a newcomer is
+/// seen, and replaced only if [`dest::check_newcomer`] allows (not another user's entry in a
+/// shared sticky directory). Where it has not (the portable path), the newcomer is looked up
+/// just before a plain `renameat` (one `stat` more; a newcomer planted between the two is
+/// replaced, as any newcomer was before this check existed).
+fn rename_over_absent(
+    sys: Sys,
+    fs_type: u64,
+    dir: &OwnedFd,
+    dir_path: &Path,
+    tmp: &std::ffi::OsStr,
+    dest: &Path,
+) -> Result<()> {
+    let name = dest.file_name().unwrap_or_default();
+    if !sys.known_refused(fs_type, Feature::RenameNoreplace) {
+        match sys.rename_noreplace(dir.as_fd(), tmp, name) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                sys.remember_refused(fs_type, Feature::RenameNoreplace);
+                dest::check_newcomer(dir, dir_path, dest)?;
+            }
+            Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                dest::check_newcomer(dir, dir_path, dest)?;
+            }
+            Err(e) => return Err(Error::new2(Op::Rename, dir_path.join(tmp), dest, e)),
+        }
+    } else {
+        dest::check_newcomer(dir, dir_path, dest)?;
+    }
+    rfs::renameat(dir, tmp, dir, name)
+        .map_err(|e| Error::new2(Op::Rename, dir_path.join(tmp), dest, errno(e)))
 }
 
 /// Whether `name` in `dir` is the file open as `fd` (same device and inode; a symlink is not

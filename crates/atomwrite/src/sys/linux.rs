@@ -24,16 +24,45 @@ pub(crate) const BTRFS_MAGIC: u64 = 0x9123_683e;
 /// See [`super::exact_names`].
 pub(crate) fn exact_names(dir: BorrowedFd<'_>, fs_type: u64) -> bool {
     const EXT4: u64 = 0xef53;
-    const TMPFS: u64 = 0x0102_1994;
-    const F2FS: u64 = 0xf2f5_2010;
     /// `FS_CASEFOLD_FL` (`linux/fs.h`).
     const CASEFOLD: u32 = 0x4000_0000;
-    match fs_type {
-        BTRFS_MAGIC => true,
-        // Casefolding is per directory (`chattr +F`): ask this one.
-        EXT4 | TMPFS | F2FS => fs::ioctl_getflags(dir).is_ok_and(|f| f.bits() & CASEFOLD == 0),
-        _ => false,
+    // Casefolding is per directory (`chattr +F`): ask this one.
+    fs_type == EXT4 && fs::ioctl_getflags(dir).is_ok_and(|f| f.bits() & CASEFOLD == 0)
+}
+
+/// See [`super::list_names`]. One `getdents64` buffer of 256 KiB: a directory of one block
+/// (up to 64 KiB) is read in one call, under the directory's lock, so the conversion of a
+/// one-block directory to a hashed one (which reorders it) cannot fall between two calls; a
+/// hashed directory is read in hash order, in which an entry never moves.
+pub(crate) fn list_names(
+    dir: BorrowedFd<'_>,
+    max: usize,
+    each: &mut dyn FnMut(&[u8]),
+) -> io::Result<bool> {
+    use std::mem::MaybeUninit;
+    let fd = fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); 256 << 10];
+    let mut it = fs::RawDir::new(&fd, &mut buf);
+    let mut n = 0;
+    while let Some(entry) = it.next() {
+        let entry = entry.map_err(errno)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if n == max {
+            return Ok(false);
+        }
+        n += 1;
+        each(name);
     }
+    Ok(true)
 }
 
 /// The Linux backend (see the module docs).
@@ -296,7 +325,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = fs::open(d.path(), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
         let fd = dir.as_fd();
-        // Case-insensitive or unknown: vfat, exfat, ntfs3, xfs (ascii-ci), NFS, FUSE.
+        // Case-insensitive, unknown, or (btrfs, tmpfs) a replaced name moves to the end of
+        // the listing order: vfat, exfat, ntfs3, xfs (ascii-ci), NFS, FUSE, btrfs, tmpfs.
         for magic in [
             0x4d44,
             0x2011_bab0,
@@ -304,15 +334,32 @@ mod tests {
             0x5846_5342,
             0x6969,
             0x6573_5546,
+            BTRFS_MAGIC,
+            0x0102_1994,
         ] {
             assert!(!exact_names(fd, magic), "{magic:#x}");
         }
-        assert!(exact_names(fd, BTRFS_MAGIC));
-        // ext4 and tmpfs are asked about this directory: an ordinary one is not casefolded.
-        let here = Linux.fs_info(fd).unwrap().fs_type;
-        if [0xef53, 0x0102_1994].contains(&here) {
-            assert!(exact_names(fd, here));
+        // ext4 is asked about this directory: an ordinary one is not casefolded.
+        if Linux.fs_info(fd).unwrap().fs_type == 0xef53 {
+            assert!(exact_names(fd, 0xef53));
         }
+    }
+
+    #[test]
+    fn a_listing_stops_past_its_bound_and_skips_the_dot_entries() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::write(d.path().join(format!("n{i}")), b"").unwrap();
+        }
+        let dir = fs::open(d.path(), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut seen = Vec::new();
+        assert!(list_names(dir.as_fd(), 10, &mut |n| seen.push(n.to_vec())).unwrap());
+        seen.sort();
+        let want: Vec<Vec<u8>> = (0..10).map(|i| format!("n{i}").into_bytes()).collect();
+        let mut want = want;
+        want.sort();
+        assert_eq!(seen, want);
+        assert!(!list_names(dir.as_fd(), 9, &mut |_| {}).unwrap());
     }
 
     #[test]

@@ -117,12 +117,14 @@ pub(crate) fn fs_info(dir: BorrowedFd<'_>) -> io::Result<FsInfo> {
     host().fs_info(dir)
 }
 
-/// Whether the names in directory `dir` (on a filesystem of type `fs_type`) match byte for
-/// byte, so that a listing that lacks a name proves that no entry answers to it. True only
-/// for filesystems known to compare names exactly: ext2/3/4, tmpfs and f2fs when the directory
-/// is not casefolded (`FS_CASEFOLD_FL`), and btrfs (which has no casefolding). False elsewhere
-/// (vfat, exfat, ntfs, hfs, xfs's `ascii-ci`, network and FUSE filesystems, any other system):
-/// the caller then looks every name up.
+/// Whether a listing of directory `dir` (on a filesystem of type `fs_type`) that lacks a name
+/// proves that no entry answered to it while it was read: names compare byte for byte, and
+/// an entry never moves in the listing order, not even when a file is renamed over it (a
+/// rename-over rewrites the entry in place). True only for ext2/3/4 directories that are not
+/// casefolded (`FS_CASEFOLD_FL`). False elsewhere: case-insensitive filesystems (vfat, exfat,
+/// ntfs, hfs, xfs's `ascii-ci`, casefolded directories), btrfs and tmpfs (a name replaced by a
+/// rename gets a new, later position, past the end a listing in progress reads to), network
+/// and FUSE filesystems, other systems: the caller then looks every name up.
 pub(crate) fn exact_names(dir: BorrowedFd<'_>, fs_type: u64) -> bool {
     #[cfg(target_os = "linux")]
     {
@@ -132,6 +134,25 @@ pub(crate) fn exact_names(dir: BorrowedFd<'_>, fs_type: u64) -> bool {
     {
         let _ = (dir, fs_type);
         false
+    }
+}
+
+/// Hands each name of directory `dir` (not `.` and `..`) to `each`, read through a new open
+/// file description (the caller's offset is untouched). `Ok(false)`: it stopped after `max`
+/// names, more were there. Linux only (where [`exact_names`] may be true); elsewhere an error.
+pub(crate) fn list_names(
+    dir: BorrowedFd<'_>,
+    max: usize,
+    each: &mut dyn FnMut(&[u8]),
+) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::list_names(dir, max, each)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, max, each);
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
