@@ -121,6 +121,16 @@ enum Cmd {
         /// Destination.
         dst: PathBuf,
     },
+    /// (internal) The `cp` floor of `scale` as a process of its own: copies SRC/0 … SRC/N-1
+    /// into the directory DST (see BENCHMARKS.md, "Scale").
+    CpFloor {
+        /// Source directory (files named 0 … N-1).
+        src: PathBuf,
+        /// Destination directory.
+        dst: PathBuf,
+        /// Number of files.
+        n: usize,
+    },
 }
 
 #[derive(Serialize)]
@@ -182,6 +192,12 @@ fn main() {
         Some(Cmd::StreamFloor { dst }) => {
             if let Err(e) = cli::stream_floor(dst) {
                 eprintln!("atomwrite-bench stream-floor: {e}");
+                std::process::exit(1);
+            }
+        }
+        Some(Cmd::CpFloor { src, dst, n }) => {
+            if let Err(e) = scale::floor_cp(src, dst, *n) {
+                eprintln!("atomwrite-bench cp-floor: {e}");
                 std::process::exit(1);
             }
         }

@@ -58,7 +58,7 @@ fn raise_stack_limit() {
 /// The `cp` floor: per file `openat`, `read`, `close` of the source and `openat(O_EXCL)`,
 /// `write`, `close` of a temp; then one `syncfs`, a `renameat` per file, one `fsync` of the
 /// directory.
-fn floor_cp(src: &Path, dst: &Path, n: usize) -> io::Result<()> {
+pub fn floor_cp(src: &Path, dst: &Path, n: usize) -> io::Result<()> {
     let sd = open_dir_fd(src)?;
     let dd = open_dir_fd(dst)?;
     let mut buf = vec![0u8; 64 << 10];

@@ -43,6 +43,11 @@ fn main() {
         common::report_failure(&f, json_requested());
         std::process::exit(f.code);
     }
+    // A cp of many files holds their temps open: grow the descriptor table while this thread is
+    // still the only one (the signal thread would make every growth wait for RCU).
+    if let cli::Command::Cp(a) = &cli.command {
+        atomwrite::Batch::reserve_descriptors(a.paths.len().saturating_sub(1));
+    }
     signals::install(json_requested());
     let code = cmd::dispatch(cli);
     signals::wait_if_exiting();
