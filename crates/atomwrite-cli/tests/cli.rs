@@ -850,10 +850,18 @@ fn cp_of_files_parked_under_a_small_descriptor_limit_costs_at_most_9_syscalls_pe
     let renames =
         big.get("renameat").copied().unwrap_or(0) + big.get("renameat2").copied().unwrap_or(0);
     assert!(renames >= 2864, "the files were not parked: {big:?}");
-    for k in ["getpid", "flock", "fchmod", "fsync"] {
-        let n = big.get(k).copied().unwrap_or(0) as i64 - small.get(k).copied().unwrap_or(0) as i64;
+    let more = |k: &str| {
+        big.get(k).copied().unwrap_or(0) as i64 - small.get(k).copied().unwrap_or(0) as i64
+    };
+    for k in ["getpid", "flock", "fsync"] {
+        let n = more(k);
         assert!(n <= 2, "{k}: {n} more calls for 2,980 more files: {big:?}");
     }
+    // A file it will park is created as a 0600 named temp (as every named temp) and gets its
+    // final mode when finished: one `fchmod` per parked file, none for the open ones (an
+    // `O_TMPFILE` is created with its final mode), and the umask read once, not per file.
+    assert!(more("fchmod") <= 2864 + 2, "{big:?}");
+    assert!(more("read") <= 2, "the umask was read per file: {big:?}");
     // No failing call per file but the destination's lookup (a new file: ENOENT).
     let failing = |m: &std::collections::HashMap<String, u64>| {
         m.iter()
@@ -876,8 +884,9 @@ fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier(
     }
     // A limit far above the batch's cap of open temps (16,384; 1,024 here through the test
     // hook `ATOMWRITE_TEST_HELD_OPEN`, so 1,300 files reach it): 1,300 new files, the first
-    // 276 parked (linked to a temp name, closed, renamed at the commit), the last 1,024 open
-    // until the commit and linked in place.
+    // 276 parked (created as named temps, since `cp` tells its batch how many files come;
+    // closed; renamed at the commit), the last 1,024 open until the commit and linked in
+    // place.
     let Some(nofile) = above_the_open_cap() else {
         return;
     };
@@ -903,7 +912,7 @@ fn cp_of_more_files_than_a_batch_holds_open_parks_the_rest_and_pays_one_barrier(
     if cp_test_fs_magic() != 0x9123_683e {
         assert_eq!(
             (renames, links),
-            (276, 1300),
+            (276, 1024),
             "parked 276, linked 1,024 in place"
         );
     }
@@ -2402,11 +2411,13 @@ mod paused {
     #[test]
     fn cp_sigterm_while_temps_are_parked_removes_them_and_replaces_nothing() {
         for (signal, code) in [(15, 143), (2, 130)] {
-            // Limit 80: 16 temps open; paused right after the 40th was parked (named, closed).
+            // Limit 80: 16 temps open; paused right after the 40th was parked (closed), when 55
+            // files are open or parked. `cp` tells its batch how many files come, so the 104
+            // it will park are created as named temps: all 55 have a name on disk.
             let c = super::LimitedCp::new(120, 60);
             let marker = c.d.path().join("pause");
             let p = start_command(c.command(80, None, &["--json"]), "batch-parked:40", &marker);
-            assert_eq!(temps_in(&c.dst).len(), 40);
+            assert_eq!(temps_in(&c.dst).len(), 55);
             p.signal(signal);
             let (got, out, err) = p.finish();
             assert_eq!(got, code, "{err}");
@@ -2427,7 +2438,9 @@ mod paused {
     #[test]
     fn cp_sigterm_with_files_parked_past_the_open_cap_removes_every_temp() {
         // No small descriptor limit: the batch parks because it holds at most 1,024 temps
-        // open (the test hook's cap; 16,384 without it). Paused after the 200th park: 200 closed temps, 1,024 open anonymous ones.
+        // open (the test hook's cap; 16,384 without it). Paused after the 200th park: the 276
+        // files it will park were created as named temps (200 closed, 76 open), 947 others
+        // are open anonymous ones.
         let Some(nofile) = super::above_the_open_cap() else {
             return;
         };
@@ -2436,7 +2449,7 @@ mod paused {
         let mut cmd = c.command(nofile, None, &["--json"]);
         cmd.env("ATOMWRITE_TEST_HELD_OPEN", "1024");
         let p = start_command(cmd, "batch-parked:200", &marker);
-        assert_eq!(temps_in(&c.dst).len(), 200);
+        assert_eq!(temps_in(&c.dst).len(), 276);
         p.signal(15);
         let (got, out, err) = p.finish();
         assert_eq!(got, 143, "{err}");
@@ -2461,9 +2474,11 @@ mod paused {
         let mut cmd = c.command(nofile, None, &[]);
         cmd.env("ATOMWRITE_TEST_HELD_OPEN", "1024");
         let p = start_command(cmd, "batch-parked:150", &marker);
+        // 150 parked (closed) and the other 126 it will park (open, named at their creation,
+        // no flock of their own): the directory's lock keeps `clean` from every one.
         let mut parked = temps_in(&c.dst);
         parked.sort();
-        assert_eq!(parked.len(), 150);
+        assert_eq!(parked.len(), 276);
         let dst = c.dst.to_str().unwrap();
         let (code, out, err) = run(&["clean", "--older-than", "0s", "--json", dst], b"", &[]);
         assert_eq!(code, 0, "{err}");

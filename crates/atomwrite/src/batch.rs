@@ -144,6 +144,8 @@ pub struct Batch {
     parked: usize,
     /// Most temps held open at once.
     max_open: usize,
+    /// Files the caller said are coming ([`Batch::expect_files`]; 0: not said).
+    expected: usize,
     /// The run id of the files parked last, shared by every parked file that has the same.
     run_id: Option<Arc<str>>,
     /// `fsync`s paid when parking (no barrier covers those files).
@@ -252,6 +254,7 @@ impl Batch {
             dirs: DirCache::default(),
             parked: 0,
             max_open: max_open(),
+            expected: 0,
             run_id: None,
             park_syncs: 0,
             locked_dirs: crate::file::DirLocks::default(),
@@ -291,6 +294,7 @@ impl Batch {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn expect_files(mut self, files: usize) -> Batch {
+        self.expected = files;
         self.dirs.expect(files);
         Batch::reserve_descriptors(files);
         self
@@ -365,7 +369,13 @@ impl Batch {
         while self.files.len() - self.parked >= self.max_open {
             self.park_oldest()?;
         }
-        let f = AtomicFile::open_cached(path, opts, Some((&mut self.dirs, &mut self.locked_dirs)))?;
+        // Parking goes oldest first: this file is parked if `max_open` more files follow it.
+        let park_soon = self.expected > self.files.len() + self.max_open;
+        let f = AtomicFile::open_cached(
+            path,
+            opts,
+            Some((&mut self.dirs, &mut self.locked_dirs, park_soon)),
+        )?;
         self.files.push(Entry::Open(Box::new(f)));
         match self.files.last_mut() {
             Some(Entry::Open(f)) => Ok(f),

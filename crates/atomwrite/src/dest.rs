@@ -424,6 +424,8 @@ pub(crate) struct DirCache {
     budget: usize,
     /// Keys the name hashes of the listings (per process, so names cannot be chosen to collide).
     hasher: std::hash::RandomState,
+    /// The process umask, read once for the batch's files.
+    umask: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -439,6 +441,12 @@ struct Cached {
 const LIST_MIN_FILES: usize = 32;
 
 impl DirCache {
+    /// The umask, read once per batch (a `/proc` read each time would cost four syscalls per
+    /// new file whose mode is set by `fchmod`); a batch is one operation.
+    pub(crate) fn umask(&mut self, sys: sys::Sys) -> u32 {
+        *self.umask.get_or_insert_with(|| sys.umask())
+    }
+
     /// Tells the cache how many files are coming, so it may list each directory once.
     pub(crate) fn expect(&mut self, files: usize) {
         self.expect = files;

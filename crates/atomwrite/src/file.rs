@@ -117,6 +117,9 @@ pub struct AtomicFile {
     /// The anonymous inode was created with mode 0666 filtered by the kernel through the umask,
     /// which is already the right final mode for a new file.
     mode_is_final: bool,
+    /// The umask as its batch read it once for all its files (a single write reads it when it
+    /// needs it: a named temp's new file, whose final mode is set by `fchmod`).
+    umask: Option<u32>,
     /// Set by `prepare` when the new file's owner or group differs from the replaced file's.
     owner_changed: Option<OwnerChange>,
     /// The new contents are visible at the destination (the rename or link happened).
@@ -146,17 +149,24 @@ impl AtomicFile {
     /// Opens through a batch's [`DirCache`] (one directory fd per parent, shared by its files)
     /// and its set of directory fds it holds the shared lock on ([`DirLock::Batch`]); `None`: a
     /// single write, with a directory fd of its own.
+    ///
+    /// `park_soon` (a batch's file it will have to park, see [`Batch`](crate::Batch)): where the
+    /// batch holds (or now takes) its directory's shared lock, the temp is created named at
+    /// once (0600), without a `flock` of its own, as a parked temp is; its park is then only an
+    /// `fchmod` and a close (no `O_TMPFILE` orphan to link, no `linkat`). A batch's files use
+    /// the umask it read once.
     pub(crate) fn open_cached(
         path: &Path,
         opts: &Options,
-        batch: Option<(&mut DirCache, &mut DirLocks)>,
+        batch: Option<(&mut DirCache, &mut DirLocks, bool)>,
     ) -> Result<AtomicFile> {
-        let (cache, lock) = match batch {
-            Some((cache, locked)) => (Some(cache), DirLock::Batch(locked)),
-            None => (None, DirLock::OwnFd),
+        let Some((cache, locked, park_soon)) = batch else {
+            let d = dest::resolve(path, opts, None)?;
+            return Self::open_dest(d, opts, DirLock::OwnFd, false, None);
         };
-        let d = dest::resolve(path, opts, cache)?;
-        Self::open_dest(d, opts, lock)
+        let d = dest::resolve(path, opts, Some(&mut *cache))?;
+        let umask = cache.umask(sys::backend(opts.portable || portable_env()));
+        Self::open_dest(d, opts, DirLock::Batch(locked), park_soon, Some(umask))
     }
 
     /// Opens a temp for `name` inside an already-open directory: no path is resolved, no symlink
@@ -169,7 +179,7 @@ impl AtomicFile {
         opts: &Options,
     ) -> Result<AtomicFile> {
         let d = dest::in_dir(dir, dir_path, name)?;
-        Self::open_dest(d, opts, DirLock::SharedFd)
+        Self::open_dest(d, opts, DirLock::SharedFd, false, None)
     }
 
     /// Creates the anonymous temp (`O_TMPFILE`) where the filesystem is not known to refuse it;
@@ -205,18 +215,44 @@ impl AtomicFile {
         Ok((anon, mode_is_final))
     }
 
-    fn open_dest(mut d: dest::Dest, opts: &Options, lock: DirLock<'_>) -> Result<AtomicFile> {
+    fn open_dest(
+        mut d: dest::Dest,
+        opts: &Options,
+        mut lock: DirLock<'_>,
+        park_soon: bool,
+        umask: Option<u32>,
+    ) -> Result<AtomicFile> {
         if d.existing.is_none() {
             d.existing = opts.inherited;
         }
         let sys = sys::backend(opts.portable || portable_env());
-        let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
-        let (fd, temp) = match anon {
-            Some(fd) => (fd, Temp::Anonymous),
-            None => {
-                let (fd, name, token) =
-                    create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
-                (fd, Temp::Named(name, token))
+        // A file its batch will park is created named under the batch's directory lock (which
+        // keeps `clean` away from it, as from a parked temp): no flock, no link when parked.
+        let parkable = park_soon
+            && match &mut lock {
+                DirLock::Batch(locked) => locked.held(&d.dir),
+                _ => false,
+            };
+        let (fd, temp, mode_is_final) = if parkable {
+            // 0600 until it is finished, as every named temp (its final mode is set then).
+            let (fd, name, token) = create_temp(
+                &d.dir,
+                &d.dir_path,
+                &d.name,
+                d.fs.name_max,
+                0o600,
+                |fd, _| Ok(fd),
+            )?;
+            (fd, Temp::Named(name, token), false)
+        } else {
+            let (anon, mode_is_final) = Self::open_anonymous(&sys, &d, opts)?;
+            match anon {
+                Some(fd) => (fd, Temp::Anonymous, mode_is_final),
+                None => {
+                    let (fd, name, token) =
+                        create_named(&d.dir, &d.dir_path, &d.name, d.fs.name_max, lock)?;
+                    (fd, Temp::Named(name, token), false)
+                }
             }
         };
         let f = AtomicFile {
@@ -232,6 +268,7 @@ impl AtomicFile {
             sys,
             opts: opts.clone(),
             mode_is_final,
+            umask,
             owner_changed: None,
             visible: false,
             hasher: if opts.no_checksum {
@@ -710,9 +747,9 @@ impl AtomicFile {
             (None, _, Some(ex)) => (Some(keep(ex.mode)), ex.mode),
             // Like `cp` without `-p`: never set-id, never more open than the umask allows.
             (None, Some(NewMode::Source(_)), None) if self.mode_is_final => (None, 0),
-            (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !self.sys.umask()), 0),
+            (None, Some(NewMode::Source(m)), None) => (Some(m & 0o777 & !self.umask()), 0),
             (None, None, None) if self.mode_is_final => (None, 0),
-            (None, None, None) => (Some(0o666 & !self.sys.umask()), 0),
+            (None, None, None) => (Some(0o666 & !self.umask()), 0),
         };
         if let Some(m) = mode {
             rfs::fchmod(fd, Mode::from_raw_mode(m))
@@ -739,6 +776,11 @@ impl AtomicFile {
             _ => None,
         };
         Ok(sha256)
+    }
+
+    /// The umask a new file's mode is filtered by: its batch's, else the process's now.
+    fn umask(&self) -> u32 {
+        self.umask.unwrap_or_else(|| self.sys.umask())
     }
 
     /// `fchown`s the temp to `uid`:`gid`. `Ok(false)` when an unprivileged writer may not (then
@@ -1411,41 +1453,58 @@ pub(crate) fn create_named(
     lock: DirLock<'_>,
 ) -> Result<(OwnedFd, OsString, TempToken)> {
     let window = WindowLock::take(dir, lock);
-    let created = interrupt::create_registered(dir, dir_path, || {
+    let created = create_temp(dir, dir_path, name, name_max, 0o600, |fd, tmp| {
+        // Tells `clean` that a live writer owns this temp. Cannot block: the file is new.
+        let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
+        // Without the directory's lock, a `clean --older-than 0` may have taken the temp for a
+        // dead writer's before its flock, and anyone who can write here may have made a file of
+        // theirs under the freed name: the name is used (renamed over the destination, or
+        // unlinked) only if it still names the file this writer created. Once flocked it stays
+        // ours: `clean` keeps a locked temp, and in a sticky directory no other user can remove
+        // it.
+        let ours = window.held() || names_file(dir, tmp, &fd);
+        if let Err(e) = locked {
+            if ours {
+                let _ = rfs::unlinkat(&**dir, tmp, AtFlags::empty());
+            }
+            return Err(Error::new(Op::Lock, dir_path.join(tmp), errno(e)));
+        }
+        if !ours {
+            return Err(Error::other(
+                Op::CreateTemp,
+                dir_path.join(tmp),
+                io::ErrorKind::Other,
+                "was removed or replaced by another process before it could be locked (the \
+                 directory's lock could not be taken to protect it); the destination was not \
+                 replaced",
+            ));
+        }
+        Ok(fd)
+    });
+    drop(window);
+    created
+}
+
+/// Creates a new temp named after `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode
+/// `mode` filtered by the umask), registered with [`interrupt`] as it is created, and hands it
+/// to `check` (which may refuse it: it then removes what it must and returns the error).
+fn create_temp(
+    dir: &Arc<OwnedFd>,
+    dir_path: &Path,
+    name: &std::ffi::OsStr,
+    name_max: usize,
+    mode: u32,
+    check: impl Fn(OwnedFd, &std::ffi::OsStr) -> Result<OwnedFd>,
+) -> Result<(OwnedFd, OsString, TempToken)> {
+    interrupt::create_registered(dir, dir_path, || {
         for _ in 0..NAME_ATTEMPTS {
             let tmp = tempname::temp_name(name, name_max);
             let flags =
                 OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDWR;
-            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
+            match rfs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(mode)) {
                 Ok(fd) => {
                     interrupt::test_point("named-created", 0);
-                    // Tells `clean` that a live writer owns this temp. Cannot block: the file
-                    // is new.
-                    let locked = rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive);
-                    // Without the directory's lock, a `clean --older-than 0` may have taken the
-                    // temp for a dead writer's before its flock, and anyone who can write here
-                    // may have made a file of theirs under the freed name: the name is used
-                    // (renamed over the destination, or unlinked) only if it still names the
-                    // file this writer created. Once flocked it stays ours: `clean` keeps a
-                    // locked temp, and in a sticky directory no other user can remove it.
-                    let ours = window.held() || names_file(dir, &tmp, &fd);
-                    if let Err(e) = locked {
-                        if ours {
-                            let _ = rfs::unlinkat(&**dir, &tmp, AtFlags::empty());
-                        }
-                        return Err(Error::new(Op::Lock, dir_path.join(&tmp), errno(e)));
-                    }
-                    if !ours {
-                        return Err(Error::other(
-                            Op::CreateTemp,
-                            dir_path.join(&tmp),
-                            io::ErrorKind::Other,
-                            "was removed or replaced by another process before it could be \
-                             locked (the directory's lock could not be taken to protect it); \
-                             the destination was not replaced",
-                        ));
-                    }
-                    return Ok((fd, tmp));
+                    return Ok((check(fd, &tmp)?, tmp));
                 }
                 Err(Errno::EXIST) => tempname::collided(),
                 Err(e) => return Err(Error::new(Op::CreateTemp, dir_path.join(&tmp), errno(e))),
@@ -1456,9 +1515,7 @@ pub(crate) fn create_named(
             dir_path.join(name),
             errno(Errno::EXIST),
         ))
-    });
-    drop(window);
-    created
+    })
 }
 
 /// Renames the temp `tmp` over `dest` (in `dir`) for a write whose destination was absent at
