@@ -1,6 +1,6 @@
 //! `atomwrite-bench scale`: cost as the work grows, each figure beside its floor in one run.
 //!
-//! - **cp**: `atomwrite cp -q SRC... DIR/` of N fresh 4 KiB files vs a hand-written floor that
+//! - **cp**: `atomwrite cp SRC... DIR/` of N fresh 4 KiB files vs a hand-written floor that
 //!   opens, reads and closes each source and creates, writes and closes a temp for it, then one
 //!   `syncfs`, every rename, one directory `fsync` (the same durability). Time per file at each
 //!   N, peak RSS of the CLI, and (with strace) syscalls per file.
@@ -111,22 +111,26 @@ fn verify_copies(src: &Path, dst: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Syscalls per file of `atomwrite cp` of `n` files (strace -f -c, whole process / files), into
-/// a fresh directory `out` (left in place: see [`cp_part`] on deletions).
-fn cp_syscalls(cli: &Path, root: &Path, n: usize, out: &str) -> Option<f64> {
+/// Syscalls per file of `atomwrite cp --json` of `n` files (strace -f -c, whole process /
+/// files), into a fresh directory `out` (left in place: see [`cp_part`] on deletions), and the
+/// barriers its JSON reports ("dir_syncs (data_syncs)").
+fn cp_syscalls(cli: &Path, root: &Path, n: usize, out: &str) -> Option<(f64, String)> {
     fs::create_dir(root.join(out)).ok()?;
     let log = root.join("strace.log");
     let mut c = Command::new("strace");
     c.args(["-f", "-c", "-o"])
         .arg(&log)
         .arg(cli)
-        .args(["cp", "-q"]);
+        .args(["cp", "--json"]);
     c.current_dir(root);
     for i in 0..n {
         c.arg(format!("s/{i}"));
     }
     c.arg(format!("{out}/"));
-    let ok = c.output().ok()?.status.success();
+    let o = c.output().ok()?;
+    let ok = o.status.success();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    let syncs = format!("{} ({})", v["dir_syncs"], v["data_syncs"]);
     let text = fs::read_to_string(&log).ok()?;
     let total: u64 = text
         .lines()
@@ -135,7 +139,7 @@ fn cp_syscalls(cli: &Path, root: &Path, n: usize, out: &str) -> Option<f64> {
         .nth(3)?
         .parse()
         .ok()?;
-    ok.then_some(total as f64 / n as f64)
+    ok.then_some((total as f64 / n as f64, syncs))
 }
 
 /// The `cp` growth curve. Nothing is deleted between the timed runs of the part (every run
@@ -187,8 +191,10 @@ fn cp_sizes(
                 fs::create_dir(&d)?;
                 syncfs_dir(&root)?;
                 if k == 0 {
+                    // Timed as a user runs it: `cp` prints nothing by default (as GNU cp); the
+                    // floor prints nothing either. The JSON report is made by the strace run.
                     let mut c = Command::new(cli);
-                    c.current_dir(&root).args(["cp", "--json"]);
+                    c.current_dir(&root).arg("cp");
                     for i in 0..n {
                         c.arg(format!("s/{i}"));
                     }
@@ -202,10 +208,7 @@ fn cp_sizes(
                         ));
                     }
                     aw.push(el);
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&out.stdout).unwrap_or_default();
-                    syncs = format!("{} ({})", v["dir_syncs"], v["data_syncs"]);
-                    // Peak RSS in a separate quiet run (JSON output holds every receipt).
+                    // Peak RSS in a separate quiet run.
                     if r == 0 {
                         let d2 = root.join("d2");
                         fs::create_dir(&d2)?;
@@ -227,6 +230,10 @@ fn cp_sizes(
             }
         }
         let (a, f) = (median(&aw), median(&fl));
+        let counted = cp_syscalls(cli, &root, n, "strace-d");
+        if let Some((_, s)) = &counted {
+            syncs = s.clone();
+        }
         *o += &format!(
             "| {n} | {} | {} | {} | {} | {:.2}× | {:.1} MiB | {syncs} |\n",
             fmt_us(a),
@@ -236,7 +243,7 @@ fn cp_sizes(
             a / f,
             rss as f64 / 1024.0
         );
-        if let Some(per) = cp_syscalls(cli, &root, n, "strace-d") {
+        if let Some((per, _)) = counted {
             *o += &format!(
                 "| ↳ syscalls per file (strace -f -c, whole process / {n}) | {per:.2} | | | | | | |\n"
             );

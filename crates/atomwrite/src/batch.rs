@@ -95,7 +95,11 @@ impl BatchOutcome {
 /// [`interrupt`] registry). An open anonymous temp is published by one `linkat`, a parked one
 /// by the `linkat` to its temp name when parked and a `renameat`: one syscall more per file past
 /// the first 16,384, no other cost (creating an `O_TMPFILE` costs the same with 18,000 others
-/// open as with none, measured on ext4 with and without a journal and on tmpfs). Where the
+/// open as with none, measured on ext4 with and without a journal and on tmpfs). With
+/// [`expect_files`](Batch::expect_files), a file that will be parked is a 0600 named temp from
+/// the start instead, and its park an `fchmod` to its final mode. A new file (nothing had its
+/// name when it was looked up) is published create-only (`linkat`, `RENAME_NOREPLACE`), so a
+/// newcomer is seen: replaced, except another user's entry in a shared sticky directory. Where the
 /// barrier of step 2 is one `syncfs` that reports errors, that `syncfs` covers a parked file
 /// too; elsewhere a parked file is `fsync`ed before it is closed (so more flushes, never fewer
 /// guarantees). A parked temp has no descriptor, so no `flock` of its own: before its first
@@ -268,21 +272,28 @@ impl Batch {
     }
 
     /// Says how many files will be added (a hint; any number may still come), so that a batch
-    /// of many files costs one `stat` less per file, guaranteeing nothing less: each
-    /// destination directory is listed once when its first file is added, and a name the
-    /// listing lacks is taken as absent without a `stat` of its own.
+    /// of many files costs less per file, guaranteeing nothing less:
     ///
-    /// Only where a listing is exact: ext2/3/4 outside casefolded directories (names compare
-    /// byte for byte, and a file renamed over a name keeps its entry, so a name that exists
-    /// throughout is never missed; on btrfs and tmpfs a replaced name moves past the end of a
-    /// listing in progress). Never in a shared sticky directory such as `/tmp`, and not past
-    /// about twice `files` entries read in all (a `stat` per file is then cheaper). A name
-    /// created after the listing is met by the publish, as one created after a `stat` would
-    /// be: it is replaced (create-only: reported as a conflict).
+    /// - Each destination directory is listed once when its first file is added, and a name
+    ///   the listing lacks is taken as absent without a `stat` of its own. Only where a
+    ///   listing is exact: ext2/3/4 outside casefolded directories (names compare byte for
+    ///   byte, and a file renamed over a name keeps its entry, so a name that exists
+    ///   throughout is never missed; on btrfs and tmpfs a replaced name moves past the end of
+    ///   a listing in progress). Never in a shared sticky directory such as `/tmp`, and not
+    ///   past about twice `files` entries read in all (a `stat` per file is then cheaper). A
+    ///   name created after the listing is met by the publish, as one created after a `stat`
+    ///   would be: it is replaced (create-only: reported as a conflict; another user's entry
+    ///   in a shared sticky directory: refused).
+    /// - A file the batch will have to park (past the temps it keeps open) is created as a
+    ///   named temp at once, mode 0600 until it is finished (as every named temp), under the
+    ///   directory's lock (see the type docs), instead of as an `O_TMPFILE` linked to a name
+    ///   when parked: the same number of syscalls, without the inode's trips on and off the
+    ///   filesystem's orphan list. Like a parked temp, a crash leaves it for
+    ///   [`clean`](crate::clean).
+    /// - The descriptor table is grown once ([`Batch::reserve_descriptors`]).
     ///
     /// Measured with `atomwrite cp` of 100,000 new 4 KiB files into one directory on ext4:
-    /// 7.84 syscalls per file instead of 8.84, and 1.2× the time of a hand-written floor
-    /// instead of 1.4× (see BENCHMARKS.md, "Scale").
+    /// 7.84 syscalls per file instead of 8.84 (see BENCHMARKS.md, "Scale").
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
