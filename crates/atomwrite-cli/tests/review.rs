@@ -1895,3 +1895,60 @@ fn a_file_planted_by_another_user_after_the_check_in_a_sticky_dir_is_not_replace
         }
     }
 }
+
+/// A FIFO (or any entry but a regular file or a symlink) that appears at a destination name
+/// after the name was found free is refused, as it would have been at the lookup: the renames
+/// stop there, the report is exact, the FIFO is untouched and no temp is left. It used to be
+/// replaced silently. Parked (renamed) and open (linked) files, fast and portable paths.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_fifo_that_appears_at_a_free_destination_name_is_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    for planted in ["f03", "f58"] {
+        for portable in ["0", "1"] {
+            let d = tmp();
+            let src = d.path().join("s");
+            fs::create_dir(&src).unwrap();
+            let mut args = vec!["cp".to_string(), "--json".into()];
+            for i in 0..60 {
+                let p = src.join(format!("f{i:02}"));
+                fs::write(&p, format!("new {i}\n")).unwrap();
+                args.push(p.display().to_string());
+            }
+            let out_dir = d.path().join("out");
+            fs::create_dir(&out_dir).unwrap();
+            args.push(format!("{}/", out_dir.display()));
+            let marker = d.path().join("pause");
+            let (child, _) = start_paused(
+                &args,
+                &[
+                    ("ATOMWRITE_TEST_HELD_OPEN", "16"),
+                    ("ATOMWRITE_PORTABLE", portable),
+                ],
+                "batch-synced",
+                &marker,
+            );
+            let target = out_dir.join(planted);
+            let st = Command::new("mkfifo").arg(&target).status().unwrap();
+            assert!(st.success());
+            fs::remove_file(&marker).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let ctx = format!("{planted} portable={portable}: {err}");
+            assert_eq!(out.status.code(), Some(1), "{ctx}");
+            assert!(err.contains("FIFO"), "{ctx}");
+            assert!(
+                fs::symlink_metadata(&target).unwrap().file_type().is_fifo(),
+                "{ctx}"
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let n: usize = planted[1..].parse().unwrap();
+            assert_eq!(
+                v["error"]["replaced"].as_array().unwrap().len(),
+                n,
+                "{ctx} {v}"
+            );
+            assert_eq!(temps_in(&out_dir), Vec::<PathBuf>::new(), "{ctx}");
+        }
+    }
+}

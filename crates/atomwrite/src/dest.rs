@@ -669,17 +669,42 @@ fn check_name_len(name: &OsStr, name_max: usize, full: &Path) -> Result<()> {
 }
 
 /// For a destination that was absent when it was looked up and has an entry now (its
-/// create-only publish met `EEXIST`): whether that newcomer may be replaced. In a shared sticky
-/// directory, only an entry of the caller or of the directory's owner may (else the sticky
-/// rule's refusal, as for an entry found at the lookup: root's rename would otherwise replace
-/// what another user planted after the check); elsewhere anything may, as it would have been
-/// had it been there at the lookup. A newcomer gone again is no obstacle.
-pub(crate) fn check_newcomer(dir: &OwnedFd, dir_shown: &Path, full: &Path) -> Result<()> {
+/// create-only publish met `EEXIST`): whether that newcomer may be replaced. `Ok(true)`: it may
+/// (a regular file or a symlink, replaced itself: not followed, its mode and owner not kept);
+/// `Ok(false)`: it is gone again (the caller publishes create-only again, never a plain rename
+/// over whatever comes next); an error: refused, as an entry found at the lookup would be: a
+/// FIFO, socket, device or directory is never replaced, and in a shared sticky directory
+/// neither is an entry that belongs to neither the caller nor the directory's owner (root's
+/// rename would otherwise replace what another user planted after the check). Which entries a
+/// plain rename may then replace is stable: in a sticky directory only their owner (the caller
+/// or the directory's owner) or root can remove them.
+pub(crate) fn check_newcomer(dir: &OwnedFd, dir_shown: &Path, full: &Path) -> Result<bool> {
     let name = full.file_name().unwrap_or_default();
     match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => check_sticky_rule(Rule::Entry, dir, dir_shown, full, st.st_uid),
-        Err(_) => Ok(()),
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile | FileType::Symlink => {
+                check_sticky_rule(Rule::Entry, dir, dir_shown, full, st.st_uid)?;
+                Ok(true)
+            }
+            other => Err(not_replaceable(other, full)),
+        },
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(Error::new(Op::Inspect, full, errno(e))),
     }
+}
+
+/// How many times a create-only publish is tried again when its name's newcomer is gone by
+/// the time it is looked at, before the write gives up (a conflict).
+pub(crate) const NEWCOMER_TRIES: usize = 4;
+
+/// The conflict after [`NEWCOMER_TRIES`]: the name kept appearing and disappearing.
+pub(crate) fn newcomer_churn(full: &Path) -> Error {
+    Error::other(
+        Op::Rename,
+        full,
+        io::ErrorKind::AlreadyExists,
+        "another process keeps creating and removing this name; the destination was not replaced",
+    )
 }
 
 /// The error for a destination `full` that is neither a regular file nor a symlink.

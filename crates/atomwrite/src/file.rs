@@ -934,31 +934,40 @@ impl AtomicFile {
     fn link_anonymous_visible(&mut self) -> Result<()> {
         // Create-only writes and new files get here (`stage` named the others). linkat
         // fails with EEXIST if the name exists: an atomic create-only publish.
-        match self
-            .sys
-            .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
-        {
-            Ok(()) => {}
-            Err(e)
-                if !self.opts.no_clobber
-                    && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
+        let mut gone = 0;
+        loop {
+            match self
+                .sys
+                .link_anonymous(self.file.as_fd(), self.dir.as_fd(), &self.name)
             {
-                // Something took the name since the open: replace it, as a write that
-                // had found it there would (named temp, then rename over it), unless it is
-                // another user's entry in a shared sticky directory.
-                self.temp = Temp::Anonymous;
-                if self.absent {
-                    dest::check_newcomer(&self.dir, &self.dir_path, &self.dest)?;
-                    self.absent = false;
+                Ok(()) => break,
+                Err(e)
+                    if !self.opts.no_clobber
+                        && e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) =>
+                {
+                    // Something took the name since the open: replace it, as a write that
+                    // had found it there would (named temp, then rename over it), unless
+                    // `check_newcomer` refuses it; gone again: link create-only again.
+                    self.temp = Temp::Anonymous;
+                    if self.absent {
+                        if !dest::check_newcomer(&self.dir, &self.dir_path, &self.dest)? {
+                            gone += 1;
+                            if gone < dest::NEWCOMER_TRIES {
+                                continue;
+                            }
+                            return Err(dest::newcomer_churn(&self.dest));
+                        }
+                        self.absent = false;
+                    }
+                    let (tmp, token) = self.link_anonymous_to_temp()?;
+                    self.temp = Temp::Named(tmp, token);
+                    self.sync_after_link()?;
+                    return self.make_visible();
                 }
-                let (tmp, token) = self.link_anonymous_to_temp()?;
-                self.temp = Temp::Named(tmp, token);
-                self.sync_after_link()?;
-                return self.make_visible();
-            }
-            Err(e) => {
-                self.temp = Temp::Anonymous;
-                return Err(Error::new(Op::Link, &self.dest, e));
+                Err(e) => {
+                    self.temp = Temp::Anonymous;
+                    return Err(Error::new(Op::Link, &self.dest, e));
+                }
             }
         }
         self.now_visible();
@@ -1520,10 +1529,12 @@ fn create_temp(
 
 /// Renames the temp `tmp` over `dest` (in `dir`) for a write whose destination was absent at
 /// its lookup: `renameat2(RENAME_NOREPLACE)` where the filesystem has it, so that a newcomer is
-/// seen, and replaced only if [`dest::check_newcomer`] allows (not another user's entry in a
-/// shared sticky directory). Where it has not (the portable path), the newcomer is looked up
-/// just before a plain `renameat` (one `stat` more; a newcomer planted between the two is
-/// replaced, as any newcomer was before this check existed).
+/// seen, and replaced only if [`dest::check_newcomer`] allows (a regular file or a symlink, and
+/// not another user's in a shared sticky directory); a newcomer gone again by the time it is
+/// looked at is met by another create-only rename, a few times, then a conflict. Where the
+/// filesystem has no `RENAME_NOREPLACE` (the portable path), the name is looked up just before
+/// a plain `renameat` (one `stat` more; a newcomer planted between the two is replaced, as
+/// any newcomer was before this check existed).
 fn rename_over_absent(
     sys: Sys,
     fs_type: u64,
@@ -1533,21 +1544,34 @@ fn rename_over_absent(
     dest: &Path,
 ) -> Result<()> {
     let name = dest.file_name().unwrap_or_default();
-    if !sys.known_refused(fs_type, Feature::RenameNoreplace) {
+    let mut gone = 0;
+    while !sys.known_refused(fs_type, Feature::RenameNoreplace) {
         match sys.rename_noreplace(dir.as_fd(), tmp, name) {
             Ok(true) => return Ok(()),
+            // Not available (the portable backend remembers nothing: leave the loop here).
             Ok(false) => {
                 sys.remember_refused(fs_type, Feature::RenameNoreplace);
-                dest::check_newcomer(dir, dir_path, dest)?;
+                break;
             }
+            // A newcomer that may be replaced: a plain rename now (see `check_newcomer`).
             Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
-                dest::check_newcomer(dir, dir_path, dest)?;
+                if dest::check_newcomer(dir, dir_path, dest)? {
+                    return rename_plain(dir, dir_path, tmp, dest);
+                }
+                gone += 1;
+                if gone == dest::NEWCOMER_TRIES {
+                    return Err(dest::newcomer_churn(dest));
+                }
             }
             Err(e) => return Err(Error::new2(Op::Rename, dir_path.join(tmp), dest, e)),
         }
-    } else {
-        dest::check_newcomer(dir, dir_path, dest)?;
     }
+    dest::check_newcomer(dir, dir_path, dest)?;
+    rename_plain(dir, dir_path, tmp, dest)
+}
+
+fn rename_plain(dir: &OwnedFd, dir_path: &Path, tmp: &std::ffi::OsStr, dest: &Path) -> Result<()> {
+    let name = dest.file_name().unwrap_or_default();
     rfs::renameat(dir, tmp, dir, name)
         .map_err(|e| Error::new2(Op::Rename, dir_path.join(tmp), dest, errno(e)))
 }
