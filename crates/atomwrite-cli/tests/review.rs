@@ -1074,12 +1074,21 @@ fn a_private_source_is_not_copied_readable_through_file_urls() {
     assert_eq!(fs::read(d.path().join("copy")).unwrap(), b"secret\n");
 }
 
+/// `PARENT/shared`, owned by root and group `group`, with `mode` (a sticky 1777 or 1775).
+fn shared_sticky_dir(parent: &Path, mode: u32, group: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = parent.join("shared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(0), Some(group)).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+    shared
+}
+
 /// `clean` in a sticky directory others may write removes only the caller's own temps: a file
 /// of uid 65534 shaped like a temp, old and unlocked, is kept with a warning (its name, age
 /// and missing lock can all be forged), while the caller's own stale temp is removed.
 #[test]
 fn clean_in_a_shared_sticky_directory_removes_only_the_callers_temps() {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     if !require(
         rustix::process::geteuid().is_root(),
@@ -1091,10 +1100,7 @@ fn clean_in_a_shared_sticky_directory_removes_only_the_callers_temps() {
     // "shared sticky" that the writers use too.
     for (mode, group) in [(0o1777, 0), (0o1775, 65534)] {
         let d = tmp();
-        let shared = d.path().join("shared");
-        fs::create_dir(&shared).unwrap();
-        std::os::unix::fs::chown(&shared, Some(0), Some(group)).unwrap();
-        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        let shared = shared_sticky_dir(d.path(), mode, group);
         let theirs = shared.join(".z.abcdefghijklmnop.tmp");
         let st = Command::new("sh")
             .arg("-c")
@@ -1807,7 +1813,6 @@ fn sources_and_out(
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_file_planted_by_another_user_after_the_check_in_a_sticky_dir_is_not_replaced() {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     if !require(
         rustix::process::geteuid().is_root(),
@@ -1829,10 +1834,7 @@ fn a_file_planted_by_another_user_after_the_check_in_a_sticky_dir_is_not_replace
                     fs::write(&p, format!("root's {i}\n")).unwrap();
                     args.push(p.display().to_string());
                 }
-                let shared = d.path().join("shared");
-                fs::create_dir(&shared).unwrap();
-                std::os::unix::fs::chown(&shared, Some(0), Some(group)).unwrap();
-                fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+                let shared = shared_sticky_dir(d.path(), mode, group);
                 args.push(format!("{}/", shared.display()));
                 let marker = d.path().join("pause");
                 let (child, _) = start_paused(
